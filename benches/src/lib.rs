@@ -1,0 +1,1 @@
+//! CoMo-rs benchmarks: criterion micro-benchmarks in `benches/benches`, drivers in `scripts/`.

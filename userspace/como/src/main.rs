@@ -1,0 +1,3 @@
+//! The `como` command. (Skeleton: being written.)
+
+fn main() {}
