@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+#! The main job of CoMo-rs as it stands: reads a bundled real trace (nDPI's Microsoft Teams
+#! capture) through `como read`, first packet by packet, then counting a few typical filters.
+#! (The live XDP demo replaces this when the kernel fast path lands.)
+#!
+#! Usage: scripts/demo.sh [EXPR...]   (the filter for the packet listing; default: none)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+cargo build --release --locked -p como --quiet
+como=target/release/como
+trace=tests/data/traces/nDPI/teams.pcap
+
+echo "== $como read -r $trace $* (first 25 lines)" >&2
+# `head` closing the pipe early is fine: como stops quietly, as tcpdump does.
+"$como" read -r "$trace" "$@" | head -n 25
+for expr in "" "tcp" "udp port 3478 or udp portrange 50000-50059" "ip6" "tcp[tcpflags] & tcp-syn != 0" "not net 192.168.0.0/16"; do
+    printf '== %s read -c -r %s %-45s -> ' "$como" "$trace" "'$expr'" >&2
+    "$como" read -c -r "$trace" $expr
+done
