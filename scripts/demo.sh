@@ -17,5 +17,5 @@ echo "== $como read -r $trace $* (first 25 lines)" >&2
 "$como" read -r "$trace" "$@" | head -n 25
 for expr in "" "tcp" "udp port 3478 or udp portrange 50000-50059" "ip6" "tcp[tcpflags] & tcp-syn != 0" "not net 192.168.0.0/16"; do
     printf '== %s read -c -r %s %-45s -> ' "$como" "$trace" "'$expr'" >&2
-    "$como" read -c -r "$trace" $expr
+    "$como" read -c -r "$trace" "$expr"
 done

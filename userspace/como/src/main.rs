@@ -1,3 +1,64 @@
-//! The `como` command. (Skeleton: being written.)
+//! The `como` command: CoMo-rs's one binary, with tcpdump's habits (`-r FILE`, `-c`, the filter
+//! expression as trailing words).
+//!
+//! Exit status: 0 on success, 1 when a file cannot be read or is corrupt (after the packets
+//! before the damage were processed), 2 for an invalid or unsupported filter or bad usage.
 
-fn main() {}
+mod read;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for an unreadable or corrupt input file.
+const EXIT_FILE: u8 = 1;
+/// Exit status for an invalid or unsupported filter expression (and usage errors, as clap does).
+const EXIT_FILTER: u8 = 2;
+
+/// CoMo-rs: a passive network monitoring appliance.
+#[derive(Debug, Parser)]
+#[command(name = "como", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Read a trace file (pcap, pcapng or ERF) and print the packets that match a filter.
+    Read(read::ReadArgs),
+}
+
+/// A failure, with the exit status it maps to.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The filter expression does not compile.
+    Filter(anyhow::Error),
+    /// The input could not be read (or the output written).
+    File(anyhow::Error),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COMO_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Read(args) => read::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Filter(e)) => {
+            eprintln!("como: {e:#}");
+            ExitCode::from(EXIT_FILTER)
+        }
+        Err(Failure::File(e)) => {
+            eprintln!("como: {e:#}");
+            ExitCode::from(EXIT_FILE)
+        }
+    }
+}

@@ -1,10 +1,32 @@
-//! Trace files for CoMo-rs: pcap, pcapng and ERF, detected by content.
+//! Trace files for CoMo-rs: pcap, pcapng and ERF, detected by content, read without copying.
 //!
-//! (Skeleton: being written.)
+//! [`TraceReader`] maps the file (or holds it in one buffer when mapping fails), detects the
+//! format from the first bytes (never from the file name) and hands out [`Packet`]s that borrow
+//! their bytes from the mapping: no allocation per packet. A damaged file yields every packet
+//! before the damage, then one [`Error`] naming the file, the byte offset and what is wrong.
+//!
+//! Detection order: pcap magic (4 values, both byte orders), pcapng section header block
+//! (0a0d0d0a followed by a valid byte-order magic), then ERF, which has no file header and is
+//! recognised by plausible record headers (see [`erf`](crate::erf) for the heuristic).
+//!
+//! [`PcapWriter`] and [`PcapNgWriter`] write files that tcpdump, Wireshark and this reader read.
 
+mod bytes;
+mod erf;
+mod error;
+mod pcap;
+mod pcapng;
+mod write;
+
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use como_packet::Packet;
+pub use como_packet::{LinkType, Packet};
+pub use error::{Error, ErrorKind};
+pub use write::{PcapNgWriter, PcapWriter};
+
+use error::Fail;
 
 /// The format of a trace file, as detected from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,44 +46,176 @@ pub enum Format {
     Erf,
 }
 
-/// An error reading a trace file: names the file, the byte offset and what is wrong.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: at byte {offset}: {kind}", path.display())]
-pub struct Error {
-    /// The file.
-    pub path: PathBuf,
-    /// Byte offset in the file where the problem is.
-    pub offset: u64,
-    /// What is wrong.
-    pub kind: ErrorKind,
+/// The file's bytes: a read-only mapping, or a buffer when the file cannot be mapped.
+enum Storage {
+    /// Memory-mapped file.
+    Mapped(memmap2::Mmap),
+    /// Whole file read into memory (pipes, empty files, `from_bytes`).
+    Owned(Vec<u8>),
 }
 
-/// What is wrong with a trace file.
-#[derive(Debug, thiserror::Error)]
-pub enum ErrorKind {
-    /// The file cannot be opened or read.
-    #[error("cannot read: {0}")]
-    Io(#[from] std::io::Error),
-    /// The first bytes are not those of a known format.
-    #[error("unknown file format")]
-    UnknownFormat,
+impl Storage {
+    /// The bytes.
+    #[inline]
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Mapped(m) => m,
+            Self::Owned(v) => v,
+        }
+    }
+}
+
+/// Per-format reading state.
+enum State {
+    /// pcap.
+    Pcap(pcap::PcapState),
+    /// pcapng.
+    PcapNg(pcapng::PcapNgState),
+    /// ERF.
+    Erf(erf::ErfState),
 }
 
 /// Reads packets from a trace file without allocating per packet.
 pub struct TraceReader {
+    /// File name, for errors.
     path: PathBuf,
+    /// The bytes.
+    data: Storage,
+    /// Offset of the next record.
+    pos: usize,
+    /// Format state.
+    state: State,
+    /// Detected format.
+    format: Format,
+    /// Link type of the file (first interface for pcapng).
+    link: LinkType,
+    /// An error or the end was reported: nothing more.
+    done: bool,
+}
+
+impl std::fmt::Debug for TraceReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceReader")
+            .field("path", &self.path)
+            .field("format", &self.format)
+            .field("link", &self.link)
+            .field("pos", &self.pos)
+            .field("len", &self.data.as_slice().len())
+            .finish()
+    }
 }
 
 impl TraceReader {
     /// Opens `path` and detects its format from its content.
+    ///
+    /// The file is memory-mapped; if that fails (a pipe, an empty file, a file system without
+    /// mmap) it is read into one buffer instead.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
-        Err(Error { path, offset: 0, kind: ErrorKind::UnknownFormat })
+        let io_err = |e: std::io::Error| Error { path: path.clone(), offset: 0, kind: ErrorKind::Io(e) };
+        let mut file = File::open(&path).map_err(io_err)?;
+        let is_regular = file.metadata().map(|m| m.is_file() && m.len() > 0).unwrap_or(false);
+        // SAFETY: the mapping is read-only and private to this reader. If another process
+        // truncates the file while it is mapped, reads past the new end fault (SIGBUS); that
+        // is the documented risk of reading a trace file in place, as every mmap reader has.
+        let mapped = if is_regular { unsafe { memmap2::Mmap::map(&file) }.ok() } else { None };
+        let data = match mapped {
+            Some(m) => Storage::Mapped(m),
+            None => {
+                let mut v = Vec::new();
+                file.read_to_end(&mut v).map_err(io_err)?;
+                Storage::Owned(v)
+            }
+        };
+        Self::with_storage(path, data)
+    }
+
+    /// A reader over bytes already in memory (tests, fuzz targets); `name` is used in errors.
+    pub fn from_bytes(name: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<Self, Error> {
+        Self::with_storage(name.into(), Storage::Owned(bytes))
+    }
+
+    /// Detects the format and reads the file header.
+    fn with_storage(path: PathBuf, data: Storage) -> Result<Self, Error> {
+        let d = data.as_slice();
+        let detected = detect(d);
+        let (state, pos, format, link) = match detected {
+            Err(f) => return Err(Error { path, offset: f.offset, kind: f.kind }),
+            Ok(v) => v,
+        };
+        Ok(Self { path, data, pos, state, format, link, done: false })
+    }
+
+    /// The detected format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The file's link type: the header's for pcap, the first interface's for pcapng (Ethernet
+    /// when the file has none), the first packet record's for ERF.
+    pub fn link_type(&self) -> LinkType {
+        self.link
+    }
+
+    /// The file name given at opening.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Byte offset of the next record.
+    pub fn offset(&self) -> u64 {
+        self.pos as u64
     }
 
     /// The next packet, `None` at the end, or the error that stopped reading (then `None`).
+    #[inline]
     pub fn next_packet(&mut self) -> Option<Result<Packet<'_>, Error>> {
-        let _ = &self.path;
-        None
+        if self.done {
+            return None;
+        }
+        let d = self.data.as_slice();
+        let res = match &mut self.state {
+            State::Pcap(s) => s.next(d, &mut self.pos),
+            State::PcapNg(s) => s.next(d, &mut self.pos),
+            State::Erf(s) => s.next(d, &mut self.pos),
+        };
+        match res {
+            Ok(Some(p)) => Some(Ok(p)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(f) => {
+                self.done = true;
+                Some(Err(Error { path: self.path.clone(), offset: f.offset, kind: f.kind }))
+            }
+        }
     }
+}
+
+/// Detection result: state, first record offset, format, link type.
+type Detected = (State, usize, Format, LinkType);
+
+/// Detects the format of `d` and parses its header.
+fn detect(d: &[u8]) -> Result<Detected, Fail> {
+    if d.is_empty() {
+        return Err(Fail::at(0, ErrorKind::Empty));
+    }
+    if pcap::is_pcap(d) {
+        let (s, pos) = pcap::PcapState::open(d)?;
+        let format = Format::Pcap { nanos: s.nanos, big_endian: s.big_endian, modified: s.modified };
+        let link = s.link;
+        return Ok((State::Pcap(s), pos, format, link));
+    }
+    if pcapng::is_pcapng(d) {
+        let (s, pos) = pcapng::PcapNgState::open(d)?;
+        let link = s.first_link(d, pos);
+        return Ok((State::PcapNg(s), pos, Format::PcapNg, link));
+    }
+    if erf::is_erf(d) {
+        let s = erf::ErfState::new();
+        let link = erf::first_link(d);
+        return Ok((State::Erf(s), 0, Format::Erf, link));
+    }
+    Err(Fail::at(0, ErrorKind::UnknownFormat))
 }
