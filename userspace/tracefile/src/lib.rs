@@ -112,13 +112,24 @@ impl TraceReader {
     /// mmap) it is read into one buffer instead.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
-        let io_err = |e: std::io::Error| Error { path: path.clone(), offset: 0, kind: ErrorKind::Io(e) };
+        let io_err = |e: std::io::Error| Error {
+            path: path.clone(),
+            offset: 0,
+            kind: ErrorKind::Io(e),
+        };
         let mut file = File::open(&path).map_err(io_err)?;
-        let is_regular = file.metadata().map(|m| m.is_file() && m.len() > 0).unwrap_or(false);
+        let is_regular = file
+            .metadata()
+            .map(|m| m.is_file() && m.len() > 0)
+            .unwrap_or(false);
         // SAFETY: the mapping is read-only and private to this reader. If another process
         // truncates the file while it is mapped, reads past the new end fault (SIGBUS); that
         // is the documented risk of reading a trace file in place, as every mmap reader has.
-        let mapped = if is_regular { unsafe { memmap2::Mmap::map(&file) }.ok() } else { None };
+        let mapped = if is_regular {
+            unsafe { memmap2::Mmap::map(&file) }.ok()
+        } else {
+            None
+        };
         let data = match mapped {
             Some(m) => Storage::Mapped(m),
             None => {
@@ -140,10 +151,24 @@ impl TraceReader {
         let d = data.as_slice();
         let detected = detect(d);
         let (state, pos, format, link) = match detected {
-            Err(f) => return Err(Error { path, offset: f.offset, kind: f.kind }),
+            Err(f) => {
+                return Err(Error {
+                    path,
+                    offset: f.offset,
+                    kind: f.kind,
+                })
+            }
             Ok(v) => v,
         };
-        Ok(Self { path, data, pos, state, format, link, done: false })
+        Ok(Self {
+            path,
+            data,
+            pos,
+            state,
+            format,
+            link,
+            done: false,
+        })
     }
 
     /// The detected format.
@@ -187,7 +212,11 @@ impl TraceReader {
             }
             Err(f) => {
                 self.done = true;
-                Some(Err(Error { path: self.path.clone(), offset: f.offset, kind: f.kind }))
+                Some(Err(Error {
+                    path: self.path.clone(),
+                    offset: f.offset,
+                    kind: f.kind,
+                }))
             }
         }
     }
@@ -203,7 +232,11 @@ fn detect(d: &[u8]) -> Result<Detected, Fail> {
     }
     if pcap::is_pcap(d) {
         let (s, pos) = pcap::PcapState::open(d)?;
-        let format = Format::Pcap { nanos: s.nanos, big_endian: s.big_endian, modified: s.modified };
+        let format = Format::Pcap {
+            nanos: s.nanos,
+            big_endian: s.big_endian,
+            modified: s.modified,
+        };
         let link = s.link;
         return Ok((State::Pcap(s), pos, format, link));
     }

@@ -1,0 +1,41 @@
+//! Bounds-checked integer reads from byte slices, in either byte order.
+
+/// The `N` bytes at `at`, or `None` when they run past the end of `d`.
+#[inline]
+pub(crate) fn array<const N: usize>(d: &[u8], at: usize) -> Option<[u8; N]> {
+    let end = at.checked_add(N)?;
+    d.get(at..end)?.try_into().ok()
+}
+
+/// A `u16` at `at`, big-endian when `be`.
+#[inline]
+pub(crate) fn u16_at(d: &[u8], at: usize, be: bool) -> Option<u16> {
+    let a = array::<2>(d, at)?;
+    Some(if be {
+        u16::from_be_bytes(a)
+    } else {
+        u16::from_le_bytes(a)
+    })
+}
+
+/// A `u32` at `at`, big-endian when `be`.
+#[inline]
+pub(crate) fn u32_at(d: &[u8], at: usize, be: bool) -> Option<u32> {
+    let a = array::<4>(d, at)?;
+    Some(if be {
+        u32::from_be_bytes(a)
+    } else {
+        u32::from_le_bytes(a)
+    })
+}
+
+/// A `u64` at `at`, big-endian when `be`.
+#[inline]
+pub(crate) fn u64_at(d: &[u8], at: usize, be: bool) -> Option<u64> {
+    let a = array::<8>(d, at)?;
+    Some(if be {
+        u64::from_be_bytes(a)
+    } else {
+        u64::from_le_bytes(a)
+    })
+}
