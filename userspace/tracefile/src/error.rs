@@ -131,6 +131,9 @@ pub enum ErrorKind {
         /// Its announced length.
         len: u16,
     },
+    /// An interface's `if_tsresol` beyond what libpcap accepts (2^-63, 10^-19).
+    #[error("interface timestamp resolution option {0:#04x} is too fine")]
+    BadTsresol(u8),
     /// A pcapng packet block before any section header (after a damaged one).
     #[error("block before any section header")]
     NoSection,
