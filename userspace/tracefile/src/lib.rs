@@ -12,7 +12,7 @@
 //! [`PcapWriter`] and [`PcapNgWriter`] write files that tcpdump, Wireshark and this reader read.
 
 mod bytes;
-mod erf;
+pub mod erf;
 mod error;
 mod pcap;
 mod pcapng;
