@@ -533,6 +533,7 @@ impl Walk<'_> {
         }
         if datapad {
             hlen = hlen.next_multiple_of(4);
+            self.need(off + hlen, L)?;
         }
         let p = off + hlen;
         self.l.link_end = Some(self.off(p, L)?);

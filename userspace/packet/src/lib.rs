@@ -10,6 +10,8 @@
 pub mod layers;
 mod linktype;
 mod summary;
+#[cfg(test)]
+mod tests;
 
 use std::net::IpAddr;
 
