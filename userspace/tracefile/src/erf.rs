@@ -21,7 +21,8 @@
 //! - A type outside the ERF registry means the reader lost its footing: an error.
 //!
 //! Captured length = min(rlen - 16 - extension headers - padding, wire length).
-//! Timestamps: `seconds * 1e9 + (fraction * 1e9) >> 32` (truncated to the nanosecond).
+//! Timestamps: `seconds * 1e9 + (fraction * 1e9 + 2^31) >> 32` (rounded to the nearest ns, so a
+//! µs or ns timestamp converted to ERF and back is unchanged).
 //! `Packet::interface` is the capture port (flags & 3).
 //!
 //! **Detection heuristic** (ERF has no magic number): the first record header must be plausible
@@ -252,7 +253,7 @@ impl ErfState {
                 Kind::Whole => (LinkType::Other(LINKTYPE_ERF), wlen, record),
             };
             let secs = h.ts >> 32;
-            let frac = ((h.ts & 0xffff_ffff) * 1_000_000_000) >> 32;
+            let frac = ((h.ts & 0xffff_ffff) * 1_000_000_000 + (1 << 31)) >> 32;
             return Ok(Some(Packet {
                 ts_ns: secs * 1_000_000_000 + frac,
                 wire_len,
