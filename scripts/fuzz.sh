@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+#! Builds every cargo-fuzz target of tests/fuzz and runs each for a bounded time.
+#
+# Usage: scripts/fuzz.sh [SECONDS]     (SECONDS per target, default 20)
+#
+# Targets: pcap, pcapng, erf (whole trace files), packet (one packet of any link type),
+# filter (a filter expression). Seed corpora are copied at run time into
+# tests/fuzz/corpus/<target>/ (not committed): the trace files of tests/data/traces by
+# extension (up to 64 KiB each) and the expressions of tests/data/filters/corpus.txt.
+# Needs nightly and cargo-fuzz (scripts/setup.sh installs both). Prints one line per target;
+# exits non-zero if the build fails or any target finds a crash, leak, timeout or OOM
+# (the reproducer is then in tests/fuzz/artifacts/<target>/).
+# Environment: FUZZ_TARGET_DIR (default tests/fuzz/target) keeps the sanitizer build apart
+# from the workspace's target directory.
+set -euo pipefail
+
+secs="${1:-20}"
+case "$secs" in '' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+fuzz="$root/tests/fuzz"
+traces="$root/tests/data/traces"
+target_dir="${FUZZ_TARGET_DIR:-$fuzz/target}"
+targets=(pcap pcapng erf packet filter)
+
+log() { printf 'fuzz: %s\n' "$*"; }
+
+# --- seed corpora -----------------------------------------------------------------------------
+seed_traces() { # target, find name patterns...
+    local t="$1"; shift
+    mkdir -p "$fuzz/corpus/$t"
+    local args=() first=1 p
+    for p in "$@"; do
+        [ $first -eq 1 ] || args+=(-o)
+        args+=(-iname "$p"); first=0
+    done
+    find "$traces" -type f \( "${args[@]}" \) -size -65k -print0 |
+        while IFS= read -r -d '' f; do
+            # Flatten the path into a unique file name.
+            cp -f "$f" "$fuzz/corpus/$t/$(printf '%s' "${f#"$traces"/}" | tr '/' '_')"
+        done
+}
+seed_traces pcap '*.pcap' '*.cap' '*.dmp'
+seed_traces pcapng '*.pcapng' '*.ntar' '*.pcapng.*'
+seed_traces erf '*.erf'
+mkdir -p "$fuzz/corpus/filter" "$fuzz/corpus/packet"
+n=0
+while IFS= read -r line; do
+    case "$line" in '#'* | '') continue ;; esac
+    n=$((n + 1))
+    printf '%s' "$line" >"$fuzz/corpus/filter/corpus-$n"
+done <"$root/tests/data/filters/corpus.txt"
+# packet: link type 0 (Ethernet), wire length 60, a TCP SYN; link 3 (raw), an IPv4 UDP header.
+printf '\x00\x3c\x00\x00\x00\x00\x1b\x21\x3c\x9d\xf8\x02\x00\x01\x02\x03\x04\x08\x00\x45\x00\x00\x28\x00\x01\x40\x00\x40\x06\x00\x00\x0a\x01\x02\x03\x0a\x00\x00\x01\x80\x00\x00\x50\x00\x00\x00\x01\x00\x00\x00\x00\x50\x02\xff\xff\x00\x00\x00\x00' >"$fuzz/corpus/packet/eth-tcp-syn"
+printf '\x03\x1c\x00\x00\x00\x45\x00\x00\x1c\x00\x01\x00\x00\x40\x11\x00\x00\x0a\x01\x02\x03\x0a\x00\x00\x35\x80\x00\x00\x35\x00\x08\x00\x00' >"$fuzz/corpus/packet/raw-udp"
+
+# --- build ------------------------------------------------------------------------------------
+cd "$fuzz"
+start=$(date +%s)
+if ! cargo +nightly fuzz build -O --target-dir "$target_dir" >"$fuzz/build.log" 2>&1; then
+    tail -40 "$fuzz/build.log" >&2
+    log "build FAILED (log: tests/fuzz/build.log)"
+    exit 1
+fi
+log "built ${#targets[@]} targets in $(($(date +%s) - start)) s"
+
+# --- run --------------------------------------------------------------------------------------
+failed=()
+for t in "${targets[@]}"; do
+    out="$fuzz/artifacts/$t.log"
+    mkdir -p "$fuzz/artifacts/$t"
+    dict=()
+    [ -f "$fuzz/dict/$t.dict" ] && dict=("-dict=$fuzz/dict/$t.dict")
+    if cargo +nightly fuzz run -O --target-dir "$target_dir" "$t" "corpus/$t" -- \
+        -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        "${dict[@]}" >"$out" 2>&1; then
+        runs=$(grep -o 'Done [0-9]* runs' "$out" | tail -1 | grep -o '[0-9]*' || true)
+        cov=$(grep -o 'cov: [0-9]*' "$out" | tail -1 | grep -o '[0-9]*' || true)
+        log "$t: ok (${runs:-?} runs in ${secs} s, coverage ${cov:-?}, corpus $(find "corpus/$t" -type f | wc -l) inputs)"
+    else
+        failed+=("$t")
+        artifact=$(grep -o 'Test unit written to [^ ]*' "$out" | tail -1 | sed 's/Test unit written to //' || true)
+        grep -m1 -E 'panicked|ERROR: (AddressSanitizer|libFuzzer)|SUMMARY' "$out" >&2 || tail -20 "$out" >&2
+        log "$t: FAILED (reproducer: ${artifact:-none}; log: tests/fuzz/artifacts/$t.log)"
+    fi
+done
+
+if [ ${#failed[@]} -gt 0 ]; then
+    log "${#failed[@]} of ${#targets[@]} targets failed: ${failed[*]}"
+    exit 1
+fi
+log "all ${#targets[@]} targets ran ${secs} s each without a crash"
