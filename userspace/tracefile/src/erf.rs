@@ -25,11 +25,13 @@
 //! µs or ns timestamp converted to ERF and back is unchanged).
 //! `Packet::interface` is the capture port (flags & 3).
 //!
-//! **Detection heuristic** (ERF has no magic number): the first record header must be plausible
-//! — a type from the ERF registry (1-29 or 48), rlen at least the 16-byte header plus its
-//! extension headers (plus 2 for ETH types), extension-header chain inside the record — and so
-//! must the next records, up to 3 in all, as long as they are complete in the file. Files whose
-//! first record is incomplete are still detected if that record header is plausible.
+//! **Detection heuristic** (ERF has no magic number; it is tried after the pcap and pcapng
+//! magics): the first record header must be plausible — a type from the ERF registry (1-29 or
+//! 48), rlen at least the 16-byte header plus its extension headers (plus the 2 bytes of padding
+//! for ETH types, 4 for multichannel HDLC), the extension-header chain inside the record, and a
+//! non-zero wlen for packet types. Later records are checked as they are read, so a file whose
+//! second record is damaged reads as ERF: one packet, then the error. A file whose first record
+//! is cut by the end of the file is still detected when its header is plausible.
 
 use como_packet::{LinkType, Packet};
 
@@ -161,19 +163,10 @@ pub(crate) fn is_erf(d: &[u8]) -> bool {
     if d.len() < HEADER_LEN {
         return false;
     }
-    let mut pos = 0usize;
-    for _ in 0..3 {
-        if d.len() - pos < HEADER_LEN {
-            break;
-        }
-        let Ok(h) = header(d, pos) else { return false };
-        if h.rlen > d.len() - pos {
-            // Incomplete record: accept if it is the first one (a truncated file).
-            break;
-        }
-        pos += h.rlen;
+    match header(d, 0) {
+        Ok(h) => h.wlen > 0 || matches!(h.kind, Kind::Skip | Kind::Whole),
+        Err(_) => false,
     }
-    true
 }
 
 /// The link type of the first packet record (Ethernet when there is none).
