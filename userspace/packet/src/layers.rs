@@ -361,10 +361,18 @@ impl Walk<'_> {
                 }
                 ETHERTYPE_MPLS | ETHERTYPE_MPLS_MULTICAST => return self.mpls(p),
                 ETHERTYPE_PPPOE_SESSION => {
-                    self.need(p + 8, Truncation::Link)?;
+                    self.need(p + 7, Truncation::Link)?;
                     self.l.pppoe_session = Some(be16(self.d, p + 2)?);
-                    let proto = be16(self.d, p + 6)?;
-                    p += 8;
+                    // PPP protocol after the 6-byte header: two bytes, or one when protocol
+                    // field compression was negotiated (odd first byte).
+                    let proto = if byte(self.d, p + 6)? & 1 == 1 {
+                        p += 7;
+                        u16::from(byte(self.d, p - 1)?)
+                    } else {
+                        self.need(p + 8, Truncation::Link)?;
+                        p += 8;
+                        be16(self.d, p - 2)?
+                    };
                     match ppp_to_ethertype(proto) {
                         Some(e) => et = e,
                         None => {

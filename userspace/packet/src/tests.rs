@@ -401,6 +401,23 @@ fn pppoe_session() {
         &data,
         &[(14, TL), (22, TL), (42, TN), (50, TT)],
     );
+    // Protocol field compression: one byte 0x21.
+    let pfc = cat(&[
+        &eth(ETHERTYPE_PPPOE_SESSION),
+        &[0x11, 0x00, 0x00, 0x2d, 0x00, 0x1d, 0x21],
+        &ipv4(17, [10, 0, 0, 1], [10, 0, 0, 2], 0, 0, 8),
+        &udp(1, 2, &[]),
+    ]);
+    let p = parse(LinkType::Ethernet, &pfc);
+    assert_eq!(
+        (p.pppoe_session, p.l3, p.l4),
+        (Some(0x2d), Some(21), Some(41))
+    );
+    check_cuts(
+        LinkType::Ethernet,
+        &pfc,
+        &[(14, TL), (21, TL), (41, TN), (49, TT)],
+    );
     // LCP inside the session: no IP.
     let lcp = cat(&[
         &eth(ETHERTYPE_PPPOE_SESSION),
