@@ -106,9 +106,10 @@ fn max_caplen(link: LinkType) -> u32 {
 impl PcapNgState {
     /// Reads the first section header; returns the state and the offset of the next block.
     pub(crate) fn open(d: &[u8]) -> Result<(Self, usize), Fail> {
+        // Room for 16 interfaces up front, so the IDBs read in the packet loop do not allocate.
         let mut s = Self {
             be: false,
-            interfaces: Vec::new(),
+            interfaces: Vec::with_capacity(16),
         };
         let mut pos = 0;
         s.block(d, &mut pos)?;
