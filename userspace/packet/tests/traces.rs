@@ -211,6 +211,7 @@ fn addresses_and_ports_agree_with_tcpdump() {
     list.sort();
     let mut compared = 0u64;
     let mut with_ports = 0u64;
+    let mut tcp_flags = 0u64;
     let mut problems: Vec<String> = Vec::new();
     let mut skipped = Vec::new();
     for path in &list {
@@ -275,6 +276,17 @@ fn addresses_and_ports_agree_with_tcpdump() {
                     if !same && !link_vs_bytes {
                         problems.push(format!("differ: {what}"));
                     }
+                    // TCP flags as tcpdump renders them (`Flags [S.]`).
+                    let flags_ours = summary
+                        .split_once("TCP [")
+                        .map(|(_, r)| r.split(']').next());
+                    let flags_theirs = line.split_once("Flags [").map(|(_, r)| r.split(']').next());
+                    if let (Some(a), Some(b)) = (flags_ours, flags_theirs) {
+                        tcp_flags += 1;
+                        if a != b {
+                            problems.push(format!("tcp flags: {what}"));
+                        }
+                    }
                 }
                 (None, Some(_)) if decoded(*link) => {
                     // Encapsulations outside the supported set, which tcpdump decodes.
@@ -298,10 +310,10 @@ fn addresses_and_ports_agree_with_tcpdump() {
     for p in &problems {
         println!("{p}");
     }
-    println!("compared {compared} packets ({with_ports} with ports); skipped {skipped:?}");
+    println!("compared {compared} packets ({with_ports} with ports, {tcp_flags} TCP flags); skipped {skipped:?}");
     assert!(
-        compared > 20_000 && with_ports > 15_000,
-        "too few packets compared: {compared}/{with_ports}"
+        compared > 20_000 && with_ports > 15_000 && tcp_flags > 10_000,
+        "too few packets compared: {compared}/{with_ports}/{tcp_flags}"
     );
     assert!(
         problems.is_empty(),
@@ -577,4 +589,148 @@ fn snaplen_truncated_traces() {
             assert!(p.summary().to_string().contains("[|ip]"));
         },
     );
+}
+
+/// The VLAN ids, MPLS labels and PPPoE session that `tcpdump -e` prints before the first
+/// `src > dst` pair after the link header.
+fn tcpdump_encaps(line: &str) -> (Vec<u16>, Vec<u32>, Option<u16>) {
+    let (mut vlans, mut labels, mut session) = (Vec::new(), Vec::new(), None);
+    // Skip the link header (`... length N: `), stop at the first address pair.
+    let Some((_, rest)) = line.split_once(": ") else {
+        return (vlans, labels, session);
+    };
+    let outer = rest.split(" > ").next().unwrap_or("");
+    let toks: Vec<&str> = outer.split_whitespace().collect();
+    for w in toks.windows(2) {
+        match w[0] {
+            "vlan" => {
+                if let Ok(id) = w[1].trim_end_matches(',').parse() {
+                    vlans.push(id);
+                }
+            }
+            "(label" => {
+                if let Ok(l) = w[1].trim_end_matches(',').parse() {
+                    labels.push(l);
+                }
+            }
+            "[ses" => {
+                session =
+                    u16::from_str_radix(w[1].trim_start_matches("0x").trim_end_matches(']'), 16)
+                        .ok();
+            }
+            _ => {}
+        }
+    }
+    (vlans, labels, session)
+}
+
+/// Per packet, VLAN stacks, MPLS label stacks and PPPoE sessions against `tcpdump -e`.
+#[test]
+fn encapsulations_agree_with_tcpdump() {
+    let mut list = Vec::new();
+    files(Path::new(TRACES), &mut list);
+    list.sort();
+    let (mut vlan_pkts, mut mpls_pkts, mut pppoe_pkts) = (0u64, 0u64, 0u64);
+    let mut problems = Vec::new();
+    for path in &list {
+        let rel = path
+            .strip_prefix(TRACES)
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        let Ok(mut r) = TraceReader::open(path) else {
+            continue;
+        };
+        if !decoded(r.link_type()) {
+            continue;
+        }
+        let out = Command::new("tcpdump")
+            .args(["-e", "-n", "-r"])
+            .arg(path)
+            .output()
+            .expect("tcpdump (the oracle) must be installed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        // One line per packet: a line starting with a time of day.
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.as_bytes().get(2) == Some(&b':'))
+            .collect();
+        let mut ours = Vec::new();
+        while let Some(Ok(pkt)) = r.next_packet() {
+            let l = pkt.layers();
+            ours.push((
+                l.vlan_ids().to_vec(),
+                l.vlan_depth,
+                l.mpls_labels().to_vec(),
+                l.mpls_depth,
+                l.pppoe_session,
+            ));
+        }
+        if ours.len() != lines.len() {
+            continue;
+        }
+        for (i, (o, line)) in ours.iter().zip(&lines).enumerate() {
+            let (vlans, labels, session) = tcpdump_encaps(line);
+            let (ids, depth, ours_labels, mdepth, ses) = o;
+            vlan_pkts += u64::from(!vlans.is_empty());
+            mpls_pkts += u64::from(!labels.is_empty());
+            pppoe_pkts += u64::from(session.is_some());
+            let same = usize::from(*depth) == vlans.len()
+                && vlans.iter().take(como_packet::MAX_VLANS).eq(ids.iter())
+                && usize::from(*mdepth) == labels.len()
+                && labels
+                    .iter()
+                    .take(como_packet::MAX_MPLS)
+                    .eq(ours_labels.iter())
+                && *ses == session;
+            if !same {
+                problems.push(format!(
+                    "{rel} #{}: ours {o:?}, tcpdump {:?} in `{line}`",
+                    i + 1,
+                    (vlans, labels, session)
+                ));
+            }
+        }
+    }
+    for p in &problems {
+        println!("{p}");
+    }
+    println!("tcpdump -e: {vlan_pkts} VLAN, {mpls_pkts} MPLS, {pppoe_pkts} PPPoE packets");
+    assert!(
+        vlan_pkts > 1000 && mpls_pkts > 10_000 && pppoe_pkts > 30,
+        "too few: {vlan_pkts} {mpls_pkts} {pppoe_pkts}"
+    );
+    assert!(
+        problems.is_empty(),
+        "{} packets disagree with tcpdump -e",
+        problems.len()
+    );
+}
+
+/// The ERF files converted from pcaps parse to the same layers, packet by packet (tcpdump
+/// cannot read ERF, so this is their oracle).
+#[test]
+fn erf_twins_parse_like_their_pcaps() {
+    for (erf, pcap) in [
+        (
+            "converted-erf/ipv6-fragmented-dns.erf",
+            "zeek/ipv6-fragmented-dns.pcap",
+        ),
+        (
+            "converted-erf/truncated-header.erf",
+            "zeek/tcp/truncated-header.pcap",
+        ),
+        ("converted-erf/vlan-qinqinq.erf", "zeek/vlan-qinqinq.pcap"),
+    ] {
+        let mut a = Vec::new();
+        each(erf, |_, p| {
+            a.push((p.layers, p.src_ip(), p.dst_ip(), p.src_port(), p.dst_port()))
+        });
+        let mut b = Vec::new();
+        each(pcap, |_, p| {
+            b.push((p.layers, p.src_ip(), p.dst_ip(), p.src_port(), p.dst_port()))
+        });
+        assert!(!a.is_empty(), "{erf}: no packets");
+        assert_eq!(a, b, "{erf} vs {pcap}");
+    }
 }
