@@ -10,14 +10,16 @@
 //! | 9     | flags | interface (bits 0-1) from `interface & 3`, bit 2 "varlen" set |
 //! | 10-11 | rlen, big-endian: whole record length | 16 + 2 + captured length |
 //! | 12-13 | lctr, big-endian: loss counter | 0 |
-//! | 14-15 | wlen, big-endian: wire length | `wire_len` (see below) |
+//! | 14-15 | wlen, big-endian: wire length | `wire_len + 4` (see below) |
 //! | 16-17 | Ethernet offset and pad bytes | 0, 0 |
 //! | 18-   | the captured frame | `data` |
 //!
 //! Records are not padded to 8 bytes (the varlen flag allows that), so the captured length is
-//! exactly `rlen - 18`. `wlen` is the frame length without FCS, the same number the pcap twin
-//! stores, as in libtrace's `100_packets.erf`/`100_packetsns.pcap` pair; a DAG card configured
-//! to keep the FCS would count 4 more bytes.
+//! exactly `rlen - 18`. **`wlen` counts the 4-byte Ethernet FCS**, as a DAG card does, while the
+//! captured bytes (at most the snaplen) never include it: como-tracefile's ERF reader reports
+//! `wire_len = wlen - 4`, so a packet written here reads back with the `wire_len` of its pcap
+//! twin. The timestamp fraction is rounded up so that the reader's truncating conversion gives
+//! back the same nanosecond.
 
 use std::io::{self, Write};
 
@@ -52,8 +54,9 @@ pub struct ErfWriter<W: Write> {
 pub fn erf_timestamp(ts_ns: u64) -> u64 {
     let secs = ts_ns / 1_000_000_000;
     let nanos = ts_ns % 1_000_000_000;
-    // Round to the nearest 2^-32 s so a reader that converts back gets the same nanosecond.
-    let frac = ((u128::from(nanos) << 32) + 500_000_000) / 1_000_000_000;
+    // Round up to the next 2^-32 s, so a reader that converts back and truncates gets the
+    // same nanosecond (one 2^-32 s step is 0.23 ns).
+    let frac = (u128::from(nanos) << 32).div_ceil(1_000_000_000);
     (secs << 32) + frac as u64
 }
 
@@ -70,8 +73,8 @@ impl<W: Write> ErfWriter<W> {
         }
         let rlen = u16::try_from(18 + pkt.data.len())
             .map_err(|_| ErfError::TooLong(18 + pkt.data.len() as u64))?;
-        let wlen =
-            u16::try_from(pkt.wire_len).map_err(|_| ErfError::TooLong(u64::from(pkt.wire_len)))?;
+        let wlen = u16::try_from(u64::from(pkt.wire_len) + 4)
+            .map_err(|_| ErfError::TooLong(u64::from(pkt.wire_len)))?;
         let mut hdr = [0u8; 18];
         hdr[0..8].copy_from_slice(&erf_timestamp(pkt.ts_ns).to_le_bytes());
         hdr[8] = ERF_TYPE_ETH;
@@ -116,8 +119,23 @@ mod tests {
         assert_eq!(out[8], 2);
         assert_eq!(out[9], 0x05);
         assert_eq!(u16::from_be_bytes([out[10], out[11]]), 78);
-        assert_eq!(u16::from_be_bytes([out[14], out[15]]), 1514);
+        assert_eq!(u16::from_be_bytes([out[14], out[15]]), 1518);
         assert_eq!(&out[18..], &data[..]);
+    }
+
+    #[test]
+    fn timestamps_round_trip_to_the_nanosecond() {
+        for ns in [
+            0u64,
+            1,
+            999_999_999,
+            1_767_225_600_123_456_789,
+            1_767_225_600_000_000_001,
+        ] {
+            let t = erf_timestamp(ns);
+            let back = (t >> 32) * 1_000_000_000 + (((t & 0xffff_ffff) * 1_000_000_000) >> 32);
+            assert_eq!(back, ns);
+        }
     }
 
     #[test]
