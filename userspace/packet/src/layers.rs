@@ -578,10 +578,11 @@ impl Walk<'_> {
         }
         let proto = byte(self.d, p + 9)?;
         self.l.l4_proto = Some(proto);
+        self.need(p + ihl, N)?;
         if offset != 0 {
+            // Non-first fragment: the bytes after the header are not a transport header.
             return Some(());
         }
-        self.need(p + ihl, N)?;
         self.transport(p + ihl, proto)
     }
 
