@@ -198,12 +198,12 @@ impl Summary<'_> {
         if let Some(dp) = dp {
             write!(f, ".{dp}")?;
         }
-        f.write_str(": ")?;
+        f.write_str(":")?;
         let Some(proto) = p.l4_proto else {
-            f.write_str("ip")?;
             self.cut(f, false)?;
             return write!(f, " length {wire}");
         };
+        f.write_str(" ")?;
         if let Some(fr) = p.frag.filter(|fr| fr.offset != 0) {
             return write!(
                 f,

@@ -770,6 +770,13 @@ fn ipv6_extension_chain() {
         (p.l4_proto, p.l4, p.truncated),
         (Some(IPPROTO_NONE), None, None)
     );
+    // Cut inside the chain: the summary says where.
+    let mut pk = pkt(LinkType::Ethernet, &none[..56]);
+    pk.wire_len = 62;
+    assert_eq!(
+        Parsed::new(pk).summary().to_string(),
+        "1700000000.123456789 IP6 2001:db8::1 > 2001:db8::2: [|ip6] length 62"
+    );
 }
 
 #[test]
