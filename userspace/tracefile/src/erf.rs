@@ -35,7 +35,7 @@
 
 use como_packet::{LinkType, Packet};
 
-use crate::bytes::{u16_at, u64_at};
+use crate::bytes::{prefetch_ahead, u16_at, u64_at};
 use crate::error::{ErrorKind, Fail};
 
 /// Size of the ERF record header.
@@ -223,6 +223,7 @@ impl ErfState {
             }
             let record = d.get(start..start + h.rlen).unwrap_or(&[]);
             *pos = start + h.rlen;
+            prefetch_ahead(d, *pos);
             let wlen = u32::from(h.wlen);
             let body = |skip: usize| record.get(h.payload + skip..).unwrap_or(&[]);
             let cap = |bytes: &'a [u8], wire: u32| bytes.get(..wire as usize).unwrap_or(bytes);

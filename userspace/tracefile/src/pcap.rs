@@ -13,7 +13,7 @@
 
 use como_packet::{LinkType, Packet};
 
-use crate::bytes::{u16_at, u32_at};
+use crate::bytes::{prefetch_ahead, u16_at, u32_at};
 use crate::error::{ErrorKind, Fail};
 
 /// Size of a pcap file header.
@@ -193,6 +193,7 @@ impl PcapState {
             .get(body..body + kept)
             .ok_or(Fail::at(start, ErrorKind::UnknownFormat))?;
         *pos = body + caplen as usize;
+        prefetch_ahead(d, *pos);
         let frac_ns = if self.nanos {
             u64::from(frac)
         } else {

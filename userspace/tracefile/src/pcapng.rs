@@ -16,7 +16,7 @@
 
 use como_packet::{LinkType, Packet};
 
-use crate::bytes::{u16_at, u32_at};
+use crate::bytes::{prefetch_ahead, u16_at, u32_at};
 use crate::error::{ErrorKind, Fail};
 
 /// Section header block type (the same in both byte orders).
@@ -349,6 +349,7 @@ impl PcapNgState {
             _ => Block::Other,
         };
         *pos = start + total_us;
+        prefetch_ahead(d, *pos);
         Ok(Some(block))
     }
 
