@@ -10,6 +10,21 @@
 //! recognised by plausible record headers (see [`erf`](crate::erf) for the heuristic).
 //!
 //! [`PcapWriter`] and [`PcapNgWriter`] write files that tcpdump, Wireshark and this reader read.
+//!
+//! Decisions worth knowing (details in each module):
+//! - pcap follows libpcap 1.10 (the project's oracle): versions 2.0-2.4 and 543.0 only, caplen
+//!   above 262144 (more for a few link types) is an error, caplen above the file's snaplen is
+//!   cut to the snaplen, link type = low 16 bits of the header field (FCS bits ignored,
+//!   reserved bits 0x03ff0000 refused).
+//! - pcapng accepts section versions 1.0 and 1.2 (as libpcap), any number of sections and
+//!   interfaces with different link types and snaplens (as Wireshark; libpcap refuses those).
+//! - ERF reports `wire_len = wlen - 4` for Ethernet records (ERF's wlen counts the FCS), so an
+//!   ERF file and the pcap of the same frames captured by a NIC agree; META and PAD records are
+//!   not packets.
+//! - Timestamps are nanoseconds since the epoch in every format (µs pcap × 1000, pcapng scaled
+//!   by `if_tsresol` plus `if_tsoffset`, ERF 32.32 fixed point rounded to the nearest ns).
+//! - The reader prefetches a few KiB ahead of the next record: on files larger than the CPU
+//!   cache, the chain of record headers is otherwise one cache miss per packet.
 
 mod bytes;
 pub mod erf;

@@ -391,3 +391,41 @@ fn walk_options(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iface(resol: TsResol, offset_s: i64) -> Interface {
+        Interface {
+            link: LinkType::Ethernet,
+            snaplen: 0,
+            resol,
+            offset_s,
+        }
+    }
+
+    #[test]
+    fn timestamp_resolutions() {
+        assert_eq!(iface(TsResol::Dec(6), 0).ts_ns(1_500_000), 1_500_000_000);
+        assert_eq!(iface(TsResol::Dec(9), 0).ts_ns(123), 123);
+        assert_eq!(iface(TsResol::Dec(0), 0).ts_ns(7), 7_000_000_000);
+        assert_eq!(iface(TsResol::Dec(2), 0).ts_ns(150), 1_500_000_000);
+        assert_eq!(iface(TsResol::Dec(12), 0).ts_ns(1_234_567), 1_234);
+        assert_eq!(iface(TsResol::Dec(19), 0).ts_ns(u64::MAX), 1_844_674_407);
+        assert_eq!(iface(TsResol::Bin(0), 0).ts_ns(3), 3_000_000_000);
+        assert_eq!(iface(TsResol::Bin(20), 0).ts_ns(3 << 19), 1_500_000_000);
+        assert_eq!(iface(TsResol::Bin(63), 0).ts_ns(1 << 62), 500_000_000);
+        assert_eq!(iface(TsResol::Dec(6), 10).ts_ns(1), 10_000_001_000);
+        assert_eq!(
+            iface(TsResol::Dec(6), -10).ts_ns(1),
+            0,
+            "clamped at the epoch"
+        );
+        assert_eq!(
+            iface(TsResol::Dec(0), 0).ts_ns(u64::MAX),
+            u64::MAX,
+            "clamped"
+        );
+    }
+}
