@@ -7,7 +7,7 @@
 //!
 //! Detection order: pcap magic (4 values, both byte orders), pcapng section header block
 //! (0a0d0d0a followed by a valid byte-order magic), then ERF, which has no file header and is
-//! recognised by plausible record headers (see [`erf`](crate::erf) for the heuristic).
+//! recognised by plausible record headers (see [`erf`] for the heuristic).
 //!
 //! [`PcapWriter`] and [`PcapNgWriter`] write files that tcpdump, Wireshark and this reader read.
 //!
