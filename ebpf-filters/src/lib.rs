@@ -1,8 +1,52 @@
-//! tcpdump's pcap-filter language: parser, IR and exact userspace evaluator.
+//! tcpdump's pcap-filter language for CoMo-rs: parser, IR and exact userspace evaluator.
 //!
-//! (Skeleton: being written.)
+//! [`compile`] turns an expression (libpcap 1.10.3 syntax and semantics, for one link type)
+//! into a [`Filter`]; [`Filter::matches`] decides a packet exactly as libpcap's BPF code would
+//! (same offsets, same checks, same "a load past the captured bytes rejects the packet"),
+//! without allocating. [`Filter::ir`] exposes the [`ir::Ir`] tree the kernel-table compiler
+//! will consume.
+//!
+//! Pipeline: [`lexer`] (flex-like tokens) → [`parser`] (grammar.y's rules, qualifier
+//! inheritance) → [`ast`] → [`lower`] (gencode.c's semantics, offsets shifted by
+//! `vlan`/`mpls`/`pppoes`/`geneve` in source order) → [`ir`] → [`eval`].
+//!
+//! Supported: `host/net/port/portrange` with `src/dst/src or dst/src and dst` and the
+//! `ip/ip6/arp/rarp/tcp/udp/sctp` qualifiers; `net A/len`, `net A mask M`, partial nets;
+//! IPv6 addresses and prefixes; `ether host/src/dst/proto/broadcast/multicast`; `broadcast`,
+//! `multicast`; protocol names `ip ip6 arp rarp tcp udp icmp icmp6 sctp igmp pim vrrp carp esp
+//! ah`; `proto`/`ip proto`/`ip6 proto`/`ether proto` with numbers or names (built-in tables,
+//! see [`names`]); `ip6 protochain`; `geneve [vni]`; `ip/ip6 multicast`; `vlan [id]`,
+//! `mpls [label]`, `pppoes [id]`; `len`, `greater`, `less`; relations over `proto[expr:size]`
+//! with `+ - * / % & | ^ << >>` and unary minus; named offsets and values (`tcpflags`,
+//! `tcp-syn`, `icmp-echo` ...); `and/or/not/&&/||/!` and parentheses.
+//! Everything else (DECnet, ATM, SS7, 802.11 management, `llc`, ISO, IPX, AppleTalk,
+//! `inbound`, `gateway`, names needing DNS or /etc/ethers, `ip broadcast` ...) is rejected with
+//! [`ErrorKind::Unsupported`] naming the construct.
+//!
+//! Link types: Ethernet, Linux SLL/SLL2, raw IP (RAW, IPV4, IPV6), NULL/LOOP, PPP, Cisco HDLC,
+//! 802.11 and 802.11+radiotap. On NULL the address family is accepted in either byte order
+//! (libpcap uses the file's byte order, which a [`Packet`] does not carry).
+
+pub mod ast;
+pub mod eval;
+pub mod ir;
+pub mod lexer;
+pub mod lower;
+pub mod names;
+pub mod parser;
 
 use como_packet::{LinkType, Packet};
+
+/// What kind of failure a [`FilterError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Not a valid pcap-filter expression (tcpdump rejects it too).
+    Syntax,
+    /// Valid for tcpdump, but outside the set this compiler supports.
+    Unsupported,
+    /// Not valid for the packets' link type (or the link type is not supported at all).
+    LinkType,
+}
 
 /// A filter that does not compile: what is wrong and at which column (1-based, in characters).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -12,24 +56,62 @@ pub struct FilterError {
     pub column: usize,
     /// What is wrong, naming the construct.
     pub message: String,
+    /// Syntax, unsupported construct, or link-type problem.
+    pub kind: ErrorKind,
 }
 
 /// A compiled filter for one link type.
 #[derive(Debug, Clone)]
 pub struct Filter {
-    _link: LinkType,
+    ir: ir::Ir,
 }
 
-/// Compiles `expr` (pcap-filter syntax; empty matches every packet) for packets of `link`.
+/// Compiles `expr` (pcap-filter syntax; empty or blank matches every packet) for packets of
+/// `link`.
 pub fn compile(expr: &str, link: LinkType) -> Result<Filter, FilterError> {
-    let _ = expr;
-    Ok(Filter { _link: link })
+    let tokens = lexer::tokenize(expr)?;
+    let ast = parser::parse(&tokens)?;
+    let Some(l) = ir::Link::from_link_type(link) else {
+        if ast.is_none() {
+            return Ok(Filter {
+                ir: ir::Ir {
+                    link: ir::Link::Ethernet,
+                    prologue: None,
+                    root: ir::Node::True,
+                    regs: 0,
+                },
+            });
+        }
+        return Err(FilterError {
+            column: 1,
+            message: format!(
+                "link type {} is not supported by the filter compiler",
+                link.to_linktype()
+            ),
+            kind: ErrorKind::LinkType,
+        });
+    };
+    let ir = match ast {
+        None => ir::Ir {
+            link: l,
+            prologue: None,
+            root: ir::Node::True,
+            regs: 0,
+        },
+        Some(ast) => lower::lower(&ast, l)?,
+    };
+    Ok(Filter { ir })
 }
 
 impl Filter {
-    /// Whether `pkt` matches, exactly as libpcap would decide.
+    /// Whether `pkt` matches, exactly as libpcap would decide (lengths for `len`, `greater`
+    /// and `less` are the wire length; loads past the captured bytes reject the packet).
     pub fn matches(&self, pkt: &Packet<'_>) -> bool {
-        let _ = pkt;
-        true
+        eval::run(&self.ir, pkt.data, pkt.wire_len)
+    }
+
+    /// The compiled IR.
+    pub fn ir(&self) -> &ir::Ir {
+        &self.ir
     }
 }

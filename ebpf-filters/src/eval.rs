@@ -1,0 +1,466 @@
+//! Exact userspace evaluator of the [`crate::ir`], with BPF's semantics.
+//!
+//! Every predicate performs the loads libpcap's generated code performs, in the same order:
+//! a load beyond the captured bytes (or a run-time division by zero) aborts the evaluation
+//! and the packet is rejected, whatever sub-expression it happened in — exactly as a BPF
+//! program returns 0. Offsets that depend on the packet (802.11 header length, radiotap
+//! length, Geneve inner frame) live in a fixed array of registers on the stack: nothing is
+//! allocated per packet.
+
+use crate::ir::{
+    Base, Encap, Ir, Link, LoadBase, Node, Off, Pred, Side, Value, WlanPrologue, MAX_REGS,
+};
+use crate::lower::apply_op;
+
+/// The packet is rejected (out-of-bounds load or division by zero).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reject;
+
+type R<T> = Result<T, Reject>;
+
+struct Ctx<'p> {
+    data: &'p [u8],
+    wire_len: u32,
+    regs: [u32; MAX_REGS as usize],
+    /// A after the Geneve header check: the L3 header length (plus variable offset).
+    scratch: u32,
+}
+
+/// Evaluates the program on one packet.
+pub(crate) fn run(ir: &Ir, data: &[u8], wire_len: u32) -> bool {
+    let mut c = Ctx {
+        data,
+        wire_len,
+        regs: [0; MAX_REGS as usize],
+        scratch: 0,
+    };
+    if let Some(p) = &ir.prologue {
+        if c.prologue(p).is_err() {
+            return false;
+        }
+    }
+    c.node(&ir.root).unwrap_or(false)
+}
+
+fn ppp_type(p: u32) -> u32 {
+    match p {
+        0x0800 => 0x0021,
+        0x86dd => 0x0057,
+        0x6003 => 0x0027,
+        0x809b => 0x0029,
+        0x0600 => 0x0025,
+        0xfe => 0x0023,
+        0x42 => 0x0031,
+        0xe0 => 0x002b,
+        other => other,
+    }
+}
+
+impl Ctx<'_> {
+    /// BPF indirect load: `size` bytes big-endian at `x + k`.
+    #[inline]
+    fn ld(&self, x: u32, k: u32, size: u8) -> R<u32> {
+        let start = u64::from(x) + u64::from(k);
+        let end = start + u64::from(size);
+        if end > self.data.len() as u64 {
+            return Err(Reject);
+        }
+        let s = start as usize;
+        let b = self.data.get(s..s + usize::from(size)).ok_or(Reject)?;
+        Ok(b.iter().fold(0u32, |acc, &v| (acc << 8) | u32::from(v)))
+    }
+
+    #[inline]
+    fn var(&self, base: Base) -> u32 {
+        match base {
+            Base::Packet => 0,
+            Base::Reg(r) => self.regs.get(usize::from(r)).copied().unwrap_or(0),
+        }
+    }
+
+    #[inline]
+    fn load(&self, o: Off, extra: u32, size: u8) -> R<u32> {
+        self.ld(self.var(o.base), o.k.wrapping_add(extra), size)
+    }
+
+    /// X = IPv4 header length (+ variable part of the payload offset).
+    fn iphdrlen(&self, e: &Encap) -> R<u32> {
+        let net = e.net();
+        let v = self.var(net.base);
+        let b = self.ld(v, net.k, 1)?;
+        Ok(((b & 0xf) << 2).wrapping_add(v))
+    }
+
+    fn prologue(&mut self, p: &WlanPrologue) -> R<()> {
+        let mut x = 0u32;
+        if let Some(h) = p.hdr_reg {
+            let hi = self.ld(0, 3, 1)?;
+            let lo = self.ld(0, 2, 1)?;
+            x = (hi << 8) | lo;
+            self.set_reg(h, x);
+        }
+        let Some(pl) = p.pl_reg else { return Ok(()) };
+        let mut off = x.wrapping_add(24);
+        self.set_reg(pl, off);
+        let fc = self.ld(x, 0, 1)?;
+        if fc & 0x08 == 0 || fc & 0x04 != 0 {
+            return Ok(());
+        }
+        if fc & 0x80 != 0 {
+            off = off.wrapping_add(2);
+            self.set_reg(pl, off);
+        }
+        if p.radiotap {
+            let present = self.ld(0, 4, 4)?;
+            if present & 0x0200_0000 == 0 || present & 0x0000_0080 != 0 {
+                return Ok(());
+            }
+            let flags = if present & 0x0100_0000 != 0 {
+                self.ld(0, 16, 1)?
+            } else {
+                self.ld(0, 8, 1)?
+            };
+            if flags & 0x20 != 0 {
+                self.set_reg(pl, off.wrapping_add(3) & !3);
+            }
+        }
+        Ok(())
+    }
+
+    fn set_reg(&mut self, r: u8, v: u32) {
+        if let Some(slot) = self.regs.get_mut(usize::from(r)) {
+            *slot = v;
+        }
+    }
+
+    fn node(&mut self, n: &Node) -> R<bool> {
+        match n {
+            Node::True => Ok(true),
+            Node::False => Ok(false),
+            Node::And(v) => {
+                for c in v {
+                    if !self.node(c)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            Node::Or(v) => {
+                for c in v {
+                    if self.node(c)? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            Node::Not(c) => Ok(!self.node(c)?),
+            Node::Pred(p) => self.pred(p),
+        }
+    }
+
+    fn link_type_field(&self, e: &Encap) -> R<u32> {
+        match e.linktype {
+            Some(o) => self.load(o, 0, 2),
+            None => Err(Reject),
+        }
+    }
+
+    fn link_proto(&self, e: &Encap, p: u32) -> R<bool> {
+        if e.mpls_depth > 0 {
+            let net = e.net();
+            if self.load(net, 0u32.wrapping_sub(2), 1)? & 1 != 1 {
+                return Ok(false);
+            }
+            let want = if p == 0x86dd { 0x60 } else { 0x40 };
+            return Ok(self.load(net, 0, 1)? & 0xf0 == want);
+        }
+        let sap = matches!(p, 0x06 | 0xfe | 0xf0);
+        match e.link {
+            Link::Ethernet => {
+                let lt = e.linktype.unwrap_or(Off::abs(12));
+                if sap {
+                    if self.load(lt, 0, 2)? > 1500 {
+                        return Ok(false);
+                    }
+                    Ok(self.load(e.linkpl, 0, 2)? == ((p << 8) | p))
+                } else if p <= 1500 {
+                    if self.load(lt, 0, 2)? > 1500 {
+                        return Ok(false);
+                    }
+                    Ok(self.load(lt, 2, 1)? == p)
+                } else {
+                    Ok(self.load(lt, 0, 2)? == p)
+                }
+            }
+            Link::LinuxSll => {
+                if sap {
+                    if self.link_type_field(e)? != 4 {
+                        return Ok(false);
+                    }
+                    Ok(self.load(e.linkpl, 0, 2)? == ((p << 8) | p))
+                } else if p <= 1500 {
+                    if self.link_type_field(e)? != 4 {
+                        return Ok(false);
+                    }
+                    Ok(self.load(e.linkhdr, e.linkpl.k, 1)? == p)
+                } else {
+                    Ok(self.link_type_field(e)? == p)
+                }
+            }
+            Link::LinuxSll2 => Ok(self.link_type_field(e)? == p),
+            Link::CHdlc => {
+                let p = if p == 0xfe { 0xfefe } else { p };
+                Ok(self.link_type_field(e)? == p)
+            }
+            Link::Ppp => Ok(self.link_type_field(e)? == ppp_type(p)),
+            Link::Raw => {
+                let want = if p == 0x86dd { 0x60 } else { 0x40 };
+                Ok(self.load(e.linkhdr, 0, 1)? & 0xf0 == want)
+            }
+            Link::Ipv4 => Ok(p == 0x0800),
+            Link::Ipv6 => Ok(p == 0x86dd),
+            Link::Null | Link::Loop => {
+                let w = self.load(e.linkhdr, 0, 4)?;
+                let afs: &[u32] = if p == 0x86dd { &[24, 28, 30] } else { &[2] };
+                let null = e.link == Link::Null;
+                Ok(afs
+                    .iter()
+                    .any(|&af| w == af || (null && w == af.swap_bytes())))
+            }
+            Link::Ieee80211 | Link::Radiotap => {
+                if self.load(e.linkhdr, 0, 1)? & 0x04 != 0 {
+                    return Ok(false);
+                }
+                if self.load(e.linkhdr, 0, 1)? & 0x08 == 0 {
+                    return Ok(false);
+                }
+                if sap {
+                    Ok(self.load(e.linkpl, 0, 2)? == ((p << 8) | p))
+                } else if p == 0xe0 || p <= 1500 {
+                    Ok(self.load(e.linkpl, 0, 1)? == p)
+                } else {
+                    Ok(self.load(e.linkpl, 6, 2)? == p)
+                }
+            }
+        }
+    }
+
+    fn pred(&mut self, p: &Pred) -> R<bool> {
+        match p {
+            Pred::LinkProto { encap, proto } => self.link_proto(encap, *proto),
+            Pred::Ipv4Proto { encap, proto } => Ok(self.load(encap.net(), 9, 1)? == *proto),
+            Pred::Ipv6Proto {
+                encap,
+                proto,
+                via_fragment,
+            } => {
+                let net = encap.net();
+                if self.load(net, 6, 1)? == *proto {
+                    return Ok(true);
+                }
+                if !via_fragment {
+                    return Ok(false);
+                }
+                if self.load(net, 6, 1)? != 44 {
+                    return Ok(false);
+                }
+                Ok(self.load(net, 40, 1)? == *proto)
+            }
+            Pred::Ipv4FirstFragment { encap } => Ok(self.load(encap.net(), 6, 2)? & 0x1fff == 0),
+            Pred::Ipv4Addr {
+                encap,
+                field,
+                addr,
+                mask,
+            } => Ok(self.load(encap.net(), field.offset(), 4)? & mask == *addr),
+            Pred::Ipv6Addr {
+                encap,
+                side,
+                addr,
+                mask,
+            } => {
+                let base = if *side == Side::Src { 8 } else { 24 };
+                for i in 0..4 {
+                    if mask[i] == 0 {
+                        continue;
+                    }
+                    if self.load(encap.net(), base + 4 * i as u32, 4)? & mask[i] != addr[i] {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            Pred::Port {
+                encap,
+                v6,
+                side,
+                lo,
+                hi,
+            } => {
+                let off = if *side == Side::Src { 0 } else { 2 };
+                let net = encap.net();
+                let v = if *v6 {
+                    self.load(net, 40 + off, 2)?
+                } else {
+                    let x = self.iphdrlen(encap)?;
+                    self.ld(x, net.k.wrapping_add(off), 2)?
+                };
+                Ok(if lo == hi {
+                    v == u32::from(*lo)
+                } else {
+                    v >= u32::from(*lo) && v <= u32::from(*hi)
+                })
+            }
+            Pred::EtherAddr { encap, side, mac } => {
+                let off = if *side == Side::Src { 6 } else { 0 };
+                let w = self.load(encap.linkhdr, off + 2, 4)?;
+                if w != u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]) {
+                    return Ok(false);
+                }
+                let h = self.load(encap.linkhdr, off, 2)?;
+                Ok(h == u32::from(u16::from_be_bytes([mac[0], mac[1]])))
+            }
+            Pred::EtherMulticast { encap } => Ok(self.load(encap.linkhdr, 0, 1)? & 1 != 0),
+            Pred::GeneveIsEthernet { encap } => {
+                Ok(self.var(encap.linkhdr.base) != self.var(encap.linkpl.base))
+            }
+            Pred::VlanId { encap, id } => {
+                Ok(self.load(encap.net(), 0, 2)? & 0x0fff == u32::from(*id))
+            }
+            Pred::MplsLabel { encap, label } => {
+                Ok(self.load(encap.net(), 0, 4)? & 0xffff_f000 == label << 12)
+            }
+            Pred::MplsNotBottom { encap } => {
+                Ok(self.load(encap.net(), 0u32.wrapping_sub(2), 1)? & 1 == 0)
+            }
+            Pred::PppoeSession { encap, id } => {
+                Ok(self.load(encap.net(), 0, 4)? & 0xffff == u32::from(*id))
+            }
+            Pred::Protochain { encap, v6, proto } => self.protochain(encap, *v6, *proto),
+            Pred::GeneveHeader { encap, v6, vni } => {
+                let net = encap.net();
+                let (x, k) = if *v6 {
+                    (self.var(net.base), net.k.wrapping_add(40))
+                } else {
+                    (self.iphdrlen(encap)?, net.k)
+                };
+                if self.ld(x, k.wrapping_add(8), 1)? & 0xc0 != 0 {
+                    return Ok(false);
+                }
+                if let Some(v) = vni {
+                    if self.ld(x, k.wrapping_add(12), 4)? & 0xffff_ff00 != v << 8 {
+                        return Ok(false);
+                    }
+                }
+                self.scratch = if *v6 { 40u32.wrapping_add(x) } else { x };
+                Ok(true)
+            }
+            Pred::GeneveEnter {
+                encap,
+                hdr_reg,
+                type_reg,
+                pl_reg,
+            } => {
+                let net = encap.net();
+                let g = self.scratch.wrapping_add(net.k).wrapping_add(8);
+                self.set_reg(*type_reg, g.wrapping_add(2));
+                let opt = self.ld(g, 0, 1)?;
+                let hdr = ((opt & 0x3f) * 4).wrapping_add(8).wrapping_add(g);
+                self.set_reg(*hdr_reg, hdr);
+                let proto = self.ld(g, 2, 2)?;
+                let pl = if proto == 0x6558 {
+                    self.set_reg(*type_reg, hdr.wrapping_add(12));
+                    hdr.wrapping_add(14)
+                } else {
+                    hdr
+                };
+                self.set_reg(*pl_reg, pl);
+                Ok(true)
+            }
+            Pred::Relation { lhs, op, rhs } => {
+                let a = self.value(lhs)?;
+                let b = self.value(rhs)?;
+                Ok(op.apply(a, b))
+            }
+        }
+    }
+
+    /// libpcap 1.10.3's protochain loop (including its AH length arithmetic).
+    fn protochain(&self, e: &Encap, v6: bool, proto: u32) -> R<bool> {
+        let net = e.net();
+        let k = net.k;
+        let (mut a, mut x) = if v6 {
+            (self.ld(0, k.wrapping_add(6), 1)?, 40u32)
+        } else {
+            let a = self.ld(0, k.wrapping_add(9), 1)?;
+            (a, (self.ld(0, k, 1)? & 0xf) << 2)
+        };
+        // IPv6 extension headers move X forward by at least 8 bytes, but libpcap's AH step
+        // sets X to (len + 2) * 4 without adding the old X, so a hostile packet can make the
+        // BPF loop spin forever; we stop after 4096 steps and reject.
+        let mut steps = 0u32;
+        loop {
+            steps += 1;
+            if steps > 4096 {
+                return Err(Reject);
+            }
+            if a == proto || a == 59 {
+                break;
+            }
+            if v6 && matches!(a, 0 | 60 | 43 | 44) {
+                let next = self.ld(x, k, 1)?;
+                let len = self.ld(x, k.wrapping_add(1), 1)?;
+                x = len.wrapping_add(1).wrapping_mul(8).wrapping_add(x);
+                a = next;
+                continue;
+            }
+            if a == 51 {
+                let next = self.ld(x, k, 1)?;
+                let len = self.ld(x.wrapping_add(1), k, 1)?;
+                x = len.wrapping_add(2).wrapping_mul(4);
+                a = next;
+                continue;
+            }
+            break;
+        }
+        Ok(a == proto)
+    }
+
+    fn value(&self, v: &Value) -> R<u32> {
+        match v {
+            Value::Const(c) => Ok(*c),
+            Value::WireLen => Ok(self.wire_len),
+            Value::Neg(a) => Ok(self.value(a)?.wrapping_neg()),
+            Value::Bin(op, a, b) => {
+                let a = self.value(a)?;
+                let b = self.value(b)?;
+                apply_op(*op, a, b).ok_or(Reject)
+            }
+            Value::Load { base, index, size } => {
+                let i = self.value(index)?;
+                match base {
+                    LoadBase::Link(e) => {
+                        let x = self.var(e.linkhdr.base).wrapping_add(i);
+                        self.ld(x, e.linkhdr.k, *size)
+                    }
+                    LoadBase::Net(e) => {
+                        let net = e.net();
+                        self.ld(self.var(net.base).wrapping_add(i), net.k, *size)
+                    }
+                    LoadBase::TransportV4(e) => {
+                        let x = self.iphdrlen(e)?.wrapping_add(i);
+                        self.ld(x, e.net().k, *size)
+                    }
+                    LoadBase::TransportV6(e) => {
+                        let net = e.net();
+                        self.ld(
+                            self.var(net.base).wrapping_add(i),
+                            net.k.wrapping_add(40),
+                            *size,
+                        )
+                    }
+                }
+            }
+        }
+    }
+}
