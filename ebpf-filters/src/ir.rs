@@ -445,6 +445,10 @@ pub struct Ir {
     pub root: Node,
     /// Number of registers used.
     pub regs: u8,
+    /// Whether libpcap would optimize this program (it does not for `protochain`, `geneve`
+    /// and 802.11 payload offsets); only optimized programs get path-sensitive folding and
+    /// the "rejects all packets" refusal.
+    pub optimized: bool,
 }
 
 /// Most registers a filter may use (BPF has 16 scratch words).

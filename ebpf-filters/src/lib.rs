@@ -33,6 +33,7 @@ pub mod ir;
 pub mod lexer;
 pub mod lower;
 pub mod names;
+mod opt;
 pub mod parser;
 
 use como_packet::{LinkType, Packet};
@@ -79,6 +80,7 @@ pub fn compile(expr: &str, link: LinkType) -> Result<Filter, FilterError> {
                     prologue: None,
                     root: ir::Node::True,
                     regs: 0,
+                    optimized: true,
                 },
             });
         }
@@ -97,8 +99,32 @@ pub fn compile(expr: &str, link: LinkType) -> Result<Filter, FilterError> {
             prologue: None,
             root: ir::Node::True,
             regs: 0,
+            optimized: true,
         },
-        Some(ast) => lower::lower(&ast, l)?,
+        Some(ast) => {
+            let mut ir = lower::lower(&ast, l)?;
+            if ir.optimized {
+                ir.root = opt::simplify(ir.root);
+            }
+            if ir.optimized && ir.root == ir::Node::False {
+                // libpcap refuses a program that can only reject.
+                let on_ethernet =
+                    lower::lower(&ast, ir::Link::Ethernet).map(|i| opt::simplify(i.root));
+                let kind = match on_ethernet {
+                    Ok(ir::Node::False) | Err(_) => ErrorKind::Syntax,
+                    Ok(_) => ErrorKind::LinkType,
+                };
+                return Err(FilterError {
+                    column: 1,
+                    message: format!(
+                        "expression rejects all packets (on link type {})",
+                        link.name()
+                    ),
+                    kind,
+                });
+            }
+            ir
+        }
     };
     Ok(Filter { ir })
 }

@@ -75,6 +75,8 @@ struct Lower {
     wlan_pl_reg: Option<u8>,
     used_hdr: bool,
     used_pl: bool,
+    /// libpcap turns its optimizer off for this program (protochain, geneve, 802.11 offsets).
+    no_optimize: bool,
 }
 
 /// Lowers a parsed expression for the outer link type `link`.
@@ -90,11 +92,13 @@ pub(crate) fn lower(ast: &Ast, link: Link) -> LResult<Ir> {
     } else {
         None
     };
+    let no_optimize = l.no_optimize || prologue.is_some_and(|p| p.pl_reg.is_some());
     Ok(Ir {
         link,
         prologue,
         root,
         regs: l.regs,
+        optimized: !no_optimize,
     })
 }
 
@@ -152,6 +156,7 @@ impl Lower {
             wlan_pl_reg,
             used_hdr: false,
             used_pl: false,
+            no_optimize: false,
         }
     }
 
@@ -863,6 +868,7 @@ impl Lower {
                     ));
                 }
                 let v6 = p == Proto::Ip6;
+                self.no_optimize = true;
                 let lt = self.link_proto(col, if v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IP })?;
                 let e = self.encap;
                 let pc = self.pred(Pred::Protochain {
@@ -1047,6 +1053,7 @@ impl Lower {
             fams.push(Node::and(port, h));
         }
         let either = Node::or_all(fams);
+        self.no_optimize = true;
         let hdr_reg = self.alloc_reg(col)?;
         let type_reg = self.alloc_reg(col)?;
         let pl_reg = self.alloc_reg(col)?;

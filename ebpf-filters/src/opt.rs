@@ -1,0 +1,232 @@
+//! Path-sensitive constant folding, after what libpcap's optimizer does to the same
+//! expressions (its value numbering knows that a field compared equal to one constant is not
+//! equal to another on the same path).
+//!
+//! It matters for exactness twice: tcpdump refuses an expression whose optimized program
+//! rejects every packet ("expression rejects all packets": `ip6 and igmp`, `not ip6 and ip6`,
+//! `arp` on raw IP ...), and a folded leaf no longer loads anything. Only leaves whose value
+//! is already known on the path are folded, so no load that libpcap performs is skipped
+//! before one it also performs.
+
+use crate::ir::{Encap, Link, Node, Off, Pred};
+
+/// A field "load(off, size)" compared for equality with a constant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    off: Off,
+    size: u8,
+    mask: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fact {
+    Eq(u32),
+    Ne(u32),
+}
+
+type Facts = Vec<(Key, Fact)>;
+
+/// The field and constant of a leaf that is a plain equality test.
+fn simple(p: &Pred) -> Option<(Key, u32)> {
+    match p {
+        Pred::LinkProto { encap, proto } => link_field(encap, *proto),
+        Pred::Ipv4Proto { encap, proto } => Some((
+            Key {
+                off: add(encap.net(), 9),
+                size: 1,
+                mask: !0,
+            },
+            *proto,
+        )),
+        Pred::Ipv6Proto {
+            encap,
+            proto,
+            via_fragment: false,
+        } => Some((
+            Key {
+                off: add(encap.net(), 6),
+                size: 1,
+                mask: !0,
+            },
+            *proto,
+        )),
+        _ => None,
+    }
+}
+
+fn add(o: Off, k: u32) -> Off {
+    Off {
+        base: o.base,
+        k: o.k.wrapping_add(k),
+    }
+}
+
+fn link_field(e: &Encap, proto: u32) -> Option<(Key, u32)> {
+    if e.mpls_depth > 0 {
+        return None;
+    }
+    match e.link {
+        // Version nibble: 4 or 6.
+        Link::Raw => {
+            return Some((
+                Key {
+                    off: e.linkhdr,
+                    size: 1,
+                    mask: 0xf0,
+                },
+                proto,
+            ))
+        }
+        // Address family word: one class per protocol.
+        Link::Null | Link::Loop => {
+            return Some((
+                Key {
+                    off: e.linkhdr,
+                    size: 4,
+                    mask: !0,
+                },
+                proto,
+            ))
+        }
+        _ => {}
+    }
+    if proto <= 1500 {
+        return None;
+    }
+    let lt = e.linktype?;
+    let v = match e.link {
+        Link::Ethernet | Link::LinuxSll | Link::LinuxSll2 | Link::CHdlc => proto,
+        Link::Ppp => match proto {
+            0x0800 => 0x0021,
+            0x86dd => 0x0057,
+            other => other,
+        },
+        _ => return None,
+    };
+    Some((
+        Key {
+            off: lt,
+            size: 2,
+            mask: !0,
+        },
+        v,
+    ))
+}
+
+fn known(facts: &Facts, key: Key, v: u32) -> Option<bool> {
+    for (k, f) in facts.iter().rev() {
+        if *k != key {
+            continue;
+        }
+        match *f {
+            Fact::Eq(w) => return Some(w == v),
+            Fact::Ne(w) if w == v => return Some(false),
+            Fact::Ne(_) => {}
+        }
+    }
+    None
+}
+
+/// Facts that hold when `n` evaluated to `value`.
+fn learn(n: &Node, value: bool, facts: &mut Facts) {
+    match n {
+        Node::Pred(p) => {
+            if let Some((k, v)) = simple(p) {
+                facts.push((k, if value { Fact::Eq(v) } else { Fact::Ne(v) }));
+            }
+        }
+        Node::Not(c) => learn(c, !value, facts),
+        Node::And(cs) if value => cs.iter().for_each(|c| learn(c, true, facts)),
+        Node::Or(cs) if !value => cs.iter().for_each(|c| learn(c, false, facts)),
+        _ => {}
+    }
+}
+
+fn fold(n: Node, facts: &mut Facts) -> Node {
+    match n {
+        Node::Pred(p) => {
+            if let Some((k, v)) = simple(&p) {
+                if let Some(b) = known(facts, k, v) {
+                    return if b { Node::True } else { Node::False };
+                }
+            }
+            if let Pred::Ipv6Proto {
+                encap,
+                proto,
+                via_fragment: true,
+            } = &p
+            {
+                let k = Key {
+                    off: add(encap.net(), 6),
+                    size: 1,
+                    mask: !0,
+                };
+                if known(facts, k, *proto) == Some(true) {
+                    return Node::True;
+                }
+                if known(facts, k, *proto) == Some(false) && known(facts, k, 44) == Some(false) {
+                    return Node::False;
+                }
+            }
+            Node::Pred(p)
+        }
+        Node::Not(c) => Node::negate(fold(*c, facts)),
+        Node::And(cs) => {
+            let mark = facts.len();
+            let mut out = Vec::with_capacity(cs.len());
+            for c in cs {
+                let c = fold(c, facts);
+                if c == Node::False {
+                    facts.truncate(mark);
+                    return Node::False;
+                }
+                learn(&c, true, facts);
+                out.push(c);
+            }
+            facts.truncate(mark);
+            Node::and_all(out)
+        }
+        Node::Or(cs) => {
+            let mark = facts.len();
+            let mut out = Vec::with_capacity(cs.len());
+            for c in cs {
+                let c = fold(c, facts);
+                if c == Node::True {
+                    facts.truncate(mark);
+                    return Node::True;
+                }
+                learn(&c, false, facts);
+                out.push(c);
+            }
+            facts.truncate(mark);
+            absorb(&mut out);
+            Node::or_all(out)
+        }
+        other => other,
+    }
+}
+
+/// `Or(.., And(x, ..), x, ..)` is `Or(.., x, ..)`: when `x` holds the result is true either
+/// way, which libpcap's optimizer sees (it then drops the loads of the `And`'s tail).
+fn absorb(v: &mut Vec<Node>) {
+    let mut i = 0;
+    while i + 1 < v.len() {
+        let first = match &v[i] {
+            Node::And(cs) => cs.first().cloned(),
+            _ => None,
+        };
+        if let Some(f) = first {
+            if v[i + 1] == f {
+                v.remove(i);
+                continue;
+            }
+        }
+        i += 1;
+    }
+}
+
+/// Folds leaves whose value is known on their path.
+pub(crate) fn simplify(n: Node) -> Node {
+    let mut facts = Vec::new();
+    fold(n, &mut facts)
+}
