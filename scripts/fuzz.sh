@@ -6,7 +6,9 @@
 # Targets: pcap, pcapng, erf (whole trace files), packet (one packet of any link type),
 # filter (a filter expression). Seed corpora are copied at run time into
 # tests/fuzz/corpus/<target>/ (not committed): the trace files of tests/data/traces by
-# extension (up to 64 KiB each) and the expressions of tests/data/filters/corpus.txt.
+# extension (up to 64 KiB each), the expressions of tests/data/filters/corpus.txt, and the
+# committed reproducers of fixed crashes in tests/fuzz/regressions/<target>/ (so they are
+# re-run every time).
 # Needs nightly and cargo-fuzz (scripts/setup.sh installs both). Prints one line per target;
 # exits non-zero if the build fails or any target finds a crash, leak, timeout or OOM
 # (the reproducer is then in tests/fuzz/artifacts/<target>/).
@@ -52,6 +54,13 @@ done <"$root/tests/data/filters/corpus.txt"
 # packet: link type 0 (Ethernet), wire length 60, a TCP SYN; link 3 (raw), an IPv4 UDP header.
 printf '\x00\x3c\x00\x00\x00\x00\x1b\x21\x3c\x9d\xf8\x02\x00\x01\x02\x03\x04\x08\x00\x45\x00\x00\x28\x00\x01\x40\x00\x40\x06\x00\x00\x0a\x01\x02\x03\x0a\x00\x00\x01\x80\x00\x00\x50\x00\x00\x00\x01\x00\x00\x00\x00\x50\x02\xff\xff\x00\x00\x00\x00' >"$fuzz/corpus/packet/eth-tcp-syn"
 printf '\x03\x1c\x00\x00\x00\x45\x00\x00\x1c\x00\x01\x00\x00\x40\x11\x00\x00\x0a\x01\x02\x03\x0a\x00\x00\x35\x80\x00\x00\x35\x00\x08\x00\x00' >"$fuzz/corpus/packet/raw-udp"
+
+for t in "${targets[@]}"; do
+    if [ -d "$fuzz/regressions/$t" ]; then
+        mkdir -p "$fuzz/corpus/$t"
+        find "$fuzz/regressions/$t" -type f -exec cp -f -t "$fuzz/corpus/$t" {} +
+    fi
+done
 
 # --- build ------------------------------------------------------------------------------------
 cd "$fuzz"
