@@ -32,6 +32,8 @@ pub enum Proto {
     Icmp6,
     /// `igmp`.
     Igmp,
+    /// `igrp`.
+    Igrp,
     /// `pim`.
     Pim,
     /// `vrrp`.
@@ -60,6 +62,7 @@ impl Proto {
             Proto::Icmp => "icmp",
             Proto::Icmp6 => "icmp6",
             Proto::Igmp => "igmp",
+            Proto::Igrp => "igrp",
             Proto::Pim => "pim",
             Proto::Vrrp => "vrrp",
             Proto::Carp => "carp",
@@ -225,6 +228,8 @@ pub enum Prim {
     Pppoes(Option<u32>),
     /// `geneve [vni]`.
     Geneve(Option<u32>),
+    /// `byte N op V` with op one of `= < > & |`.
+    Byte(u32, char, u32),
 }
 
 /// Boolean expression tree.

@@ -11,7 +11,7 @@ use crate::{ErrorKind, FilterError};
 /// One token kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Tok {
-    /// A reserved word, in canonical spelling (`ether`, `fddi` ... are all `link`).
+    /// A reserved word, in canonical spelling (`ether`, `ppp`, `slip` are all `link`).
     Kw(&'static str),
     /// A number (decimal, 0x hex, leading-0 octal) or a named constant.
     Num(u32),
@@ -66,9 +66,9 @@ const KEYWORDS: &[(&str, &str)] = &[
     ("ether", "link"),
     ("ppp", "link"),
     ("slip", "link"),
-    ("fddi", "link"),
-    ("tr", "link"),
-    ("wlan", "link"),
+    ("fddi", "fddi"),
+    ("tr", "tr"),
+    ("wlan", "wlan"),
     ("arp", "arp"),
     ("rarp", "rarp"),
     ("ip", "ip"),

@@ -301,6 +301,7 @@ impl Lower {
             Proto::Esp => self.proto(col, 50, Proto::Default)?,
             Proto::Icmp => self.proto(col, 1, Proto::Ip)?,
             Proto::Igmp => self.proto(col, 2, Proto::Ip)?,
+            Proto::Igrp => self.proto(col, 9, Proto::Ip)?,
             Proto::Vrrp | Proto::Carp => self.proto(col, 112, Proto::Ip)?,
             Proto::Icmp6 => self.proto(col, 58, Proto::Ip6)?,
             Proto::Link => return Err(err(col, "link layer (ether) applied in wrong context")),
@@ -364,6 +365,7 @@ impl Lower {
             Prim::Mpls(label) => self.mpls(col, *label),
             Prim::Pppoes(id) => self.pppoes(col, *id),
             Prim::Geneve(vni) => self.geneve(col, *vni),
+            Prim::Byte(idx, op, v) => Ok(self.byte(*idx, *op, *v)),
         }
     }
 
@@ -1083,6 +1085,44 @@ impl Lower {
         Ok(Node::and(either, enter))
     }
 
+    /// `byte idx op v`. For `&` and `|` libpcap 1.10 emits the ALU operation without
+    /// loading the byte, so the test is on the accumulator's previous value (0 at the start
+    /// of the program): `byte N | V` is `V != 0`, `byte N & V` never matches. Reproduced with
+    /// an accumulator of 0.
+    fn byte(&mut self, idx: u32, op: char, v: u32) -> Node {
+        let e = self.encap;
+        let load = Value::Load {
+            base: LoadBase::Link(e),
+            index: Box::new(Value::Const(idx)),
+            size: 1,
+        };
+        let (lhs, cmp, rhs) = match op {
+            '=' => (load, Cmp::Eq, Value::Const(v)),
+            '<' => (load, Cmp::Lt, Value::Const(v)),
+            '>' => (load, Cmp::Gt, Value::Const(v)),
+            '&' => (
+                Value::Bin(
+                    ArOp::And,
+                    Box::new(Value::Const(0)),
+                    Box::new(Value::Const(v)),
+                ),
+                Cmp::Ne,
+                Value::Const(0),
+            ),
+            _ => (
+                Value::Bin(
+                    ArOp::Or,
+                    Box::new(Value::Const(0)),
+                    Box::new(Value::Const(v)),
+                ),
+                Cmp::Ne,
+                Value::Const(0),
+            ),
+        };
+        self.touch_value(&lhs);
+        Node::Pred(Pred::Relation { lhs, op: cmp, rhs })
+    }
+
     // --- relations ---
 
     fn relation(&mut self, col: usize, op: RelOp, a: &Arth, b: &Arth) -> LResult<Node> {
@@ -1183,6 +1223,7 @@ impl Lower {
                     | Proto::Sctp
                     | Proto::Icmp
                     | Proto::Igmp
+                    | Proto::Igrp
                     | Proto::Pim
                     | Proto::Vrrp
                     | Proto::Carp => {

@@ -88,6 +88,7 @@ fn pname(kw: &str) -> Option<Proto> {
         "icmp" => Proto::Icmp,
         "icmp6" => Proto::Icmp6,
         "igmp" => Proto::Igmp,
+        "igrp" => Proto::Igrp,
         "pim" => Proto::Pim,
         "vrrp" => Proto::Vrrp,
         "carp" => Proto::Carp,
@@ -100,8 +101,10 @@ fn pname(kw: &str) -> Option<Proto> {
 /// Keywords of constructs outside the supported set, with the name used in the message.
 fn unsupported_kw(kw: &str) -> Option<&'static str> {
     Some(match kw {
-        "igrp" => "igrp",
         "radio" => "radio",
+        "fddi" => "FDDI link layer",
+        "tr" => "Token Ring link layer",
+        "wlan" => "802.11 link-layer qualifier",
         "atalk" => "atalk (AppleTalk)",
         "aarp" => "aarp (AppleTalk ARP)",
         "decnet" => "decnet (DECnet)",
@@ -125,7 +128,6 @@ fn unsupported_kw(kw: &str) -> Option<&'static str> {
         "ifindex" => "ifindex",
         "pppoed" => "pppoed",
         "llc" => "llc",
-        "byte" => "byte",
         "lane" | "metac" | "bcc" | "oam" | "oamf4" | "oamf4ec" | "oamf4sc" | "sc" | "ilmic"
         | "vpi" | "vci" | "connectmsg" | "metaconnect" => "ATM predicates",
         "on" | "rset" | "rnr" | "srnr" | "reason" | "action" => "pflog predicates",
@@ -135,8 +137,12 @@ fn unsupported_kw(kw: &str) -> Option<&'static str> {
     })
 }
 
-fn unsupported_msg(name: &str) -> String {
-    format!("{name} is not supported by this filter compiler")
+fn unsupported_msg(text: &str, desc: &str) -> String {
+    if text == desc {
+        format!("'{text}' is not supported by this filter compiler")
+    } else {
+        format!("'{text}' ({desc}) is not supported by this filter compiler")
+    }
 }
 
 struct Parser<'a> {
@@ -167,6 +173,12 @@ impl<'a> Parser<'a> {
         self.t
             .get(self.pos)
             .map_or_else(|| self.t.last().map_or(1, |t| t.col), |t| t.col)
+    }
+
+    fn text(&self) -> String {
+        self.t
+            .get(self.pos)
+            .map_or_else(String::new, |t| t.text.clone())
     }
 
     fn at_eof(&self) -> bool {
@@ -351,8 +363,27 @@ impl<'a> Parser<'a> {
                             Ok((Ast::Prim(col, p), None))
                         }
                         "len" => self.relation(col),
+                        "byte" => {
+                            self.bump();
+                            let Tok::Num(idx) = *self.tok() else {
+                                return Err(self.syntax_here());
+                            };
+                            self.bump();
+                            let op = match *self.tok() {
+                                Tok::Op(c @ ('=' | '<' | '>' | '&' | '|')) => c,
+                                _ => return Err(self.syntax_here()),
+                            };
+                            self.bump();
+                            let Tok::Num(v) = *self.tok() else {
+                                return Err(self.syntax_here());
+                            };
+                            self.bump();
+                            Ok((Ast::Prim(col, Prim::Byte(idx, op, v)), None))
+                        }
                         _ => match unsupported_kw(kw) {
-                            Some(name) => Err(unsupported(col, unsupported_msg(name))),
+                            Some(name) => {
+                                Err(unsupported(col, unsupported_msg(&self.text(), name)))
+                            }
                             None => Err(self.syntax_here()),
                         },
                     }
@@ -428,7 +459,7 @@ impl<'a> Parser<'a> {
             }
         } else if let Tok::Kw(k) = *self.tok() {
             if let Some(name) = unsupported_kw(k).filter(|_| is_qual_kw(k)) {
-                return Err(unsupported(self.col(), unsupported_msg(name)));
+                return Err(unsupported(self.col(), unsupported_msg(&self.text(), name)));
             }
         }
         match *self.tok() {
@@ -450,7 +481,10 @@ impl<'a> Parser<'a> {
                 };
             }
             Tok::Kw("gateway") if !any => {
-                return Err(unsupported(self.col(), unsupported_msg("gateway")));
+                return Err(unsupported(
+                    self.col(),
+                    unsupported_msg("gateway", "gateway"),
+                ));
             }
             _ if any => {}
             _ => return Err(self.syntax_here()),
@@ -574,7 +608,10 @@ impl<'a> Parser<'a> {
             Tok::Aid(s) => {
                 return Err(unsupported(
                     col,
-                    format!("ARCnet address {s}: {}", unsupported_msg("ARCnet")),
+                    format!(
+                        "ARCnet address {s}: {}",
+                        unsupported_msg("ARCnet", "ARCnet")
+                    ),
                 ));
             }
             _ => return Err(self.syntax_here()),
@@ -660,7 +697,7 @@ impl<'a> Parser<'a> {
             Tok::Kw(kw) if *self.tok_at(self.pos + 1) == Tok::Op('[') => {
                 let Some(proto) = pname(kw) else {
                     return Err(match unsupported_kw(kw) {
-                        Some(name) => unsupported(col, unsupported_msg(name)),
+                        Some(name) => unsupported(col, unsupported_msg(&self.text(), name)),
                         None => self.syntax_here(),
                     });
                 };
