@@ -245,6 +245,16 @@ impl Ctx<'_> {
         }
     }
 
+    /// libpcap's 6-byte compare: the word at `off + 2`, then the half-word at `off`.
+    fn mac_at(&self, encap: &Encap, off: u32, mac: &[u8; 6]) -> R<bool> {
+        let w = self.load(encap.linkhdr, off + 2, 4)?;
+        if w != u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]) {
+            return Ok(false);
+        }
+        let h = self.load(encap.linkhdr, off, 2)?;
+        Ok(h == u32::from(u16::from_be_bytes([mac[0], mac[1]])))
+    }
+
     fn pred(&mut self, p: &Pred) -> R<bool> {
         match p {
             Pred::LinkProto { encap, proto } => self.link_proto(encap, *proto),
@@ -313,13 +323,9 @@ impl Ctx<'_> {
             }
             Pred::EtherAddr { encap, side, mac } => {
                 let off = if *side == Side::Src { 6 } else { 0 };
-                let w = self.load(encap.linkhdr, off + 2, 4)?;
-                if w != u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]) {
-                    return Ok(false);
-                }
-                let h = self.load(encap.linkhdr, off, 2)?;
-                Ok(h == u32::from(u16::from_be_bytes([mac[0], mac[1]])))
+                self.mac_at(encap, off, mac)
             }
+            Pred::MacAt { encap, offset, mac } => self.mac_at(encap, *offset, mac),
             Pred::EtherMulticast { encap } => Ok(self.load(encap.linkhdr, 0, 1)? & 1 != 0),
             Pred::GeneveIsEthernet { encap } => {
                 Ok(self.var(encap.linkhdr.base) != self.var(encap.linkpl.base))

@@ -325,6 +325,15 @@ pub enum Pred {
         /// The address.
         mac: [u8; 6],
     },
+    /// A 6-byte MAC address at `offset` from the link header (802.11 address fields).
+    MacAt {
+        /// Context.
+        encap: Encap,
+        /// Byte offset from the link header.
+        offset: u32,
+        /// The address.
+        mac: [u8; 6],
+    },
     /// The Ethernet destination is a group address (first byte odd).
     EtherMulticast {
         /// Context.

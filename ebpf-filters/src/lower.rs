@@ -199,7 +199,9 @@ impl Lower {
                     self.touch_hdr();
                 }
             }
-            Pred::EtherAddr { .. } | Pred::EtherMulticast { .. } => self.touch_hdr(),
+            Pred::EtherAddr { .. } | Pred::EtherMulticast { .. } | Pred::MacAt { .. } => {
+                self.touch_hdr()
+            }
             Pred::Relation { .. } => {}
             _ => self.touch_pl(),
         }
@@ -728,9 +730,7 @@ impl Lower {
     fn ether_addr(&mut self, col: usize, mac: [u8; 6], dir: Dir, what: &str) -> LResult<Node> {
         match self.encap.link {
             Link::Ethernet => {}
-            Link::Ieee80211 | Link::Radiotap => {
-                return Err(unsupported(col, format!("{what} on 802.11 (address fields depend on the DS bits) is not supported by this filter compiler")));
-            }
+            Link::Ieee80211 | Link::Radiotap => return Ok(self.wlanhostop(mac, dir)),
             _ => {
                 return Err(link_err(col, format!("{what} is not valid on link type {}: ethernet addresses are supported only on Ethernet-like links", self.link_name())));
             }
@@ -738,6 +738,82 @@ impl Lower {
         let check = self.geneve_check();
         let body = self.ehostop(mac, dir);
         Ok(Node::and(check, body))
+    }
+
+    /// `linkhdr[byte] & mask != 0` (a BPF `jset`).
+    fn bit(&mut self, byte: u32, mask: u32) -> Node {
+        let e = self.encap;
+        let load = Value::Load { base: LoadBase::Link(e), index: Box::new(Value::Const(byte)), size: 1 };
+        let lhs = Value::Bin(ArOp::And, Box::new(load), Box::new(Value::Const(mask)));
+        self.touch_hdr();
+        Node::Pred(Pred::Relation { lhs, op: Cmp::Ne, rhs: Value::Const(0) })
+    }
+
+    fn mac_at(&mut self, offset: u32, mac: [u8; 6]) -> Node {
+        let e = self.encap;
+        self.pred(Pred::MacAt { encap: e, offset, mac })
+    }
+
+    /// libpcap's `gen_wlanhostop`: which address field is the source or destination depends
+    /// on the frame type and the To DS / From DS bits.
+    fn wlanhostop(&mut self, mac: [u8; 6], dir: Dir) -> Node {
+        match dir {
+            Dir::Src => {
+                let not_tods = Node::negate(self.bit(1, 0x01));
+                let a16 = self.mac_at(16, mac);
+                let tods = self.bit(1, 0x01);
+                let a24 = self.mac_at(24, mac);
+                let inner = Node::or(Node::and(not_tods, a16), Node::and(tods, a24));
+                let not_fromds = Node::negate(self.bit(1, 0x02));
+                let a10 = self.mac_at(10, mac);
+                let fromds = self.bit(1, 0x02);
+                let mid = Node::or(Node::and(not_fromds, a10), Node::and(fromds, inner));
+                let not_data = Node::negate(self.bit(0, 0x08));
+                let a10b = self.mac_at(10, mac);
+                let data = self.bit(0, 0x08);
+                let outer = Node::or(Node::and(not_data, a10b), Node::and(data, mid));
+                let not_ctl = Node::negate(self.bit(0, 0x04));
+                Node::and(not_ctl, outer)
+            }
+            Dir::Dst => {
+                let not_tods = Node::negate(self.bit(1, 0x01));
+                let a4 = self.mac_at(4, mac);
+                let tods = self.bit(1, 0x01);
+                let a16 = self.mac_at(16, mac);
+                let inner = Node::or(Node::and(not_tods, a4), Node::and(tods, a16));
+                let not_data = Node::negate(self.bit(0, 0x08));
+                let a4b = self.mac_at(4, mac);
+                let data = self.bit(0, 0x08);
+                let outer = Node::or(Node::and(not_data, a4b), Node::and(data, inner));
+                let not_ctl = Node::negate(self.bit(0, 0x04));
+                Node::and(not_ctl, outer)
+            }
+            Dir::And => {
+                let x = self.wlanhostop(mac, Dir::Src);
+                let y = self.wlanhostop(mac, Dir::Dst);
+                Node::and(x, y)
+            }
+            Dir::Or | Dir::Default => {
+                let x = self.wlanhostop(mac, Dir::Src);
+                let y = self.wlanhostop(mac, Dir::Dst);
+                Node::or(x, y)
+            }
+        }
+    }
+
+    /// libpcap's 802.11 `multicast`: the group bit of the destination address field.
+    fn wlan_multicast(&mut self) -> Node {
+        let not_tods = Node::negate(self.bit(1, 0x01));
+        let m4 = self.bit(4, 0x01);
+        let tods = self.bit(1, 0x01);
+        let m16 = self.bit(16, 0x01);
+        let inner = Node::or(Node::and(not_tods, m4), Node::and(tods, m16));
+        let not_data = Node::negate(self.bit(0, 0x08));
+        let m4b = self.bit(4, 0x01);
+        let data = self.bit(0, 0x08);
+        let outer = Node::or(Node::and(not_data, m4b), Node::and(data, inner));
+        let not_ctl = Node::negate(self.bit(0, 0x04));
+        Node::and(not_ctl, outer)
     }
 
     fn geneve_check(&mut self) -> Node {
@@ -907,7 +983,7 @@ impl Lower {
                     let m = self.pred(Pred::EtherMulticast { encap: e });
                     Ok(Node::and(check, m))
                 }
-                Link::Ieee80211 | Link::Radiotap => Err(unsupported(col, "multicast on 802.11 (address fields depend on the DS bits) is not supported by this filter compiler")),
+                Link::Ieee80211 | Link::Radiotap => Ok(self.wlan_multicast()),
                 _ => Err(link_err(col, format!("multicast: link-layer multicast is not supported on link type {}", self.link_name()))),
             },
             Proto::Ip => {
