@@ -4,6 +4,8 @@
 //! The tests are in `tests/tests/`, their data in `tests/data/` (provenance in
 //! `tests/data/traces/SOURCES.md` and in the header of each table).
 
+pub mod exprgen;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

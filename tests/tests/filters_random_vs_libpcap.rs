@@ -1,0 +1,467 @@
+//! Random differential test of the filter language against libpcap 1.10.3, in process.
+//!
+//! A seeded generator (`como_tests::exprgen`) draws expressions from the supported set, with
+//! addresses, ports and tags taken from the traces. For each expression and each trace of
+//! a representative set of traces, libpcap (`pcap_compile` with optimisation on a handle
+//! opened on that trace file, as tcpdump does, then
+//! `pcap_offline_filter` per packet with the real captured and wire lengths) is the oracle:
+//! - libpcap compiles the expression ⇔ `ebpf_filters::compile` does (an `Unsupported` error is
+//!   a mismatch too: the generator only emits supported constructs);
+//! - when both compile, every packet gets the same verdict.
+//!
+//! `COMO_RANDOM_FILTERS` sets the number of expressions (default 2000), `COMO_RANDOM_SEED`
+//! the seed (default fixed). Failures print the seed, the first 50 mismatches and a count.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use como_packet::LinkType;
+use como_tests::exprgen::{ExprGen, Seen};
+use como_tests::{load_trace, OwnedPacket};
+use ebpf_filters::{compile, ErrorKind};
+
+/// libpcap through its C API (`-lpcap`, Debian's libpcap-dev).
+mod libpcap {
+    use std::ffi::{c_char, c_int, c_long, c_uint, CStr, CString};
+    use std::sync::Mutex;
+
+    #[repr(C)]
+    struct BpfInsn {
+        code: u16,
+        jt: u8,
+        jf: u8,
+        k: u32,
+    }
+
+    #[repr(C)]
+    struct BpfProgram {
+        bf_len: c_uint,
+        bf_insns: *mut BpfInsn,
+    }
+
+    /// `struct timeval` on Linux (64-bit and 32-bit: two `long`s).
+    #[repr(C)]
+    struct Timeval {
+        tv_sec: c_long,
+        tv_usec: c_long,
+    }
+
+    #[repr(C)]
+    struct PktHdr {
+        ts: Timeval,
+        caplen: u32,
+        len: u32,
+    }
+
+    #[repr(C)]
+    struct PcapT {
+        _private: [u8; 0],
+    }
+
+    #[link(name = "pcap")]
+    extern "C" {
+        fn pcap_open_dead(linktype: c_int, snaplen: c_int) -> *mut PcapT;
+        fn pcap_open_offline(fname: *const c_char, errbuf: *mut c_char) -> *mut PcapT;
+        fn pcap_compile(
+            p: *mut PcapT,
+            fp: *mut BpfProgram,
+            s: *const c_char,
+            optimize: c_int,
+            netmask: u32,
+        ) -> c_int;
+        fn pcap_offline_filter(fp: *const BpfProgram, h: *const PktHdr, pkt: *const u8) -> c_int;
+        fn pcap_freecode(fp: *mut BpfProgram);
+        fn pcap_close(p: *mut PcapT);
+        fn pcap_geterr(p: *mut PcapT) -> *mut c_char;
+    }
+
+    /// libpcap's parser has global state in old versions: one compile at a time.
+    static COMPILE: Mutex<()> = Mutex::new(());
+
+    /// A pcap handle, "dead" (a link type only) or opened on a trace file: what `pcap_compile`
+    /// needs. A handle on the file compiles exactly as tcpdump reading it does (on DLT_NULL
+    /// the address family values depend on the file's byte order, which a dead handle lacks).
+    pub struct Dead(*mut PcapT);
+
+    impl Dead {
+        /// `pcap_open_offline(path)`: the error text on failure.
+        pub fn open_file(path: &std::path::Path) -> Result<Self, String> {
+            let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+            let mut errbuf = [0 as c_char; 512];
+            // SAFETY: `c` is NUL-terminated and `errbuf` has PCAP_ERRBUF_SIZE (256) bytes or more.
+            let p = unsafe { pcap_open_offline(c.as_ptr(), errbuf.as_mut_ptr()) };
+            if p.is_null() {
+                // SAFETY: on failure libpcap wrote a NUL-terminated message into errbuf.
+                let msg = unsafe { CStr::from_ptr(errbuf.as_ptr()) };
+                return Err(msg.to_string_lossy().into_owned());
+            }
+            Ok(Self(p))
+        }
+
+        /// `pcap_open_dead(linktype, 262144)`.
+        pub fn open(linktype: u32) -> Option<Self> {
+            let lt = c_int::try_from(linktype).ok()?;
+            // SAFETY: pcap_open_dead takes plain integers and returns an owned handle or NULL.
+            let p = unsafe { pcap_open_dead(lt, 262_144) };
+            (!p.is_null()).then_some(Self(p))
+        }
+
+        /// `pcap_compile(expr, optimize = 1, PCAP_NETMASK_UNKNOWN)`; the error text on failure.
+        pub fn compile(&self, expr: &str) -> Result<Program, String> {
+            let c = CString::new(expr).map_err(|e| e.to_string())?;
+            let mut prog = BpfProgram {
+                bf_len: 0,
+                bf_insns: std::ptr::null_mut(),
+            };
+            let _guard = COMPILE.lock().unwrap_or_else(|e| e.into_inner());
+            // SAFETY: self.0 is a live handle, `prog` a writable bpf_program, `c` a NUL-terminated
+            // string that outlives the call.
+            let rc = unsafe { pcap_compile(self.0, &mut prog, c.as_ptr(), 1, 0xffff_ffff) };
+            if rc != 0 {
+                // SAFETY: pcap_geterr returns the handle's NUL-terminated error buffer, valid until
+                // the next call on the handle; it is copied at once.
+                let msg = unsafe { CStr::from_ptr(pcap_geterr(self.0)) };
+                return Err(msg.to_string_lossy().into_owned());
+            }
+            Ok(Program(prog))
+        }
+    }
+
+    impl Drop for Dead {
+        fn drop(&mut self) {
+            // SAFETY: the handle came from pcap_open_dead/pcap_open_offline and is closed once.
+            unsafe { pcap_close(self.0) };
+        }
+    }
+
+    /// A compiled BPF program.
+    pub struct Program(BpfProgram);
+
+    impl Program {
+        /// `pcap_offline_filter` with caplen = `data.len()` and len = `wire_len`.
+        pub fn matches(&self, data: &[u8], wire_len: u32) -> bool {
+            let caplen = u32::try_from(data.len()).unwrap_or(u32::MAX);
+            let hdr = PktHdr {
+                ts: Timeval {
+                    tv_sec: 0,
+                    tv_usec: 0,
+                },
+                caplen,
+                len: wire_len,
+            };
+            // SAFETY: the program was filled by pcap_compile; `hdr` is a valid header whose caplen
+            // is the length of `data`, so the BPF interpreter reads only inside `data`.
+            unsafe { pcap_offline_filter(&self.0, &hdr, data.as_ptr()) != 0 }
+        }
+    }
+
+    impl Drop for Program {
+        fn drop(&mut self) {
+            // SAFETY: the program was filled by pcap_compile and is freed once.
+            unsafe { pcap_freecode(&mut self.0) };
+        }
+    }
+}
+
+/// The traces compared (relative to `tests/data/traces`), covering every link type and
+/// encapsulation the filters serve. Each is capped at [`MAX_PACKETS`] packets.
+const TRACES: &[&str] = &[
+    // Ethernet: plain, VLAN/QinQ, MPLS, PPPoE, IPv6 extension headers, fragments, tunnels,
+    // truncated snaplen, multicast, the protocol zoo.
+    "libtrace/10_mpls_ip.pcap",
+    "libtrace/qinq.pcap",
+    "tcpdump/802.1ad_QinQ.pcap",
+    "zeek/vlan-qinqinq.pcap",
+    "zeek/mpls-in-vlan.pcap",
+    "zeek/icmp_dot1q.pcap",
+    "zeek/q-in-q.pcap",
+    "suricata-verify/bug-4810/pppoe-session-http.pcap",
+    "libpcap/tests/filter/pppoes.pcap",
+    "nDPI/dns.pcap",
+    "libpcap/tests/filter/ipv6_ext_headers.pcap",
+    "tcpdump/ipv6-routing-header.pcap",
+    "zeek/ipv6-fragmented-dns.pcap",
+    "zeek/ipv4/fragmented-4.pcap",
+    "suricata-verify/defrag/bug-6887-defrag-eth-vlan-ipv6-tcp/frag-eth-vlan-ipv6-tcp.pcap",
+    "libpcap/tests/filter/geneve.pcap",
+    "zeek/tunnels/gre-sample.pcap",
+    "zeek/tunnels/4in6.pcap",
+    "zeek/tunnels/6in4.pcap",
+    "zeek/tcp/truncated-header.pcap",
+    "zeek/trunc/icmp-header-trunc.pcap",
+    "zeek/trunc/ip6-trunc.pcap",
+    "zeek/tcp/timestamp.pcap",
+    "nDPI/sctp.cap",
+    "libpcap/tests/filter/AH-IPcomp-IPv6.pcap",
+    "libtrace/100_packets.pcapng",
+    "zeek/icmp/icmp6-nd-options.pcap",
+    "zeek/dns/mdns.pcap",
+    "tcpdump/igmpv3-queries.pcap",
+    "libpcap/tests/filter/vrrp.pcap",
+    "libpcap/tests/filter/carp.pcap",
+    "libpcap/tests/filter/pim-packet-assortment.pcap",
+    "libpcap/tests/filter/rarp_req_reply.pcapng",
+    "libpcap/tests/filter/gateway_or_not.pcap",
+    "zeek/pbb.pcap",
+    "zeek/snap-arp.pcapng",
+    "nDPI/teams.pcap",
+    // Linux cooked captures.
+    "libtrace/sll.pcap",
+    "zeek/linuxsll-arp.pcap",
+    "tcpdump/forces1.pcap",
+    "zeek/linux_dlt_sll2.pcap",
+    "suricata-verify/decode-sll2-01/input.pcap",
+    // Raw IP: RAW, IPV4, IPV6.
+    "zeek/tcp/payload-syn.pcap",
+    "zeek/dns/ech.pcap",
+    "tcpdump/LINKTYPE_RAW_ipv4.pcap",
+    "tcpdump/LINKTYPE_IPV4.pcap",
+    "suricata-verify/defrag/bug-6887-defrag-ipv4-tcp-syn/frag-ip-tcp-syn.pcap",
+    "zeek/icmp/icmp6-mldv2.pcap",
+    "suricata-verify/defrag/bug-6887-defrag-ipv6-tcp/frag-ip-tcp.pcap",
+    // BSD loopback (NULL), PPP, Cisco HDLC.
+    "tcpdump/quic_handshake_truncated.pcap",
+    "gopacket/pcap/test_loopback.pcap",
+    "zeek/udp-multiple-source-ports.pcap",
+    "tcpdump/mpls-traceroute.pcap",
+    "zeek/ppp/quic-interop-retry.pcap",
+    "suricata-verify/defrag/bug-6887-defrag-ppp-ipv4-tcp-syn/frag-ppp-ip-tcp-syn.pcap",
+    "suricata-verify/decode-chdlc-01/hdlc-http_1tx.pcap",
+    "tcpdump/hdlc_slarp.pcapng",
+    // 802.11, with and without radiotap.
+    "zeek/radiotap.pcap",
+    "libtrace/10_packets_radiotap.pcap",
+    "libpcap/tests/filter/wpa-Induction.pcap",
+    "zeek/wlanmon.pcap",
+];
+
+/// At most this many packets of each trace (keeps the debug run short).
+const MAX_PACKETS: usize = 120;
+
+/// The default seed (any fixed value).
+const DEFAULT_SEED: u64 = 0x00c0_0a11_2026_1126;
+
+/// One trace of [`TRACES`]: its libpcap handle and its packets.
+struct Entry {
+    path: &'static str,
+    link: LinkType,
+    handle: libpcap::Dead,
+    packets: Vec<OwnedPacket>,
+}
+
+/// Every trace of [`TRACES`].
+struct Corpus(Vec<Entry>);
+
+fn load_corpus() -> Corpus {
+    let mut entries = Vec::new();
+    for &path in TRACES {
+        let trace = load_trace(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let link = trace.link;
+        let packets: Vec<OwnedPacket> = trace
+            .packets
+            .into_iter()
+            .filter(|p| p.link == link)
+            .take(MAX_PACKETS)
+            .collect();
+        assert!(!packets.is_empty(), "{path}: no packet");
+        let handle = libpcap::Dead::open_file(&como_tests::traces_dir().join(path))
+            .unwrap_or_else(|e| panic!("libpcap cannot open {path}: {e}"));
+        entries.push(Entry {
+            path,
+            link,
+            handle,
+            packets,
+        });
+    }
+    Corpus(entries)
+}
+
+/// Addresses, ports, MACs, tags and lengths found in the corpus.
+fn harvest(corpus: &Corpus) -> Seen {
+    let mut seen = Seen::default();
+    for entry in &corpus.0 {
+        for p in &entry.packets {
+            let view = p.view();
+            let parsed = view.parse();
+            for ip in [parsed.src_ip(), parsed.dst_ip()].into_iter().flatten() {
+                match ip {
+                    IpAddr::V4(a) => seen.v4.push(a),
+                    IpAddr::V6(a) => seen.v6.push(a),
+                }
+            }
+            seen.ports.extend(parsed.src_port());
+            seen.ports.extend(parsed.dst_port());
+            if let Some((src, dst)) = parsed.ether_addrs() {
+                seen.macs.push(*src);
+                seen.macs.push(*dst);
+            }
+            let layers = view.layers();
+            seen.vlans.extend(layers.vlan_ids());
+            seen.mpls.extend(layers.mpls_labels());
+            if p.link == LinkType::Ethernet && p.data.get(12..14) == Some(&[0x88, 0x64][..]) {
+                if let Some(&[a, b]) = p.data.get(16..18) {
+                    seen.pppoe.push(u16::from_be_bytes([a, b]));
+                }
+            }
+            seen.lens.push(p.wire_len);
+        }
+    }
+    seen.dedup();
+    seen
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    let v = v.trim();
+    match v.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+/// One disagreement between libpcap and us.
+struct Mismatch {
+    expr: String,
+    trace: &'static str,
+    what: String,
+}
+
+/// Compares one expression on every trace of the corpus; appends the disagreements.
+fn compare(expr: &str, corpus: &Corpus, out: &mut Vec<Mismatch>) {
+    let mut ours_by_link: BTreeMap<u32, Result<ebpf_filters::Filter, ebpf_filters::FilterError>> =
+        BTreeMap::new();
+    for entry in &corpus.0 {
+        let link = entry.link;
+        let theirs = entry.handle.compile(expr);
+        let ours = ours_by_link
+            .entry(link.to_linktype())
+            .or_insert_with(|| compile(expr, link));
+        let mut push = |what: String| {
+            out.push(Mismatch {
+                expr: expr.to_owned(),
+                trace: entry.path,
+                what,
+            })
+        };
+        let (theirs, ours) = match (theirs, ours) {
+            (Ok(t), Ok(o)) => (t, o),
+            (Err(_), Err(e)) if e.kind != ErrorKind::Unsupported => continue,
+            (Err(t), Err(e)) => {
+                push(format!(
+                    "both refuse, but ours says Unsupported: {e} (libpcap: {t})"
+                ));
+                continue;
+            }
+            (Err(t), Ok(_)) => {
+                push(format!(
+                    "libpcap refuses on {} ({t}), we compile",
+                    link.name()
+                ));
+                continue;
+            }
+            (Ok(_), Err(e)) => {
+                push(format!(
+                    "libpcap compiles on {}, we refuse: {e} ({:?})",
+                    link.name(),
+                    e.kind
+                ));
+                continue;
+            }
+        };
+        for (i, p) in entry.packets.iter().enumerate() {
+            let t = theirs.matches(&p.data, p.wire_len);
+            let o = ours.matches(&p.view());
+            if t != o {
+                push(format!("packet {} (1-based): libpcap {t}, ours {o}", i + 1));
+            }
+        }
+    }
+}
+
+#[test]
+fn random_expressions_agree_with_libpcap_per_packet() {
+    let n = env_u64("COMO_RANDOM_FILTERS").unwrap_or(2000);
+    let seed = env_u64("COMO_RANDOM_SEED").unwrap_or(DEFAULT_SEED);
+    let corpus = load_corpus();
+    let mut gen = ExprGen::new(seed, harvest(&corpus));
+    // COMO_RANDOM_EXPR="..." checks that one expression instead (to reproduce and minimise).
+    let exprs: Vec<String> = match std::env::var("COMO_RANDOM_EXPR") {
+        Ok(e) => vec![e],
+        Err(_) => (0..n).map(|_| gen.next_expr()).collect(),
+    };
+    // Per expression: its mismatches (only the first is shown, with the count).
+    let mut bad: Vec<Vec<Mismatch>> = Vec::new();
+    let mut total = 0usize;
+    for expr in &exprs {
+        let mut m = Vec::new();
+        compare(expr, &corpus, &mut m);
+        total += m.len();
+        if !m.is_empty() {
+            bad.push(m);
+        }
+    }
+    if !bad.is_empty() {
+        let single = exprs.len() == 1;
+        let shown: Vec<String> = bad
+            .iter()
+            .flat_map(|ms| {
+                let more = if single || ms.len() == 1 {
+                    String::new()
+                } else {
+                    format!(" (+{} more)", ms.len() - 1)
+                };
+                let take = if single { ms.len() } else { 1 };
+                ms.iter()
+                    .take(take)
+                    .map(move |m| format!("  {:?} on {}: {}{more}", m.expr, m.trace, m.what))
+            })
+            .take(if single { usize::MAX } else { 50 })
+            .collect();
+        panic!(
+            "seed {seed:#x} (COMO_RANDOM_SEED), {} expressions: {total} mismatches in {} expressions; the first of each (up to 50):\n{}",
+            exprs.len(),
+            bad.len(),
+            shown.join("\n")
+        );
+    }
+}
+
+#[test]
+fn generated_expressions_compile_with_libpcap_on_ethernet() {
+    let corpus = load_corpus();
+    let eth =
+        libpcap::Dead::open(LinkType::Ethernet.to_linktype()).expect("pcap_open_dead(EN10MB)");
+    let seen = harvest(&corpus);
+    let refused: Vec<String> = (0..5u64)
+        .flat_map(|s| {
+            let mut gen = ExprGen::new(DEFAULT_SEED ^ s, seen.clone());
+            (0..2000).map(move |_| gen.next_expr())
+        })
+        .filter_map(|e| eth.compile(&e).err().map(|err| (e, err)))
+        // The optimiser's refusal of an always-false filter is a verdict, not a parse error.
+        .filter(|(_, err)| err != "expression rejects all packets")
+        .map(|(e, err)| format!("  {e:?}: {err}"))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "{} generated expressions refused by libpcap on Ethernet:\n{}",
+        refused.len(),
+        refused
+            .iter()
+            .take(40)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn the_oracle_sees_wire_length_and_refuses_bad_syntax() {
+    let eth = libpcap::Dead::open(1).expect("pcap_open_dead(EN10MB)");
+    let greater = eth.compile("greater 100").expect("greater 100 compiles");
+    // 60 bytes captured of a 200-byte frame: libpcap's `len` is the wire length.
+    assert!(greater.matches(&[0u8; 60], 200));
+    assert!(!greater.matches(&[0u8; 60], 60));
+    assert!(eth.compile("host").is_err());
+    assert!(eth.compile("tcp port 99999").is_err());
+}
