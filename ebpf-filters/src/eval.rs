@@ -1,20 +1,55 @@
 //! Exact userspace evaluator of the [`crate::ir`], with BPF's semantics.
 //!
-//! Every predicate performs the loads libpcap's generated code performs, in the same order:
-//! a load beyond the captured bytes (or a run-time division by zero) aborts the evaluation
-//! and the packet is rejected, whatever sub-expression it happened in — exactly as a BPF
-//! program returns 0. Offsets that depend on the packet (802.11 header length, radiotap
+//! Every predicate performs the loads libpcap's generated code performs, in the same order.
+//! A load beyond the captured bytes makes BPF return 0: the packet is rejected, whatever
+//! sub-expression the load was in. libpcap's optimizer, though, moves comparisons against an
+//! already-loaded value ahead of later loads (`host A or B` tests the source against A and B
+//! before loading the destination), so on a truncated packet the optimized program may decide
+//! before reaching the out-of-bounds load. The evaluator reproduces that: after an
+//! out-of-bounds load the result so far is "unknown", and evaluation goes on using only
+//! values already loaded; a leaf that needs a new load stays unknown. And/or/not combine
+//! unknowns three-valued; an unknown result rejects the packet. Programs libpcap does not
+//! optimize (`protochain`, `geneve`, 802.11 payload offsets) are evaluated strictly: the first
+//! out-of-bounds load rejects. A run-time division by zero always rejects. Offsets that depend on the packet (802.11 header length, radiotap
 //! length, Geneve inner frame) live in a fixed array of registers on the stack: nothing is
 //! allocated per packet.
+
+use std::cell::Cell;
 
 use crate::ir::{
     Base, Encap, Ir, Link, LoadBase, Node, Off, Pred, Side, Value, WlanPrologue, MAX_REGS,
 };
 use crate::lower::apply_op;
 
-/// The packet is rejected (out-of-bounds load or division by zero).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Reject;
+/// Why a load or computation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reject {
+    /// Out-of-bounds load (or, after one, a load of a value not loaded before).
+    Oob,
+    /// The program returns 0 here, whatever else (division by zero, strict mode).
+    Hard,
+}
+
+/// Three-valued result of a sub-expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tri {
+    F,
+    T,
+    U,
+}
+
+impl From<bool> for Tri {
+    fn from(b: bool) -> Self {
+        if b {
+            Tri::T
+        } else {
+            Tri::F
+        }
+    }
+}
+
+/// Loads remembered for the "already loaded" rule (offset, size).
+const CACHE: usize = 32;
 
 type R<T> = Result<T, Reject>;
 
@@ -24,6 +59,13 @@ struct Ctx<'p> {
     regs: [u32; MAX_REGS as usize],
     /// A after the Geneve header check: the L3 header length (plus variable offset).
     scratch: u32,
+    /// Whether an out-of-bounds load is tolerated (optimized programs) or rejects at once.
+    lenient: bool,
+    /// An out-of-bounds load happened: only loads already performed are allowed.
+    poisoned: Cell<bool>,
+    /// Loads performed so far (start, size), a ring.
+    cache: [Cell<(u32, u8)>; CACHE],
+    cached: Cell<usize>,
 }
 
 /// Evaluates the program on one packet.
@@ -33,13 +75,18 @@ pub(crate) fn run(ir: &Ir, data: &[u8], wire_len: u32) -> bool {
         wire_len,
         regs: [0; MAX_REGS as usize],
         scratch: 0,
+        lenient: false,
+        poisoned: Cell::new(false),
+        cache: std::array::from_fn(|_| Cell::new((0, 0))),
+        cached: Cell::new(0),
     };
     if let Some(p) = &ir.prologue {
         if c.prologue(p).is_err() {
             return false;
         }
     }
-    c.node(&ir.root).unwrap_or(false)
+    c.lenient = ir.optimized;
+    matches!(c.node(&ir.root), Ok(Tri::T))
 }
 
 fn ppp_type(p: u32) -> u32 {
@@ -63,10 +110,23 @@ impl Ctx<'_> {
         let start = u64::from(x) + u64::from(k);
         let end = start + u64::from(size);
         if end > self.data.len() as u64 {
-            return Err(Reject);
+            return Err(Reject::Oob);
+        }
+        let key = (start as u32, size);
+        if self.poisoned.get() {
+            let n = self.cached.get().min(CACHE);
+            if !self.cache[..n].iter().any(|c| c.get() == key) {
+                return Err(Reject::Oob);
+            }
+        } else {
+            let i = self.cached.get();
+            if let Some(slot) = self.cache.get(i % CACHE) {
+                slot.set(key);
+            }
+            self.cached.set(i.wrapping_add(1));
         }
         let s = start as usize;
-        let b = self.data.get(s..s + usize::from(size)).ok_or(Reject)?;
+        let b = self.data.get(s..s + usize::from(size)).ok_or(Reject::Oob)?;
         Ok(b.iter().fold(0u32, |acc, &v| (acc << 8) | u32::from(v)))
     }
 
@@ -133,35 +193,52 @@ impl Ctx<'_> {
         }
     }
 
-    fn node(&mut self, n: &Node) -> R<bool> {
+    fn node(&mut self, n: &Node) -> Result<Tri, Reject> {
         match n {
-            Node::True => Ok(true),
-            Node::False => Ok(false),
+            Node::True => Ok(Tri::T),
+            Node::False => Ok(Tri::F),
             Node::And(v) => {
+                let mut r = Tri::T;
                 for c in v {
-                    if !self.node(c)? {
-                        return Ok(false);
+                    match self.node(c)? {
+                        Tri::F => return Ok(Tri::F),
+                        Tri::U => r = Tri::U,
+                        Tri::T => {}
                     }
                 }
-                Ok(true)
+                Ok(r)
             }
             Node::Or(v) => {
+                let mut r = Tri::F;
                 for c in v {
-                    if self.node(c)? {
-                        return Ok(true);
+                    match self.node(c)? {
+                        Tri::T => return Ok(Tri::T),
+                        Tri::U => r = Tri::U,
+                        Tri::F => {}
                     }
                 }
-                Ok(false)
+                Ok(r)
             }
-            Node::Not(c) => Ok(!self.node(c)?),
-            Node::Pred(p) => self.pred(p),
+            Node::Not(c) => Ok(match self.node(c)? {
+                Tri::T => Tri::F,
+                Tri::F => Tri::T,
+                Tri::U => Tri::U,
+            }),
+            Node::Pred(p) => match self.pred(p) {
+                Ok(b) => Ok(b.into()),
+                Err(Reject::Oob) if self.lenient => {
+                    self.poisoned.set(true);
+                    Ok(Tri::U)
+                }
+                Err(_) => Err(Reject::Hard),
+            },
         }
     }
 
     fn link_type_field(&self, e: &Encap) -> R<u32> {
         match e.linktype {
             Some(o) => self.load(o, 0, 2),
-            None => Err(Reject),
+            None => Err(Reject::Hard),
         }
     }
 
@@ -291,7 +368,8 @@ impl Ctx<'_> {
             } => {
                 let base = if *side == Side::Src { 8 } else { 24 };
                 for i in 0..4 {
-                    if mask[i] == 0 {
+                    // The optimizer drops `(x & 0) == 0`; unoptimized programs still load.
+                    if mask[i] == 0 && self.lenient {
                         continue;
                     }
                     if self.load(encap.net(), base + 4 * i as u32, 4)? & mask[i] != addr[i] {
@@ -408,7 +486,7 @@ impl Ctx<'_> {
         loop {
             steps += 1;
             if steps > 4096 {
-                return Err(Reject);
+                return Err(Reject::Hard);
             }
             if a == proto || a == 59 {
                 break;
@@ -440,7 +518,7 @@ impl Ctx<'_> {
             Value::Bin(op, a, b) => {
                 let a = self.value(a)?;
                 let b = self.value(b)?;
-                apply_op(*op, a, b).ok_or(Reject)
+                apply_op(*op, a, b).ok_or(Reject::Hard)
             }
             Value::Load { base, index, size } => {
                 let i = self.value(index)?;

@@ -743,15 +743,27 @@ impl Lower {
     /// `linkhdr[byte] & mask != 0` (a BPF `jset`).
     fn bit(&mut self, byte: u32, mask: u32) -> Node {
         let e = self.encap;
-        let load = Value::Load { base: LoadBase::Link(e), index: Box::new(Value::Const(byte)), size: 1 };
+        let load = Value::Load {
+            base: LoadBase::Link(e),
+            index: Box::new(Value::Const(byte)),
+            size: 1,
+        };
         let lhs = Value::Bin(ArOp::And, Box::new(load), Box::new(Value::Const(mask)));
         self.touch_hdr();
-        Node::Pred(Pred::Relation { lhs, op: Cmp::Ne, rhs: Value::Const(0) })
+        Node::Pred(Pred::Relation {
+            lhs,
+            op: Cmp::Ne,
+            rhs: Value::Const(0),
+        })
     }
 
     fn mac_at(&mut self, offset: u32, mac: [u8; 6]) -> Node {
         let e = self.encap;
-        self.pred(Pred::MacAt { encap: e, offset, mac })
+        self.pred(Pred::MacAt {
+            encap: e,
+            offset,
+            mac,
+        })
     }
 
     /// libpcap's `gen_wlanhostop`: which address field is the source or destination depends
@@ -984,23 +996,57 @@ impl Lower {
                     Ok(Node::and(check, m))
                 }
                 Link::Ieee80211 | Link::Radiotap => Ok(self.wlan_multicast()),
-                _ => Err(link_err(col, format!("multicast: link-layer multicast is not supported on link type {}", self.link_name()))),
+                _ => Err(link_err(
+                    col,
+                    format!(
+                        "multicast: link-layer multicast is not supported on link type {}",
+                        self.link_name()
+                    ),
+                )),
             },
             Proto::Ip => {
                 let lt = self.link_proto(col, ETHERTYPE_IP)?;
                 let e = self.encap;
-                let r = Value::Load { base: LoadBase::Net(e), index: Box::new(Value::Const(16)), size: 1 };
+                let r = Value::Load {
+                    base: LoadBase::Net(e),
+                    index: Box::new(Value::Const(16)),
+                    size: 1,
+                };
                 self.touch_pl();
-                Ok(Node::and(lt, Node::Pred(Pred::Relation { lhs: r, op: Cmp::Ge, rhs: Value::Const(224) })))
+                Ok(Node::and(
+                    lt,
+                    Node::Pred(Pred::Relation {
+                        lhs: r,
+                        op: Cmp::Ge,
+                        rhs: Value::Const(224),
+                    }),
+                ))
             }
             Proto::Ip6 => {
                 let lt = self.link_proto(col, ETHERTYPE_IPV6)?;
                 let e = self.encap;
-                let r = Value::Load { base: LoadBase::Net(e), index: Box::new(Value::Const(24)), size: 1 };
+                let r = Value::Load {
+                    base: LoadBase::Net(e),
+                    index: Box::new(Value::Const(24)),
+                    size: 1,
+                };
                 self.touch_pl();
-                Ok(Node::and(lt, Node::Pred(Pred::Relation { lhs: r, op: Cmp::Eq, rhs: Value::Const(255) })))
+                Ok(Node::and(
+                    lt,
+                    Node::Pred(Pred::Relation {
+                        lhs: r,
+                        op: Cmp::Eq,
+                        rhs: Value::Const(255),
+                    }),
+                ))
             }
-            _ => Err(err(col, format!("'{} multicast': multicast filters apply only to the link layer, ip and ip6", p.name()))),
+            _ => Err(err(
+                col,
+                format!(
+                    "'{} multicast': multicast filters apply only to the link layer, ip and ip6",
+                    p.name()
+                ),
+            )),
         }
     }
 
@@ -1249,7 +1295,7 @@ impl Lower {
             Arth::Bin(op, x, y, ocol) => {
                 let vx = self.arth(x, guards)?;
                 let vy = self.arth(y, guards)?;
-                if let Value::Const(c) = vy {
+                if let Some(c) = known_const(&vy) {
                     match op {
                         ArOp::Div if c == 0 => return Err(err(*ocol, "division by zero")),
                         ArOp::Mod if c == 0 => return Err(err(*ocol, "modulus by zero")),
@@ -1338,6 +1384,27 @@ impl Lower {
                 }
             }
         })
+    }
+}
+
+/// The value of an expression when it does not depend on the packet (`x & 0`, `x * 0` are
+/// 0): libpcap's optimizer folds those and refuses a division by a known zero.
+fn known_const(v: &Value) -> Option<u32> {
+    match v {
+        Value::Const(c) => Some(*c),
+        Value::Bin(op, a, b) => {
+            let (ka, kb) = (known_const(a), known_const(b));
+            match (op, ka, kb) {
+                (ArOp::And | ArOp::Mul, Some(0), _) | (ArOp::And | ArOp::Mul, _, Some(0)) => {
+                    Some(0)
+                }
+                (ArOp::Or, Some(u32::MAX), _) | (ArOp::Or, _, Some(u32::MAX)) => Some(u32::MAX),
+                (_, Some(x), Some(y)) => apply_op(*op, x, y),
+                _ => None,
+            }
+        }
+        Value::Neg(a) => known_const(a).map(u32::wrapping_neg),
+        _ => None,
     }
 }
 

@@ -72,26 +72,40 @@ fn report() {
         println!("   U {e:?}: {m}");
     }
     // libpcap's per-packet oracle.
-    let path = como_tests::data_dir().join("filters").join("apply-oracle.tsv");
+    let path = como_tests::data_dir()
+        .join("filters")
+        .join("apply-oracle.tsv");
     let text = std::fs::read_to_string(&path).unwrap_or_default();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).skip(1) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .skip(1)
+    {
         let f: Vec<&str> = line.split('\t').collect();
-        let [name, savefile, expr, results, _n, netmask, skip, debian] = f[..] else { continue };
+        let [name, savefile, expr, results, _n, netmask, skip, debian] = f[..] else {
+            continue;
+        };
         if debian != "agree" || !netmask.is_empty() || !skip.is_empty() {
             continue;
         }
         let path = format!("libpcap/tests/filter/{savefile}");
-        let t = traces.entry(path.clone()).or_insert_with(|| load_trace(&path));
+        let t = traces
+            .entry(path.clone())
+            .or_insert_with(|| load_trace(&path));
         let Ok(trace) = t else { continue };
         match compile(expr, trace.link) {
             Ok(f) => {
                 let want: Vec<bool> = results.split(',').map(|r| r.trim() != "0").collect();
                 let got: Vec<bool> = trace.packets.iter().map(|p| f.matches(&p.view())).collect();
                 if want != got {
-                    println!("ORACLE {name}: {expr:?} on {savefile}: libpcap {want:?}, ours {got:?}");
+                    println!(
+                        "ORACLE {name}: {expr:?} on {savefile}: libpcap {want:?}, ours {got:?}"
+                    );
                 }
             }
-            Err(e) if e.kind == ErrorKind::Syntax => println!("ORACLE {name}: {expr:?} refused: {e}"),
+            Err(e) if e.kind == ErrorKind::Syntax => {
+                println!("ORACLE {name}: {expr:?} refused: {e}")
+            }
             Err(_) => {}
         }
     }
