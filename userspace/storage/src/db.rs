@@ -516,7 +516,9 @@ impl Database {
         {
             let mut st = lock(&self.shared.state);
             while st.segments.len() > 1 {
-                let Some(oldest) = st.segments.first() else { break };
+                let Some(oldest) = st.segments.first() else {
+                    break;
+                };
                 let (len, last) = {
                     let inner = lock(&oldest.inner);
                     (inner.len, inner.last_ts)
@@ -588,10 +590,7 @@ fn recover_last(
         .write(true)
         .open(path)
         .map_err(io_err("open segment", path))?;
-    let len = file
-        .metadata()
-        .map_err(io_err("stat segment", path))?
-        .len();
+    let len = file.metadata().map_err(io_err("stat segment", path))?.len();
     if len < SEGMENT_HEADER_LEN {
         return Ok(None);
     }

@@ -298,8 +298,7 @@ pub(crate) fn decode_sidecar(b: &[u8]) -> Option<Sidecar> {
     let body_len = b.len().checked_sub(4)?;
     let crc = u32_at(b, body_len)?;
     let body = b.get(..body_len)?;
-    if crc32c(body) != crc || body.get(0..8)? != INDEX_MAGIC || u32_at(body, 8)? != FORMAT_VERSION
-    {
+    if crc32c(body) != crc || body.get(0..8)? != INDEX_MAGIC || u32_at(body, 8)? != FORMAT_VERSION {
         return None;
     }
     let count = usize::try_from(u64_at(body, 56)?).ok()?;
@@ -357,7 +356,10 @@ mod tests {
         for i in 0..h.len() {
             let mut d = h;
             d[i] ^= 0x10;
-            assert!(decode_segment_header(&d).is_err(), "flip at byte {i} accepted");
+            assert!(
+                decode_segment_header(&d).is_err(),
+                "flip at byte {i} accepted"
+            );
         }
     }
 
@@ -367,7 +369,16 @@ mod tests {
         encode_frame(&mut buf, 42, b"hello world");
         let mut p = Vec::new();
         let f = read_frame(&mut &buf[..], 0, buf.len() as u64, &mut p).expect("read");
-        assert!(matches!(f, Frame::Ok { ts: 42, frame_len: 27 }), "{f:?}");
+        assert!(
+            matches!(
+                f,
+                Frame::Ok {
+                    ts: 42,
+                    frame_len: 27
+                }
+            ),
+            "{f:?}"
+        );
         assert_eq!(p, b"hello world");
         for cut in 1..buf.len() {
             let f = read_frame(&mut &buf[..cut], 0, cut as u64, &mut p).expect("read");
@@ -391,12 +402,18 @@ mod tests {
             records: 5,
             index: vec![
                 IndexEntry { ts: 10, offset: 32 },
-                IndexEntry { ts: 50, offset: 500 },
+                IndexEntry {
+                    ts: 50,
+                    offset: 500,
+                },
             ],
         };
         let b = encode_sidecar(&s);
         let d = decode_sidecar(&b).expect("decodes");
-        assert_eq!((d.seq, d.first_ts, d.seg_len, d.last_ts, d.records), (3, 10, 1000, 99, 5));
+        assert_eq!(
+            (d.seq, d.first_ts, d.seg_len, d.last_ts, d.records),
+            (3, 10, 1000, 99, 5)
+        );
         assert_eq!(d.index, s.index);
         for i in 0..b.len() {
             let mut x = b.clone();
@@ -412,7 +429,10 @@ mod tests {
     fn file_names() {
         let n = segment_file_name(1_700_000_000_000_000_000, 12);
         assert_eq!(n, "01700000000000000000-0000000012.seg");
-        assert_eq!(parse_segment_file_name(&n), Some((1_700_000_000_000_000_000, 12)));
+        assert_eq!(
+            parse_segment_file_name(&n),
+            Some((1_700_000_000_000_000_000, 12))
+        );
         assert_eq!(parse_segment_file_name("x-1.seg"), None);
         assert_eq!(parse_segment_file_name("1-1.idx"), None);
         assert_eq!(parse_segment_file_name("-1.seg"), None);

@@ -111,9 +111,7 @@ use std::path::PathBuf;
 
 pub use crate::crc32c::{crc32c, Crc32c};
 pub use crate::db::{Database, OpenReport, ReadHandle, SegmentInfo};
-pub use crate::format::{
-    FORMAT_VERSION, FRAME_HEADER_LEN, MAX_RECORD_BYTES, SEGMENT_HEADER_LEN,
-};
+pub use crate::format::{FORMAT_VERSION, FRAME_HEADER_LEN, MAX_RECORD_BYTES, SEGMENT_HEADER_LEN};
 pub use crate::reader::Reader;
 
 /// Errors of the storage manager; each names the file (and the offset when there is one).

@@ -43,7 +43,11 @@ pub struct Reader {
 }
 
 impl Reader {
-    pub(crate) fn new(shared: Arc<Shared>, bounds: Option<(u64, Option<u64>)>, follow: bool) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        bounds: Option<(u64, Option<u64>)>,
+        follow: bool,
+    ) -> Self {
         let (from, to) = bounds.unwrap_or((0, None));
         let mut r = Self {
             shared,
@@ -138,11 +142,13 @@ impl Reader {
         if acked > c.limit {
             c.limit = acked;
             // Drop buffered bytes that were read past the old limit.
-            c.file.seek(SeekFrom::Start(c.pos)).map_err(|source| Error::Io {
-                op: "seek",
-                path: c.seg.path.clone(),
-                source,
-            })?;
+            c.file
+                .seek(SeekFrom::Start(c.pos))
+                .map_err(|source| Error::Io {
+                    op: "seek",
+                    path: c.seg.path.clone(),
+                    source,
+                })?;
             return Ok(true);
         }
         if self.pending.is_empty() {
