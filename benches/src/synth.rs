@@ -457,6 +457,8 @@ pub struct Stats {
     pub small: u64,
     /// Packets of at least 1400 wire bytes.
     pub large: u64,
+    /// Distinct flows that produced at least one packet.
+    pub distinct_flows: u64,
 }
 
 const ETH_IPV4: u16 = 0x0800;
@@ -472,6 +474,8 @@ pub struct Generator {
     rng: SplitMix64,
     class_cdf: [f64; 6],
     zipf: Vec<Zipf>,
+    /// Per class, whether each flow rank has produced a packet yet.
+    seen: Vec<Vec<bool>>,
     produced: u64,
     ts_ns: u64,
     buf: Vec<u8>,
@@ -490,12 +494,14 @@ impl Generator {
             let n = ((f64::from(cfg.flows) * class.packet_share()).round() as usize).max(1);
             zipf.push(Zipf::new(n, cfg.zipf_s));
         }
+        let seen = zipf.iter().map(|z| vec![false; z.len()]).collect();
         Self {
             rng: SplitMix64::new(mix64(cfg.seed ^ 0x636f_6d6f)),
             ts_ns: cfg.start_ns,
             cfg,
             class_cdf,
             zipf,
+            seen,
             produced: 0,
             buf: Vec::with_capacity(MAX_FRAME),
             stats: Stats::default(),
@@ -532,6 +538,12 @@ impl Generator {
         s.wire_bytes += u64::from(wire_len);
         s.captured_bytes += cap as u64;
         s.per_class[ci] += 1;
+        if let Some(seen) = self.seen.get_mut(ci).and_then(|v| v.get_mut(rank)) {
+            if !*seen {
+                *seen = true;
+                s.distinct_flows += 1;
+            }
+        }
         if flow.vlan != Vlan::None {
             s.vlan_tagged += 1;
         }
@@ -894,6 +906,11 @@ mod tests {
         // Bimodal: most packets are either small or large.
         assert!(share(s.small) > 0.3 && share(s.large) > 0.3, "{s:?}");
         assert!(share(s.small + s.large) > 0.85, "{s:?}");
+        // Zipf: 200k packets over 200k flows touch many flows, far from all.
+        assert!(
+            s.distinct_flows > 20_000 && s.distinct_flows < 150_000,
+            "{s:?}"
+        );
         // Some VLAN-tagged, not most.
         assert!(
             share(s.vlan_tagged) > 0.01 && share(s.vlan_tagged) < 0.4,

@@ -161,10 +161,11 @@ fn run(args: &Args) -> Result<(), GenError> {
             mix.push_str(&format!(" {} {:.1}%", class.name(), pct(n)));
         }
         eprintln!(
-            "gen-trace: {path}: {} packets, {} flows, {} wire bytes, {} captured bytes; mix:{mix}; \
+            "gen-trace: {path}: {} packets, {} flows ({} seen), {} wire bytes, {} captured bytes; mix:{mix}; \
              VLAN {:.1}%; <=100 B {:.1}%, >=1400 B {:.1}%",
             s.packets,
             args.flows,
+            s.distinct_flows,
             s.wire_bytes,
             s.captured_bytes,
             pct(s.vlan_tagged),
