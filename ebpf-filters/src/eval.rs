@@ -53,7 +53,7 @@ const CACHE: usize = 32;
 
 type R<T> = Result<T, Reject>;
 
-struct Ctx<'p> {
+struct Ctx<'p, 'c> {
     data: &'p [u8],
     wire_len: u32,
     regs: [u32; MAX_REGS as usize],
@@ -61,11 +61,17 @@ struct Ctx<'p> {
     scratch: u32,
     /// Whether an out-of-bounds load is tolerated (optimized programs) or rejects at once.
     lenient: bool,
+    /// Loads remembered in the second pass (after the fast pass met an out-of-bounds load).
+    track: Option<&'c Cache>,
+}
+
+/// The second pass's memory of loads performed.
+struct Cache {
     /// An out-of-bounds load happened: only loads already performed are allowed.
     poisoned: Cell<bool>,
     /// Loads performed so far (start, size), a ring.
-    cache: [Cell<(u32, u8)>; CACHE],
-    cached: Cell<usize>,
+    entries: [Cell<(u32, u8)>; CACHE],
+    n: Cell<usize>,
 }
 
 /// Evaluates the program on one packet.
@@ -76,17 +82,40 @@ pub(crate) fn run(ir: &Ir, data: &[u8], wire_len: u32) -> bool {
         regs: [0; MAX_REGS as usize],
         scratch: 0,
         lenient: false,
-        poisoned: Cell::new(false),
-        cache: std::array::from_fn(|_| Cell::new((0, 0))),
-        cached: Cell::new(0),
+        track: None,
     };
     if let Some(p) = &ir.prologue {
         if c.prologue(p).is_err() {
             return false;
         }
     }
-    c.lenient = ir.optimized;
-    matches!(c.node(&ir.root), Ok(Tri::T))
+    // Fast pass: strict, nothing remembered. Only a packet that meets an out-of-bounds load
+    // in an optimized program gets the second, three-valued pass.
+    match c.strict(&ir.root) {
+        Ok(b) => b,
+        Err(Reject::Oob) if ir.optimized => {
+            let cache = Cache {
+                poisoned: Cell::new(false),
+                entries: std::array::from_fn(|_| Cell::new((0, 0))),
+                n: Cell::new(0),
+            };
+            let mut c2 = Ctx {
+                data,
+                wire_len,
+                regs: [0; MAX_REGS as usize],
+                scratch: 0,
+                lenient: true,
+                track: Some(&cache),
+            };
+            if let Some(p) = &ir.prologue {
+                if c2.prologue(p).is_err() {
+                    return false;
+                }
+            }
+            matches!(c2.node(&ir.root), Ok(Tri::T))
+        }
+        Err(_) => false,
+    }
 }
 
 fn ppp_type(p: u32) -> u32 {
@@ -103,7 +132,7 @@ fn ppp_type(p: u32) -> u32 {
     }
 }
 
-impl Ctx<'_> {
+impl Ctx<'_, '_> {
     /// BPF indirect load: `size` bytes big-endian at `x + k`.
     #[inline]
     fn ld(&self, x: u32, k: u32, size: u8) -> R<u32> {
@@ -112,22 +141,33 @@ impl Ctx<'_> {
         if end > self.data.len() as u64 {
             return Err(Reject::Oob);
         }
-        let key = (start as u32, size);
-        if self.poisoned.get() {
-            let n = self.cached.get().min(CACHE);
-            if !self.cache[..n].iter().any(|c| c.get() == key) {
-                return Err(Reject::Oob);
+        if let Some(cache) = self.track {
+            let key = (start as u32, size);
+            if cache.poisoned.get() {
+                let n = cache.n.get().min(CACHE);
+                if !cache.entries[..n].iter().any(|c| c.get() == key) {
+                    return Err(Reject::Oob);
+                }
+            } else {
+                let i = cache.n.get();
+                if let Some(slot) = cache.entries.get(i % CACHE) {
+                    slot.set(key);
+                }
+                cache.n.set(i.wrapping_add(1));
             }
-        } else {
-            let i = self.cached.get();
-            if let Some(slot) = self.cache.get(i % CACHE) {
-                slot.set(key);
-            }
-            self.cached.set(i.wrapping_add(1));
         }
         let s = start as usize;
-        let b = self.data.get(s..s + usize::from(size)).ok_or(Reject::Oob)?;
-        Ok(b.iter().fold(0u32, |acc, &v| (acc << 8) | u32::from(v)))
+        let d = self.data;
+        Ok(match size {
+            1 => d.get(s).map(|&b| u32::from(b)),
+            2 => d
+                .get(s..s + 2)
+                .map(|b| u32::from(u16::from_be_bytes([b[0], b[1]]))),
+            _ => d
+                .get(s..s + 4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+        }
+        .ok_or(Reject::Oob)?)
     }
 
     #[inline]
@@ -193,6 +233,33 @@ impl Ctx<'_> {
         }
     }
 
+    /// Strict two-valued evaluation: the first failed load aborts.
+    fn strict(&mut self, n: &Node) -> R<bool> {
+        match n {
+            Node::True => Ok(true),
+            Node::False => Ok(false),
+            Node::And(v) => {
+                for c in v {
+                    if !self.strict(c)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            Node::Or(v) => {
+                for c in v {
+                    if self.strict(c)? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            Node::Not(c) => Ok(!self.strict(c)?),
+            Node::Pred(p) => self.pred(p),
+        }
+    }
+
+    /// Three-valued evaluation (second pass).
     fn node(&mut self, n: &Node) -> Result<Tri, Reject> {
         match n {
             Node::True => Ok(Tri::T),
@@ -227,7 +294,9 @@ impl Ctx<'_> {
             Node::Pred(p) => match self.pred(p) {
                 Ok(b) => Ok(b.into()),
                 Err(Reject::Oob) if self.lenient => {
-                    self.poisoned.set(true);
+                    if let Some(c) = self.track {
+                        c.poisoned.set(true);
+                    }
                     Ok(Tri::U)
                 }
                 Err(_) => Err(Reject::Hard),
