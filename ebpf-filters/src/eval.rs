@@ -158,7 +158,7 @@ impl Ctx<'_, '_> {
         }
         let s = start as usize;
         let d = self.data;
-        Ok(match size {
+        match size {
             1 => d.get(s).map(|&b| u32::from(b)),
             2 => d
                 .get(s..s + 2)
@@ -167,7 +167,7 @@ impl Ctx<'_, '_> {
                 .get(s..s + 4)
                 .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
         }
-        .ok_or(Reject::Oob)?)
+        .ok_or(Reject::Oob)
     }
 
     #[inline]
