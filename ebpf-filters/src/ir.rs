@@ -522,6 +522,21 @@ impl Node {
         }
     }
 
+    /// Nesting depth of the tree (computed without recursion).
+    pub fn depth(&self) -> usize {
+        let mut max = 0;
+        let mut stack = vec![(self, 1usize)];
+        while let Some((n, d)) = stack.pop() {
+            max = max.max(d);
+            match n {
+                Node::And(v) | Node::Or(v) => stack.extend(v.iter().map(|c| (c, d + 1))),
+                Node::Not(c) => stack.push((c, d + 1)),
+                _ => {}
+            }
+        }
+        max
+    }
+
     /// Number of nodes in the tree.
     pub fn size(&self) -> usize {
         match self {

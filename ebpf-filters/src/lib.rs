@@ -38,6 +38,10 @@ pub mod parser;
 
 use como_packet::{LinkType, Packet};
 
+/// Deepest and/or/not nesting accepted after flattening (alternating `a and b or c and d ...`
+/// nests one level per operator change); keeps evaluation recursion shallow.
+pub const MAX_IR_DEPTH: usize = 256;
+
 /// What kind of failure a [`FilterError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -103,6 +107,14 @@ pub fn compile(expr: &str, link: LinkType) -> Result<Filter, FilterError> {
         },
         Some(ast) => {
             let mut ir = lower::lower(&ast, l)?;
+            let depth = ir.root.depth();
+            if depth > MAX_IR_DEPTH {
+                return Err(FilterError {
+                    column: 1,
+                    message: format!("expression too complex: and/or/not nested {depth} deep (at most {MAX_IR_DEPTH})"),
+                    kind: ErrorKind::Syntax,
+                });
+            }
             if ir.optimized {
                 ir.root = opt::simplify(ir.root);
             }

@@ -161,20 +161,36 @@ impl Lower {
     }
 
     fn node(&mut self, ast: &Ast) -> LResult<Node> {
-        Ok(match ast {
-            Ast::And(a, b) => {
-                let a = self.node(a)?;
-                let b = self.node(b)?;
-                Node::and(a, b)
+        // Left-deep and/or chains (`a and b or c ...`) are walked iteratively.
+        let mut spine: Vec<(bool, &Ast)> = Vec::new();
+        let mut cur = ast;
+        loop {
+            match cur {
+                Ast::And(a, b) => {
+                    spine.push((true, b));
+                    cur = a;
+                }
+                Ast::Or(a, b) => {
+                    spine.push((false, b));
+                    cur = a;
+                }
+                _ => break,
             }
-            Ast::Or(a, b) => {
-                let a = self.node(a)?;
-                let b = self.node(b)?;
-                Node::or(a, b)
-            }
+        }
+        let mut acc = match cur {
             Ast::Not(a) => Node::negate(self.node(a)?),
             Ast::Prim(col, p) => self.prim(*col, p)?,
-        })
+            Ast::And(..) | Ast::Or(..) => Node::True,
+        };
+        while let Some((is_and, right)) = spine.pop() {
+            let r = self.node(right)?;
+            acc = if is_and {
+                Node::and(acc, r)
+            } else {
+                Node::or(acc, r)
+            };
+        }
+        Ok(acc)
     }
 
     // --- usage tracking (for the 802.11 prologue) ---

@@ -23,6 +23,9 @@ use crate::{ErrorKind, FilterError};
 /// Deepest nesting of parentheses, `not` and unary minus accepted.
 const MAX_DEPTH: usize = 200;
 
+/// Longest expression accepted, in tokens (keeps every recursive pass over the tree shallow).
+pub(crate) const MAX_TOKENS: usize = 4096;
+
 type Q = Option<Qual>;
 
 const NEEDS_QUAL: &str = "syntax error: a value needs a qualifier";
@@ -30,6 +33,13 @@ type PResult<T> = Result<T, FilterError>;
 
 /// Parses a token list (ending in Eof). `Ok(None)` for an empty expression.
 pub(crate) fn parse(tokens: &[Token]) -> PResult<Option<Ast>> {
+    if tokens.len() > MAX_TOKENS {
+        let col = tokens.get(MAX_TOKENS).map_or(1, |t| t.col);
+        return Err(syntax(
+            col,
+            format!("expression too long (more than {MAX_TOKENS} tokens)"),
+        ));
+    }
     let mut p = Parser {
         t: tokens,
         pos: 0,

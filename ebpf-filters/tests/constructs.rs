@@ -534,3 +534,27 @@ fn ir_is_a_small_tree_of_typed_leaves() {
     let f = compile("1 = 1 or tcp", LinkType::Ethernet).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(f.ir().root, Node::True);
 }
+
+#[test]
+fn long_and_deep_expressions_do_not_overflow_the_stack() {
+    // Runs on a test thread (2 MiB stack by default).
+    let chain = vec!["port 80"; 120].join(" and ip or ");
+    let f = compile(&chain, LinkType::Ethernet).unwrap_or_else(|e| panic!("{e}"));
+    assert!(f.matches(&pkt(&tcp4(1, 80), LinkType::Ethernet)));
+    let hosts: Vec<String> = (0..1000)
+        .map(|i| format!("host 10.0.{}.{}", i / 250, i % 250))
+        .collect();
+    let f = compile(&hosts.join(" or "), LinkType::Ethernet).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        f.matches(&pkt(&tcp4(1, 80), LinkType::Ethernet)),
+        "10.0.0.1 is in the list"
+    );
+    let chain = vec!["port 80"; 800].join(" and ip or ");
+    assert!(err(&chain).message.contains("too complex"));
+    let deep = format!("{}ip{}", "not (".repeat(90), ")".repeat(90));
+    assert!(compile(&deep, LinkType::Ethernet).is_ok());
+    let too_deep = format!("{}ip{}", "(".repeat(300), ")".repeat(300));
+    assert_eq!(err(&too_deep).kind, ErrorKind::Syntax);
+    let too_long = vec!["ip"; 3000].join(" and ");
+    assert!(err(&too_long).message.contains("too long"));
+}
