@@ -77,8 +77,11 @@
 //! a CRC-32C of everything before. At open a closed segment's sidecar is used when it is valid and
 //! matches the segment (seq, first timestamp, length); otherwise the segment is scanned (which
 //! verifies every checksum) and the sidecar rewritten. The last segment is always scanned.
-//! A query for records from `t` binary-searches the segments by first timestamp, then the
-//! segment's index, and reads at most `index_every` bytes plus the records before it: O(log n).
+//! A query for records from `t` binary-searches the segments by first timestamp, then that
+//! segment's index, and starts reading at the last index entry before `t`: O(log n) to find the
+//! place, then at most about `index_every` bytes of older records skipped.
+//!
+//! `examples/storage_speed.rs` measures append, full-read and seek speed.
 //!
 //! # Caps
 //! [`Options::max_bytes`] (CoMo's `streamsize`, counting whole segment files) and
