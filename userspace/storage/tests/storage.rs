@@ -700,3 +700,103 @@ fn handles_and_readers_are_send_and_sync() {
     send::<Database>();
     let _ = Arc::new(0);
 }
+
+#[test]
+fn damaged_segment_headers_are_reported_at_offset_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut db = Database::open(dir.path(), small(1024)).expect("open");
+    fill(&mut db, 200, |i| i);
+    db.close().expect("close");
+    let segs = seg_files(dir.path());
+    for (victim, byte) in [
+        (1usize, 3usize),
+        (1, 14),
+        (segs.len() - 1, 9),
+        (segs.len() - 1, 25),
+    ] {
+        let path = &segs[victim];
+        let mut bytes = fs::read(path).expect("read");
+        bytes[byte] ^= 0x22;
+        fs::write(path, &bytes).expect("write");
+        expect_corrupt(Database::open(dir.path(), small(1024)).map(|_| ()), path, 0);
+        bytes[byte] ^= 0x22;
+        fs::write(path, &bytes).expect("restore");
+    }
+    // A segment renamed so that its name disagrees with its header is refused too.
+    let moved = dir.path().join("00000000000000000001-0000000001.seg");
+    fs::rename(&segs[1], &moved).expect("rename");
+    expect_corrupt(
+        Database::open(dir.path(), small(1024)).map(|_| ()),
+        &moved,
+        0,
+    );
+    fs::rename(&moved, &segs[1]).expect("rename back");
+    assert_eq!(
+        Database::open(dir.path(), small(1024))
+            .expect("open")
+            .reader(..)
+            .count(),
+        200
+    );
+}
+
+#[test]
+fn unrelated_files_are_kept_and_orphan_sidecars_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut db = Database::open(dir.path(), small(1024)).expect("open");
+    let (model, _) = fill(&mut db, 100, |i| i);
+    db.close().expect("close");
+    let notes = dir.path().join("README.txt");
+    fs::write(&notes, "operator notes").expect("write");
+    let orphan = dir.path().join("00000000000000000000-0000009999.idx");
+    fs::write(&orphan, "stale").expect("write");
+    let db = Database::open(dir.path(), small(1024)).expect("reopen");
+    assert!(notes.exists());
+    assert!(!orphan.exists());
+    assert_eq!(read_all(&db), model);
+}
+
+/// A following reader whose segments are dropped by the caps before it reaches them skips to
+/// what is still stored, in order, without error.
+#[test]
+fn follow_reader_across_caps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let frame = FRAME_HEADER_LEN + 48;
+    let seg_bytes = SEGMENT_HEADER_LEN + 10 * frame;
+    let opts = Options {
+        max_bytes: Some(3 * seg_bytes),
+        ..small(seg_bytes)
+    };
+    let mut db = Database::open(dir.path(), opts).expect("open");
+    let mut follow = db.read_handle().follow(..);
+    assert!(follow.next().is_none(), "empty database");
+    assert!(
+        !follow.wait(Duration::from_millis(1)),
+        "nothing acknowledged yet"
+    );
+    let mut seen = Vec::new();
+    for i in 0..500u64 {
+        db.append(i, &fixed_payload(i)).expect("append");
+        if i % 10 == 9 {
+            db.sync().expect("sync");
+        }
+        if i % 37 == 0 {
+            seen.extend(follow.by_ref().map(|r| index_of(&r.expect("read").payload)));
+        }
+    }
+    db.sync().expect("sync");
+    seen.extend(follow.by_ref().map(|r| index_of(&r.expect("read").payload)));
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "in order, no duplicate"
+    );
+    assert_eq!(seen.last(), Some(&499));
+    let stored = read_all(&db);
+    let first_stored = index_of(&stored[0].1);
+    let tail: Vec<u64> = seen
+        .iter()
+        .copied()
+        .filter(|&i| i >= first_stored)
+        .collect();
+    assert_eq!(tail, (first_stored..500).collect::<Vec<_>>());
+}
