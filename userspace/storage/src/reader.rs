@@ -270,3 +270,51 @@ impl Iterator for Reader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Database, Options, FRAME_HEADER_LEN};
+
+    /// The sparse index places the reader at most `index_every` bytes (plus one frame) before the
+    /// first record in range, however deep in a large segment it is: no scan from the start.
+    #[test]
+    fn seek_lands_within_one_index_step() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = Options {
+            segment_bytes: 8 << 20,
+            index_every: 512,
+            ..Options::default()
+        };
+        let mut db = Database::open(dir.path(), opts).expect("open");
+        let mut offsets = Vec::new();
+        for i in 0..50_000u64 {
+            let payload = vec![0u8; (i % 40) as usize];
+            offsets.push((i / 2, db.append(i / 2, &payload).expect("append").offset));
+        }
+        db.sync().expect("sync");
+        assert_eq!(db.segments().len(), 1);
+        let max_frame = FRAME_HEADER_LEN + 40;
+        let mut x = 12_345u64;
+        for _ in 0..2000 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let from = (x >> 33) % 25_000;
+            let mut r = db.reader(from..);
+            assert!(matches!(r.open_next(), Some(Ok(()))));
+            let pos = r.cur.as_ref().expect("cursor").pos;
+            let target = offsets
+                .iter()
+                .find(|(t, _)| *t >= from)
+                .map(|&(_, o)| o)
+                .expect("a record");
+            assert!(
+                pos <= target,
+                "from {from}: started at {pos} after the record at {target}"
+            );
+            assert!(
+                target - pos <= 512 + max_frame,
+                "from {from}: started {} bytes early",
+                target - pos
+            );
+        }
+    }
+}
