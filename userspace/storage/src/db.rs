@@ -131,6 +131,8 @@ struct Active {
 }
 
 /// One append-only database (the writer). See the crate docs for the format and the guarantees.
+/// Dropping it does not sync: records written since the last [`Database::sync`] stay in the page
+/// cache (kept across a process exit, lost on power loss); [`Database::close`] syncs.
 #[derive(Debug)]
 pub struct Database {
     shared: Arc<Shared>,
