@@ -347,7 +347,7 @@ impl ExprGen {
         }
     }
 
-    /// `tail` chains `(and|or) [not] ID` inheriting the qualifiers (0 to 2 of them).
+    /// Appends to `first`, sometimes, 1 or 2 `(and|or) [not] ID` that inherit its qualifiers.
     fn inherit(&mut self, first: String, mut next: impl FnMut(&mut Self) -> String) -> String {
         let mut s = first;
         if self.rng.chance(25) {
