@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use como_packet::{LinkType, Packet};
-use como_tracefile::TraceReader;
+use como_tracefile::{Format, TraceReader};
 
 /// The folder of the test data (`tests/data`).
 pub fn data_dir() -> PathBuf {
@@ -53,6 +53,8 @@ impl OwnedPacket {
 /// A whole trace file in memory: its packets up to the first error, and that error.
 #[derive(Debug)]
 pub struct Trace {
+    /// The file's format.
+    pub format: Format,
     /// The first interface's link type.
     pub link: LinkType,
     /// Every packet read before the end or the damage.
@@ -66,6 +68,7 @@ pub fn load_trace(path: impl AsRef<Path>) -> Result<Trace, String> {
     let path = traces_dir().join(path);
     let mut reader = TraceReader::open(&path).map_err(|e| e.to_string())?;
     let link = reader.link_type();
+    let format = reader.format();
     let mut packets = Vec::new();
     let mut error = None;
     while let Some(item) = reader.next_packet() {
@@ -83,7 +86,12 @@ pub fn load_trace(path: impl AsRef<Path>) -> Result<Trace, String> {
             }
         }
     }
-    Ok(Trace { link, packets, error })
+    Ok(Trace {
+        format,
+        link,
+        packets,
+        error,
+    })
 }
 
 /// A table of tcpdump match counts: one row per expression, one column per trace.
@@ -105,7 +113,8 @@ impl CountTable {
     /// Loads a table from `tests/data/filters/<name>`.
     pub fn load(name: &str) -> Result<Self, String> {
         let path = data_dir().join("filters").join(name);
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut lines = text.lines().filter(|l| !l.starts_with('#'));
         let header = lines.next().ok_or("empty table")?;
         let columns: Vec<String> = header.split('\t').skip(1).map(str::to_owned).collect();
@@ -114,7 +123,11 @@ impl CountTable {
             let expr = it.next().unwrap_or_default().to_owned();
             let cells: Vec<Option<u64>> = it.map(|c| c.parse().ok()).collect();
             if cells.len() != columns.len() {
-                return Err(format!("{name}: row {expr:?} has {} cells, header {}", cells.len(), columns.len()));
+                return Err(format!(
+                    "{name}: row {expr:?} has {} cells, header {}",
+                    cells.len(),
+                    columns.len()
+                ));
             }
             Ok((expr, cells))
         };
@@ -123,7 +136,11 @@ impl CountTable {
             return Err(format!("{name}: second row is {total_name:?}, not TOTAL"));
         }
         let rows = lines.map(cells).collect::<Result<_, _>>()?;
-        Ok(Self { columns, totals, rows })
+        Ok(Self {
+            columns,
+            totals,
+            rows,
+        })
     }
 }
 
