@@ -42,7 +42,7 @@ fn count_equals_tcpdump() {
     let table = CountTable::load("tcpdump-counts.tsv").expect("table");
     let cases = [
         ("nDPI/teams.pcap", ""),
-        ("nDPI/teams.pcap", "tcp"),
+        ("nDPI/teams.pcap", "icmp"),
         ("nDPI/teams.pcap", "udp port 53 or tcp port 53"),
         ("nDPI/teams.pcap", "ip and (tcp or udp) and not port 22"),
         ("zeek/vlan-qinqinq.pcap", "vlan and vlan and ip"),
