@@ -119,7 +119,6 @@ pub struct ExprGen {
     /// `geneve` was emitted earlier: libpcap refuses a later `protochain` ("'protochain' not
     /// supported with variable length headers").
     geneve_emitted: bool,
-    fixed: Option<&'static str>,
 }
 
 const DIRS: &[&str] = &["", "", "", "src ", "dst ", "src or dst ", "src and dst "];
@@ -189,7 +188,6 @@ impl ExprGen {
             mpls_emitted: false,
             pppoes_emitted: false,
             geneve_emitted: false,
-            fixed: None,
         }
     }
 
@@ -611,15 +609,7 @@ impl ExprGen {
     }
 
     fn load(&mut self, depth: u32) -> String {
-        let proto = match if let Some(p) = self.fixed {
-            p
-        } else {
-            let p = self.rng.word(LOAD_PROTOS);
-            if std::env::var("TRIAGE").is_ok() {
-                self.fixed = Some(p);
-            }
-            p
-        } {
+        let proto = match self.rng.word(LOAD_PROTOS) {
             // libpcap: "unsupported protocol over mpls".
             "arp" if self.mpls_emitted => "ip",
             p => p,
@@ -648,7 +638,7 @@ impl ExprGen {
         if depth == 0 || self.rng.chance(40) {
             return match self.rng.below(10) {
                 0..=4 => self.load(depth),
-                5 if std::env::var("TRIAGE").is_err() => "len".to_owned(),
+                5 => "len".to_owned(),
                 _ => self.constant(),
             };
         }
@@ -673,10 +663,9 @@ impl ExprGen {
     }
 
     fn relation(&mut self) -> String {
-        self.fixed = None;
         // The left side starts with a load or `len`, never with a bare number (after `and`
         // a number would be an identifier inheriting the previous qualifiers).
-        let first = if self.rng.chance(90) || std::env::var("TRIAGE").is_ok() {
+        let first = if self.rng.chance(90) {
             self.load(1)
         } else {
             "len".to_owned()
