@@ -287,6 +287,15 @@ impl ExprGen {
         }
     }
 
+    /// An IPv6 host, sometimes an IPv4-mapped one written with a dotted tail.
+    fn v6_host(&mut self) -> String {
+        if self.rng.chance(5) {
+            format!("::ffff:{}", self.v4())
+        } else {
+            self.v6().to_string()
+        }
+    }
+
     fn v6(&mut self) -> Ipv6Addr {
         if self.rng.chance(85) {
             if let Some(a) = self.rng.pick(&self.seen.v6) {
@@ -376,8 +385,8 @@ impl ExprGen {
         if self.rng.chance(30) {
             let q = self.rng.word(&["ip6 ", "", ""]);
             let dir = self.rng.word(DIRS);
-            let first = format!("{q}{dir}host {}", self.v6());
-            return self.inherit(first, |g| g.v6().to_string());
+            let first = format!("{q}{dir}host {}", self.v6_host());
+            return self.inherit(first, Self::v6_host);
         }
         let q = self.v4_qualifier();
         let dir = self.rng.word(DIRS);
@@ -387,8 +396,22 @@ impl ExprGen {
         } else {
             "host "
         };
-        let first = format!("{q}{dir}{kw}{}", self.v4());
-        self.inherit(first, |g| g.v4().to_string())
+        let first = format!("{q}{dir}{kw}{}", self.v4_host());
+        self.inherit(first, Self::v4_host)
+    }
+
+    /// An IPv4 host as libpcap reads it: dotted quad mostly, sometimes a hex or decimal
+    /// number, or a short dotted form (`10.1` is 10.1.0.0 for `host`).
+    fn v4_host(&mut self) -> String {
+        let a = self.v4();
+        let n = u32::from(a);
+        match self.rng.below(20) {
+            0 => format!("0x{n:x}"),
+            1 => n.to_string(),
+            2 => format!("{}.{}", n >> 24, (n >> 16) & 0xff),
+            3 => format!("{}.{}.{}", n >> 24, (n >> 16) & 0xff, (n >> 8) & 0xff),
+            _ => a.to_string(),
+        }
     }
 
     fn v4_net(&mut self) -> String {
@@ -416,6 +439,16 @@ impl ExprGen {
             }
             2 => format!("{}", a >> 24),
             3 => format!("{}.{}", a >> 24, (a >> 16) & 0xff),
+            4 if self.rng.chance(30) => {
+                // A partial net with a prefix length at least as long as its bytes.
+                // (`net 10/8` is a syntax error for libpcap: a lone number is not an address.)
+                let bytes = 2 + self.rng.below(2);
+                let len = 8 * bytes + self.rng.below(33 - 8 * bytes);
+                let parts: Vec<String> = (0..bytes)
+                    .map(|i| ((a >> (24 - 8 * i)) & 0xff).to_string())
+                    .collect();
+                format!("{}/{len}", parts.join("."))
+            }
             _ => format!("{}.{}.{}", a >> 24, (a >> 16) & 0xff, (a >> 8) & 0xff),
         }
     }
@@ -454,16 +487,26 @@ impl ExprGen {
         self.rng.word(names).to_owned()
     }
 
+    /// A port number, in decimal mostly, sometimes in hex or octal.
+    fn port_text(&mut self) -> String {
+        let p = self.port_number();
+        match self.rng.below(20) {
+            0 => format!("0x{p:x}"),
+            1 if p != 0 => format!("0{p:o}"),
+            _ => p.to_string(),
+        }
+    }
+
     fn port(&mut self) -> String {
         let q = self.rng.word(&["", "", "tcp ", "udp ", "sctp "]);
         let dir = self.rng.word(DIRS);
         let p = if self.rng.chance(10) {
             self.port_name(q)
         } else {
-            self.port_number().to_string()
+            self.port_text()
         };
         let first = format!("{q}{dir}port {p}");
-        self.inherit(first, |g| g.port_number().to_string())
+        self.inherit(first, Self::port_text)
     }
 
     fn portrange(&mut self) -> String {
