@@ -15,6 +15,11 @@
 //!   QUIC (443), NTP (123, half of them symmetric 123 → 123) and other UDP on high ports, part
 //!   of it IPv4-fragmented (first fragments keep the UDP header, later ones do not); ICMP echo;
 //!   ICMPv6 echo and neighbour solicitations to solicited-node multicast groups.
+//! - **The rest** ([`OTHER_SHARE`], 1 % of packets, scaling the shares above by 0.99): ARP
+//!   requests and replies, IPv6 DNS behind a hop-by-hop header (a third also fragmented), IPv4
+//!   TCP behind one or two MPLS labels, IPv4 UDP in PPPoE sessions, ICMP in GRE, SCTP, and IGMP
+//!   reports with the IPv4 router-alert option. Rare on a real link, but they are what filter
+//!   semantics (offset shifting after `mpls`/`pppoes`, IPv4 options, extension chains) hinge on.
 //! - **Addresses.** IPv4 clients in 10.0.0.0/8 (60 %), 192.168.0.0/16 and 172.16.0.0/12; one
 //!   flow in 101 has the client 10.1.2.3; DNS goes to 10.0.0.53 or to public resolvers; other
 //!   servers are public addresses. IPv6 clients in 2001:db8::/32, servers in public prefixes.
@@ -142,23 +147,30 @@ pub enum FlowClass {
     Udp6,
     /// ICMPv6.
     Icmp6,
+    /// The rest of a real link, [`OTHER_SHARE`] of the packets: ARP, IPv6 with extension
+    /// headers, MPLS, PPPoE sessions, GRE tunnels, SCTP and IGMP (IPv4 with options).
+    Other,
 }
+
+/// Share of packets in [`FlowClass::Other`]; the six main classes share the rest.
+pub const OTHER_SHARE: f64 = 0.01;
 
 impl FlowClass {
     /// Every class, in a fixed order.
-    pub const ALL: [FlowClass; 6] = [
+    pub const ALL: [FlowClass; 7] = [
         FlowClass::Tcp4,
         FlowClass::Udp4,
         FlowClass::Icmp4,
         FlowClass::Tcp6,
         FlowClass::Udp6,
         FlowClass::Icmp6,
+        FlowClass::Other,
     ];
 
     /// Share of all packets that belong to this class.
     pub fn packet_share(self) -> f64 {
-        const V4: f64 = 0.85;
-        const V6: f64 = 0.15;
+        const V4: f64 = 0.85 * (1.0 - OTHER_SHARE);
+        const V6: f64 = 0.15 * (1.0 - OTHER_SHARE);
         match self {
             FlowClass::Tcp4 => V4 * 0.80,
             FlowClass::Udp4 => V4 * 0.17,
@@ -166,6 +178,7 @@ impl FlowClass {
             FlowClass::Tcp6 => V6 * 0.80,
             FlowClass::Udp6 => V6 * 0.17,
             FlowClass::Icmp6 => V6 * 0.03,
+            FlowClass::Other => OTHER_SHARE,
         }
     }
 
@@ -183,6 +196,7 @@ impl FlowClass {
             FlowClass::Tcp6 => "tcp6",
             FlowClass::Udp6 => "udp6",
             FlowClass::Icmp6 => "icmp6",
+            FlowClass::Other => "other",
         }
     }
 
@@ -194,6 +208,7 @@ impl FlowClass {
             FlowClass::Tcp6 => 3,
             FlowClass::Udp6 => 4,
             FlowClass::Icmp6 => 5,
+            FlowClass::Other => 6,
         }
     }
 }
@@ -215,6 +230,21 @@ pub enum App {
     Echo,
     /// ICMPv6 neighbour solicitation.
     NeighborSolicit,
+    /// ARP request (broadcast) or reply.
+    Arp,
+    /// DNS over UDP over IPv6 behind a hop-by-hop header, a third of it fragmented (fragment
+    /// header after the hop-by-hop one; later fragments carry no UDP header).
+    Ipv6Ext,
+    /// IPv4 TCP (port 443) behind one or two MPLS labels (EtherType 0x8847).
+    Mpls,
+    /// IPv4 UDP (QUIC, port 443) in a PPPoE session (EtherType 0x8864, PPP protocol 0x0021).
+    Pppoe,
+    /// ICMP echo in IPv4 in GRE (IP protocol 47) in IPv4.
+    Gre,
+    /// SCTP (Diameter 3868 or S1AP 36412) over IPv4.
+    Sctp,
+    /// IGMPv2 membership report to a 239/8 group, IPv4 with the router-alert option (IHL 6).
+    Igmp,
 }
 
 /// VLAN tagging of a flow.
@@ -299,6 +329,15 @@ impl Flow {
                 _ => App::OtherUdp,
             },
             FlowClass::Icmp4 => App::Echo,
+            FlowClass::Other => match r.below(100) {
+                0..30 => App::Arp,
+                30..45 => App::Ipv6Ext,
+                45..60 => App::Mpls,
+                60..75 => App::Pppoe,
+                75..85 => App::Gre,
+                85..95 => App::Sctp,
+                _ => App::Igmp,
+            },
             FlowClass::Icmp6 => {
                 if r.chance(0.1) {
                     App::NeighborSolicit
@@ -308,7 +347,7 @@ impl Flow {
             }
         };
         let h = r.next_u64();
-        let (client, server) = if class.is_v6() {
+        let (client, server) = if class.is_v6() || app == App::Ipv6Ext {
             let client = v6(
                 [0x20, 0x01, 0x0d, 0xb8, (h >> 8) as u8, h as u8],
                 r.next_u64(),
@@ -357,6 +396,8 @@ impl Flow {
             };
             let s = r.next_u64();
             let server = match app {
+                App::Arp => v4(client[0], client[1], client[2], 1),
+                App::Igmp => v4(239, (s >> 8) as u8, (s >> 16) as u8, (s >> 24) as u8),
                 App::Dns if s % 2 == 0 => v4(10, 0, 0, 53),
                 App::Dns if s % 4 == 1 => v4(8, 8, 8, 8),
                 App::Dns => v4(1, 1, 1, 1),
@@ -382,7 +423,17 @@ impl Flow {
                 }
             }
             App::OtherUdp => (ephemeral, 5000 + r.below(20000) as u16),
-            App::Echo | App::NeighborSolicit => (r.next_u64() as u16, 0),
+            App::Echo | App::NeighborSolicit | App::Gre => (r.next_u64() as u16, 0),
+            App::Ipv6Ext => (ephemeral, 53),
+            App::Mpls | App::Pppoe => (ephemeral, 443),
+            App::Sctp => {
+                if r.chance(0.5) {
+                    (ephemeral, 3868)
+                } else {
+                    (36412, 36412)
+                }
+            }
+            App::Arp | App::Igmp => (0, 0),
         };
         let vlan = if r.chance(vlan_share) {
             let id = VLAN_IDS[r.below(VLAN_IDS.len() as u64) as usize];
@@ -450,7 +501,7 @@ pub struct Stats {
     /// Sum of captured lengths.
     pub captured_bytes: u64,
     /// Packets per class, in [`FlowClass::ALL`] order.
-    pub per_class: [u64; 6],
+    pub per_class: [u64; 7],
     /// Packets with at least one VLAN tag.
     pub vlan_tagged: u64,
     /// Packets of at most 100 wire bytes.
@@ -472,7 +523,7 @@ const MAX_FRAME: usize = 1600;
 pub struct Generator {
     cfg: SynthConfig,
     rng: SplitMix64,
-    class_cdf: [f64; 6],
+    class_cdf: [f64; 7],
     zipf: Vec<Zipf>,
     /// Per class, whether each flow rank has produced a packet yet.
     seen: Vec<Vec<bool>>,
@@ -485,9 +536,9 @@ pub struct Generator {
 impl Generator {
     /// A generator for `cfg`.
     pub fn new(cfg: SynthConfig) -> Self {
-        let mut class_cdf = [0.0; 6];
+        let mut class_cdf = [0.0; 7];
         let mut acc = 0.0;
-        let mut zipf = Vec::with_capacity(6);
+        let mut zipf = Vec::with_capacity(7);
         for (i, class) in FlowClass::ALL.into_iter().enumerate() {
             acc += class.packet_share();
             class_cdf[i] = acc;
@@ -564,6 +615,9 @@ impl Generator {
     /// Writes the whole frame of one packet of `flow` into `self.buf` (headers complete,
     /// payload up to the snaplen only) and returns its wire length.
     fn build(&mut self, flow: &Flow) -> u32 {
+        if flow.class == FlowClass::Other {
+            return self.build_other(flow);
+        }
         let rng = &mut self.rng;
         let to_server = match flow.app {
             App::NeighborSolicit => true,
@@ -673,6 +727,10 @@ impl Generator {
             }
             App::Echo => (8, if v6 { 58 } else { 1 }, l2_len + ip_hdr + 8 + 56),
             App::NeighborSolicit => (24, 58, l2_len + ip_hdr + 24 + 8),
+            // Built by `build_other`.
+            App::Arp | App::Ipv6Ext | App::Mpls | App::Pppoe | App::Gre | App::Sctp | App::Igmp => {
+                (0, 0, l2_len + ip_hdr)
+            }
         };
         let wire = wire.min(MAX_FRAME);
         let ip_total = wire - l2_len;
@@ -789,6 +847,281 @@ impl Generator {
         }
         wire as u32
     }
+}
+
+impl Generator {
+    /// Builds a packet of a [`FlowClass::Other`] flow (see [`App`]); returns its wire length.
+    fn build_other(&mut self, flow: &Flow) -> u32 {
+        let rng = &mut self.rng;
+        let b = &mut self.buf;
+        b.clear();
+        let to_server = rng.chance(0.55);
+        let client_mac = [
+            0x02,
+            0x00,
+            flow.client[1],
+            flow.client[2],
+            flow.client[3],
+            0x01,
+        ];
+        let gw_mac = [0x00, 0x1b, 0x21, 0x3c, 0x9d, 0xf8];
+        let arp_request = flow.app == App::Arp && rng.chance(0.6);
+        let (src_mac, dst_mac) = if arp_request {
+            (client_mac, [0xff; 6])
+        } else if flow.app == App::Igmp {
+            let g = &flow.server;
+            (client_mac, [0x01, 0x00, 0x5e, g[1] & 0x7f, g[2], g[3]])
+        } else if to_server {
+            (client_mac, gw_mac)
+        } else {
+            (gw_mac, client_mac)
+        };
+        b.extend_from_slice(&dst_mac);
+        b.extend_from_slice(&src_mac);
+        push_vlan(b, flow.vlan);
+        let tags = b.len() - 12;
+        let (src, dst, sport, dport) = if to_server || flow.app == App::Igmp {
+            (flow.client, flow.server, flow.client_port, flow.server_port)
+        } else {
+            (flow.server, flow.client, flow.server_port, flow.client_port)
+        };
+        let bimodal = |rng: &mut SplitMix64, hdr: usize| {
+            if rng.chance(0.5) {
+                rng.range(1400, 1500) as usize + tags
+            } else {
+                (rng.range(40, 60) as usize).max(hdr)
+            }
+        };
+        let wire = match flow.app {
+            App::Arp => {
+                b.extend_from_slice(&0x0806u16.to_be_bytes());
+                b.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0]);
+                b.push(if arp_request { 1 } else { 2 });
+                let (sha, spa, tha, tpa) = if arp_request {
+                    (client_mac, &flow.client[..4], [0u8; 6], &flow.server[..4])
+                } else if to_server {
+                    (client_mac, &flow.client[..4], gw_mac, &flow.server[..4])
+                } else {
+                    (gw_mac, &flow.server[..4], client_mac, &flow.client[..4])
+                };
+                b.extend_from_slice(&sha);
+                b.extend_from_slice(spa);
+                b.extend_from_slice(&tha);
+                b.extend_from_slice(tpa);
+                60 + tags
+            }
+            App::Ipv6Ext => {
+                b.extend_from_slice(&ETH_IPV6.to_be_bytes());
+                let l3 = b.len();
+                // Fragment offset in 8-byte units: None, first (0) or a later one (181).
+                let frag = if rng.chance(1.0 / 3.0) {
+                    Some(if rng.chance(0.5) { 0u16 } else { 181 })
+                } else {
+                    None
+                };
+                let wire = if frag.is_some() {
+                    rng.range(1400, 1500) as usize + tags
+                } else {
+                    rng.range(80, 200) as usize + tags
+                };
+                let payload_len = wire - l3 - 40;
+                b.extend_from_slice(&0x6000_0000u32.to_be_bytes());
+                b.extend_from_slice(&(payload_len as u16).to_be_bytes());
+                b.push(0); // hop-by-hop options
+                b.push(64);
+                b.extend_from_slice(&src);
+                b.extend_from_slice(&dst);
+                // Hop-by-hop: next header, length 0 (8 bytes), router alert (MLD-style), PadN.
+                b.push(if frag.is_some() { 44 } else { 17 });
+                b.extend_from_slice(&[0, 5, 2, 0, 0, 1, 0]);
+                let mut udp_len = payload_len - 8;
+                if let Some(off) = frag {
+                    udp_len -= 8;
+                    b.extend_from_slice(&[17, 0]);
+                    let more = if off == 0 || rng.chance(0.5) { 1 } else { 0 };
+                    b.extend_from_slice(&((off << 3) | more).to_be_bytes());
+                    b.extend_from_slice(&(rng.next_u64() as u32).to_be_bytes());
+                }
+                if frag.is_none_or(|off| off == 0) {
+                    b.extend_from_slice(&sport.to_be_bytes());
+                    b.extend_from_slice(&dport.to_be_bytes());
+                    b.extend_from_slice(&(udp_len as u16).to_be_bytes());
+                    b.extend_from_slice(&(rng.next_u64() as u16 | 1).to_be_bytes());
+                }
+                wire
+            }
+            App::Mpls => {
+                b.extend_from_slice(&0x8847u16.to_be_bytes());
+                let labels = 1 + rng.below(2) as usize;
+                for i in 0..labels {
+                    let label = 16 + (mix64(u64::from(flow.client_port) + i as u64) % 1000) as u32;
+                    let bos = u32::from(i + 1 == labels);
+                    b.extend_from_slice(&((label << 12) | (bos << 8) | 64).to_be_bytes());
+                }
+                let hdr = b.len() + 40;
+                let wire = bimodal(rng, hdr);
+                let ip_total = wire - (b.len());
+                push_ipv4(b, ip_total, 6, 60, 0x4000, &src, &dst, &[], rng);
+                push_tcp(
+                    b,
+                    sport,
+                    dport,
+                    if ip_total > 100 { 0x18 } else { 0x10 },
+                    rng,
+                );
+                wire
+            }
+            App::Pppoe => {
+                b.extend_from_slice(&0x8864u16.to_be_bytes());
+                let hdr = b.len() + 8 + 28;
+                let wire = bimodal(rng, hdr);
+                let ppp_len = wire - b.len() - 6;
+                b.extend_from_slice(&[0x11, 0]);
+                b.extend_from_slice(&(flow.client_port ^ 0x5a5a).to_be_bytes());
+                b.extend_from_slice(&(ppp_len as u16).to_be_bytes());
+                b.extend_from_slice(&0x0021u16.to_be_bytes());
+                let ip_total = ppp_len - 2;
+                push_ipv4(b, ip_total, 17, 60, 0, &src, &dst, &[], rng);
+                b.extend_from_slice(&sport.to_be_bytes());
+                b.extend_from_slice(&dport.to_be_bytes());
+                b.extend_from_slice(&((ip_total - 20) as u16).to_be_bytes());
+                b.extend_from_slice(&[0, 0]);
+                wire
+            }
+            App::Gre => {
+                b.extend_from_slice(&ETH_IPV4.to_be_bytes());
+                let wire = b.len() + 20 + 4 + 20 + 8 + 56;
+                let outer = v4(198, 51, 100, 1 + (flow.client_port % 200) as u8);
+                let outer_dst = v4(203, 0, 113, 1 + (flow.client_port % 100) as u8);
+                push_ipv4(
+                    b,
+                    wire - b.len(),
+                    47,
+                    64,
+                    0x4000,
+                    &outer,
+                    &outer_dst,
+                    &[],
+                    rng,
+                );
+                b.extend_from_slice(&[0, 0, 0x08, 0x00]);
+                push_ipv4(b, 20 + 8 + 56, 1, 64, 0, &src, &dst, &[], rng);
+                b.extend_from_slice(&[if to_server { 8 } else { 0 }, 0]);
+                b.extend_from_slice(&(rng.next_u64() as u16).to_be_bytes());
+                b.extend_from_slice(&flow.client_port.to_be_bytes());
+                b.extend_from_slice(&(rng.next_u64() as u16).to_be_bytes());
+                wire
+            }
+            App::Sctp => {
+                b.extend_from_slice(&ETH_IPV4.to_be_bytes());
+                let wire = b.len() + rng.range(100, 300) as usize;
+                push_ipv4(b, wire - b.len(), 132, 64, 0x4000, &src, &dst, &[], rng);
+                b.extend_from_slice(&sport.to_be_bytes());
+                b.extend_from_slice(&dport.to_be_bytes());
+                b.extend_from_slice(&(mix64(u64::from(flow.client_port)) as u32).to_be_bytes());
+                b.extend_from_slice(&(rng.next_u64() as u32).to_be_bytes());
+                // One DATA chunk header (type 0, flags: unfragmented).
+                let chunk = (wire - b.len()) as u16;
+                b.extend_from_slice(&[0, 3]);
+                b.extend_from_slice(&chunk.to_be_bytes());
+                wire
+            }
+            App::Igmp => {
+                b.extend_from_slice(&ETH_IPV4.to_be_bytes());
+                // IP header with the router-alert option (RFC 2113), IGMPv2 report: 32 bytes,
+                // Ethernet-padded to 60.
+                let wire = 60 + tags;
+                push_ipv4(b, 32, 2, 1, 0, &src, &dst, &[0x94, 0x04, 0, 0], rng);
+                let start = b.len();
+                b.extend_from_slice(&[0x16, 0, 0, 0]);
+                b.extend_from_slice(&flow.server[..4]);
+                let sum = ipv4_checksum(&b[start..]);
+                b[start + 2..start + 4].copy_from_slice(&sum.to_be_bytes());
+                wire
+            }
+            _ => {
+                // Not an `Other` application: an empty Ethernet frame of the minimum size.
+                b.extend_from_slice(&0x88b5u16.to_be_bytes());
+                60
+            }
+        };
+        let wire = wire.min(MAX_FRAME);
+        let cap = (self.cfg.snaplen as usize).min(wire);
+        let rng = &mut self.rng;
+        // Ethernet padding of short frames is zeros; other payload pseudo-random.
+        let pad_zero = matches!(flow.app, App::Arp | App::Igmp);
+        while b.len() < cap {
+            let word = if pad_zero {
+                [0; 8]
+            } else {
+                rng.next_u64().to_le_bytes()
+            };
+            let n = (cap - b.len()).min(8);
+            b.extend_from_slice(&word[..n]);
+        }
+        wire as u32
+    }
+}
+
+/// Appends the VLAN tags of `vlan` (none, 802.1Q, or 802.1ad + 802.1Q).
+fn push_vlan(b: &mut Vec<u8>, vlan: Vlan) {
+    match vlan {
+        Vlan::None => {}
+        Vlan::Dot1q(id) => {
+            b.extend_from_slice(&ETH_8021Q.to_be_bytes());
+            b.extend_from_slice(&id.to_be_bytes());
+        }
+        Vlan::QinQ(outer, inner) => {
+            b.extend_from_slice(&ETH_8021AD.to_be_bytes());
+            b.extend_from_slice(&outer.to_be_bytes());
+            b.extend_from_slice(&ETH_8021Q.to_be_bytes());
+            b.extend_from_slice(&inner.to_be_bytes());
+        }
+    }
+}
+
+/// Appends an IPv4 header (with `options`, a multiple of 4 bytes) and its checksum.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call per header field keeps the builders readable"
+)]
+fn push_ipv4(
+    b: &mut Vec<u8>,
+    total_len: usize,
+    proto: u8,
+    ttl: u8,
+    frag_field: u16,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    options: &[u8],
+    rng: &mut SplitMix64,
+) {
+    let start = b.len();
+    let hdr_len = 20 + options.len();
+    b.push(0x40 | (hdr_len / 4) as u8);
+    b.push(0);
+    b.extend_from_slice(&(total_len as u16).to_be_bytes());
+    b.extend_from_slice(&(rng.next_u64() as u16).to_be_bytes());
+    b.extend_from_slice(&frag_field.to_be_bytes());
+    b.extend_from_slice(&[ttl, proto, 0, 0]);
+    b.extend_from_slice(&src[..4]);
+    b.extend_from_slice(&dst[..4]);
+    b.extend_from_slice(options);
+    let sum = ipv4_checksum(&b[start..start + hdr_len]);
+    b[start + 10..start + 12].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// Appends a 20-byte TCP header.
+fn push_tcp(b: &mut Vec<u8>, sport: u16, dport: u16, flags: u8, rng: &mut SplitMix64) {
+    b.extend_from_slice(&sport.to_be_bytes());
+    b.extend_from_slice(&dport.to_be_bytes());
+    b.extend_from_slice(&(rng.next_u64() as u32).to_be_bytes());
+    b.extend_from_slice(&(rng.next_u64() as u32).to_be_bytes());
+    b.push(0x50);
+    b.push(flags);
+    b.extend_from_slice(&(1024 + rng.below(64512) as u16).to_be_bytes());
+    b.extend_from_slice(&(rng.next_u64() as u16).to_be_bytes());
+    b.extend_from_slice(&[0, 0]);
 }
 
 /// The Internet checksum of an IPv4 header whose checksum field is zero.
@@ -919,6 +1252,40 @@ mod tests {
     }
 
     #[test]
+    fn other_protocols_and_encapsulations_appear() {
+        let mut gen = Generator::new(small_cfg(100_000));
+        let mut seen = std::collections::HashSet::new();
+        while let Some(p) = gen.next_packet() {
+            let d = p.data;
+            let mut off = 12;
+            let mut et = u16::from_be_bytes([d[off], d[off + 1]]);
+            while et == ETH_8021Q || et == ETH_8021AD {
+                off += 4;
+                et = u16::from_be_bytes([d[off], d[off + 1]]);
+            }
+            let l3 = off + 2;
+            let what = match et {
+                0x0806 => "arp",
+                0x8847 => "mpls",
+                0x8864 => "pppoe",
+                ETH_IPV6 if d[l3 + 6] == 0 && d[l3 + 40] == 44 => "ip6 hbh+frag",
+                ETH_IPV6 if d[l3 + 6] == 0 => "ip6 hbh",
+                ETH_IPV4 if d[l3 + 9] == 47 => "gre",
+                ETH_IPV4 if d[l3 + 9] == 132 => "sctp",
+                ETH_IPV4 if d[l3 + 9] == 2 && d[l3] == 0x46 => "igmp with IP options",
+                ETH_IPV4 if u16::from_be_bytes([d[l3 + 6], d[l3 + 7]]) & 0x1fff != 0 => {
+                    "ip fragment"
+                }
+                _ => continue,
+            };
+            seen.insert(what);
+        }
+        assert_eq!(seen.len(), 9, "{seen:?}");
+        let other = gen.stats().per_class[6] as f64 / 100_000.0;
+        assert!((other - OTHER_SHARE).abs() < 0.003, "{other}");
+    }
+
+    #[test]
     fn zipf_popularity_is_skewed() {
         let z = Zipf::new(1000, 1.0);
         let mut rng = SplitMix64::new(7);
@@ -947,13 +1314,21 @@ mod tests {
             let l3 = off + 2;
             if ethertype == ETH_IPV4 {
                 seen_v4 = true;
-                assert_eq!(ipv4_checksum(&d[l3..l3 + 20]), 0, "IPv4 checksum");
+                let ihl = usize::from(d[l3] & 0x0f) * 4;
+                assert_eq!(ipv4_checksum(&d[l3..l3 + ihl]), 0, "IPv4 checksum");
                 let total = u16::from_be_bytes([d[l3 + 2], d[l3 + 3]]) as usize;
-                assert_eq!(total + l3, p.wire_len as usize);
-            } else {
-                assert_eq!(ethertype, ETH_IPV6);
+                if total + l3 != p.wire_len as usize {
+                    // Only a short frame has Ethernet padding after the datagram.
+                    assert_eq!(p.wire_len as usize, 60 + off - 12, "{:02x?}", d);
+                }
+            } else if ethertype == ETH_IPV6 {
                 let payload = u16::from_be_bytes([d[l3 + 4], d[l3 + 5]]) as usize;
                 assert_eq!(payload + l3 + 40, p.wire_len as usize);
+            } else {
+                assert!(
+                    [0x0806, 0x8847, 0x8864].contains(&ethertype),
+                    "{ethertype:04x}"
+                );
             }
         }
         assert!(seen_v4);

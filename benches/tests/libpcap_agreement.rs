@@ -3,7 +3,8 @@
 //!
 //! This is the correctness half of `benches/benches/filter_eval.rs`: a speed-up means nothing
 //! if the answers differ. The packets are those of the benchmark (synthetic trace, seed 1,
-//! snaplen 96): IPv4/IPv6, TCP/UDP/ICMP/ICMPv6, 802.1Q and QinQ, IPv4 fragments.
+//! snaplen 96): IPv4/IPv6, TCP/UDP/ICMP/ICMPv6, 802.1Q and QinQ, IPv4 fragments, and 1 % of
+//! ARP, MPLS, PPPoE, GRE, SCTP, IGMP (IPv4 options) and IPv6 extension headers.
 
 use como_benches::synth::{PacketBatch, SynthConfig};
 use como_packet::{LinkType, Packet};
@@ -42,6 +43,24 @@ const FILTERS: &[&str] = &[
     "icmp[icmptype] = icmp-echo",
     "icmp6[icmp6type] = 135",
     "udp port 443 and not net 10.0.0.0/8",
+    // The 1 % of other protocols and encapsulations.
+    "arp",
+    "arp and ether broadcast",
+    "mpls",
+    "mpls and tcp port 443",
+    "vlan and mpls",
+    "pppoes",
+    "pppoes and udp port 443",
+    "proto gre",
+    "ip proto 47 and ip[20:2] = 0",
+    "sctp",
+    "sctp port 3868",
+    "igmp",
+    "ip multicast",
+    "ip[0] & 0xf > 5",
+    "ip6 protochain 17",
+    "ip6 protochain 44",
+    "ip6 and udp port 53",
 ];
 
 #[test]
