@@ -6,9 +6,10 @@
 # Targets: pcap, pcapng, erf (whole trace files), packet (one packet of any link type),
 # filter (a filter expression). Seed corpora are copied at run time into
 # tests/fuzz/corpus/<target>/ (not committed): the trace files of tests/data/traces by
-# extension (up to 64 KiB each), the expressions of tests/data/filters/corpus.txt, and the
-# committed reproducers of fixed crashes in tests/fuzz/regressions/<target>/ (so they are
-# re-run every time).
+# extension (up to 64 KiB each), the first packets of each pcap trace for the packet target
+# (tests/fuzz/seed_packets.py, when python3 is there), the expressions of
+# tests/data/filters/corpus.txt, and the committed reproducers of fixed crashes in
+# tests/fuzz/regressions/<target>/ (so they are re-run every time).
 # Needs nightly and cargo-fuzz (scripts/setup.sh installs both). Prints one line per target;
 # exits non-zero if the build fails or any target finds a crash, leak, timeout or OOM
 # (the reproducer is then in tests/fuzz/artifacts/<target>/).
@@ -51,9 +52,13 @@ while IFS= read -r line; do
     n=$((n + 1))
     printf '%s' "$line" >"$fuzz/corpus/filter/corpus-$n"
 done <"$root/tests/data/filters/corpus.txt"
-# packet: link type 0 (Ethernet), wire length 60, a TCP SYN; link 3 (raw), an IPv4 UDP header.
+# packet: the first packets of every pcap trace (needs python3), plus two hand-made ones:
+# link type 0 (Ethernet), wire length 60, a TCP SYN; link 3 (raw), an IPv4 UDP header.
 printf '\x00\x3c\x00\x00\x00\x00\x1b\x21\x3c\x9d\xf8\x02\x00\x01\x02\x03\x04\x08\x00\x45\x00\x00\x28\x00\x01\x40\x00\x40\x06\x00\x00\x0a\x01\x02\x03\x0a\x00\x00\x01\x80\x00\x00\x50\x00\x00\x00\x01\x00\x00\x00\x00\x50\x02\xff\xff\x00\x00\x00\x00' >"$fuzz/corpus/packet/eth-tcp-syn"
 printf '\x03\x1c\x00\x00\x00\x45\x00\x00\x1c\x00\x01\x00\x00\x40\x11\x00\x00\x0a\x01\x02\x03\x0a\x00\x00\x35\x80\x00\x00\x35\x00\x08\x00\x00' >"$fuzz/corpus/packet/raw-udp"
+if command -v python3 >/dev/null; then
+    python3 "$fuzz/seed_packets.py" "$traces" "$fuzz/corpus/packet" 2>/dev/null || log "packet seeds from traces failed; using the hand-made ones"
+fi
 
 for t in "${targets[@]}"; do
     if [ -d "$fuzz/regressions/$t" ]; then
