@@ -9,7 +9,7 @@ set -euo pipefail
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 need_apt=()
-for pkg in tcpdump libpcap-dev pkg-config build-essential; do
+for pkg in tcpdump tshark libpcap-dev pkg-config build-essential; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

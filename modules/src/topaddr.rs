@@ -1,0 +1,144 @@
+//! `topaddr`: the top-N source addresses (or destination addresses with `use_dst = true`) of
+//! each interval, ranked by bytes (then packets, then address), IPv4 and IPv6, optionally
+//! aggregated to prefixes (`mask` for IPv4, `mask6` for IPv6). Packets without IP are ignored.
+//!
+//! Args: `topn` (default 10, 1..=100000), `mask` (0..=32, default 32), `mask6` (0..=128, default
+//! 128), `use_dst` (default false).
+
+use std::net::IpAddr;
+
+use como_module::{mask_addr, Cell, Interval, Module, ModuleError, Pkt};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::Counts;
+
+/// Configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// How many addresses per interval.
+    pub topn: usize,
+    /// IPv4 prefix length to aggregate to.
+    pub mask: u8,
+    /// IPv6 prefix length to aggregate to.
+    pub mask6: u8,
+    /// Rank destination addresses instead of sources.
+    pub use_dst: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            topn: 10,
+            mask: 32,
+            mask6: 128,
+            use_dst: false,
+        }
+    }
+}
+
+/// The `topaddr` module.
+#[derive(Debug)]
+pub struct TopAddr {
+    cfg: Config,
+}
+
+/// One interval's ranking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Interval start (ns).
+    pub ts: u64,
+    /// Ranked addresses, first = most bytes.
+    pub top: Vec<(IpAddr, Counts)>,
+}
+
+/// Sorts by bytes, then packets (both descending), then address: a total order, so the ranking
+/// does not depend on hash order or on the number of cores.
+pub fn rank<K: Ord + Copy>(entries: &mut [(K, Counts)]) {
+    entries.sort_unstable_by(|a, b| {
+        b.1.bytes
+            .cmp(&a.1.bytes)
+            .then(b.1.pkts.cmp(&a.1.pkts))
+            .then(a.0.cmp(&b.0))
+    });
+}
+
+impl Module for TopAddr {
+    type Config = Config;
+    type State = FxHashMap<IpAddr, Counts>;
+    type Export = ();
+    type Record = Record;
+    const KIND: &'static str = "topaddr";
+
+    fn new(cfg: Config) -> Result<Self, ModuleError> {
+        let bad = |message: String| ModuleError::Invalid {
+            kind: Self::KIND.into(),
+            message,
+        };
+        if cfg.topn == 0 || cfg.topn > 100_000 {
+            return Err(bad(format!("topn must be 1..=100000, not {}", cfg.topn)));
+        }
+        if cfg.mask > 32 || cfg.mask6 > 128 {
+            return Err(bad("mask must be 0..=32 and mask6 0..=128".into()));
+        }
+        Ok(Self { cfg })
+    }
+
+    fn new_state(&self, _: Interval) -> Self::State {
+        FxHashMap::default()
+    }
+
+    fn update(&self, state: &mut Self::State, pkt: &Pkt<'_>) {
+        let addr = if self.cfg.use_dst {
+            pkt.dst_ip()
+        } else {
+            pkt.src_ip()
+        };
+        if let Some(a) = addr {
+            let key = mask_addr(a, self.cfg.mask, self.cfg.mask6);
+            state.entry(key).or_default().add(pkt.wire_len());
+        }
+    }
+
+    fn merge(&self, into: &mut Self::State, other: Self::State) {
+        for (k, v) in other {
+            into.entry(k).or_default().merge(v);
+        }
+    }
+
+    fn new_export(&self) {}
+
+    fn export(&self, _: &mut (), ivl: Interval, state: Self::State, out: &mut Vec<Record>) {
+        if state.is_empty() {
+            return;
+        }
+        let mut top: Vec<(IpAddr, Counts)> = state.into_iter().collect();
+        rank(&mut top);
+        top.truncate(self.cfg.topn);
+        out.push(Record {
+            ts: ivl.start_ns,
+            top,
+        });
+    }
+
+    fn record_ts(&self, r: &Record) -> u64 {
+        r.ts
+    }
+
+    fn columns(&self) -> &'static [&'static str] {
+        &["ts", "rank", "addr", "pkts", "bytes"]
+    }
+
+    fn rows(&self, r: &Record, row: &mut dyn FnMut(&[Cell<'_>])) {
+        for (i, (a, c)) in r.top.iter().enumerate() {
+            row(&[
+                Cell::Ts(r.ts),
+                Cell::U64(i as u64 + 1),
+                Cell::Ip(*a),
+                Cell::U64(c.pkts),
+                Cell::U64(c.bytes),
+            ]);
+        }
+    }
+}

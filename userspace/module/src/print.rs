@@ -1,0 +1,338 @@
+//! Printing records: one row model ([`Cell`]s under named columns) rendered in every table
+//! [`Format`] by [`TablePrinter`].
+//!
+//! - `csv`: a header row, then one line per row; `ts`-like cells are Unix seconds with up to 9
+//!   decimals (trailing zeros dropped), strings are quoted when they hold a comma or a quote.
+//! - `json`: JSON Lines, one object per row, keys = column names; timestamps are numbers.
+//! - `pretty`: a header and columns aligned to the widest cell (rows are buffered until
+//!   [`TablePrinter::finish`]).
+//! - `plain`: cells separated by one space, no header.
+//! - `gnuplot`: a `# ` commented header, then space-separated cells (strings without spaces).
+//! - `pcap`: not a table: modules that support it produce packets through `replay`.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// JSON Lines.
+    Json,
+    /// Comma-separated values with a header.
+    Csv,
+    /// Aligned columns for people.
+    Pretty,
+    /// Space-separated values, no header.
+    Plain,
+    /// gnuplot data file.
+    Gnuplot,
+    /// libpcap savefile (only modules that replay packets).
+    Pcap,
+}
+
+impl Format {
+    /// The table formats (every module supports them).
+    pub const TABLES: &'static [Format] = &[
+        Format::Json,
+        Format::Csv,
+        Format::Pretty,
+        Format::Plain,
+        Format::Gnuplot,
+    ];
+
+    /// The format's name, as given on the command line and in queries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Csv => "csv",
+            Self::Pretty => "pretty",
+            Self::Plain => "plain",
+            Self::Gnuplot => "gnuplot",
+            Self::Pcap => "pcap",
+        }
+    }
+}
+
+/// An unknown format name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown format `{0}` (json, csv, pretty, plain, gnuplot, pcap)")]
+pub struct UnknownFormat(pub String);
+
+impl FromStr for Format {
+    type Err = UnknownFormat;
+
+    fn from_str(s: &str) -> Result<Self, UnknownFormat> {
+        Ok(match s {
+            "json" => Self::Json,
+            "csv" => Self::Csv,
+            "pretty" => Self::Pretty,
+            "plain" => Self::Plain,
+            "gnuplot" => Self::Gnuplot,
+            "pcap" => Self::Pcap,
+            _ => return Err(UnknownFormat(s.to_owned())),
+        })
+    }
+}
+
+/// One cell of a printed row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
+    /// A timestamp in nanoseconds since the epoch, printed as seconds with up to 9 decimals.
+    Ts(u64),
+    /// An unsigned integer.
+    U64(u64),
+    /// A float.
+    F64(f64),
+    /// An IP address.
+    Ip(IpAddr),
+    /// Text.
+    Str(&'a str),
+    /// A boolean.
+    Bool(bool),
+}
+
+/// Writes `ns` as Unix seconds with up to 9 decimals, trailing zeros dropped.
+pub fn write_ts(out: &mut String, ns: u64) {
+    let secs = ns / 1_000_000_000;
+    let frac = ns % 1_000_000_000;
+    if frac == 0 {
+        let _ = write!(out, "{secs}");
+    } else {
+        let mut f = format!("{frac:09}");
+        while f.ends_with('0') {
+            f.pop();
+        }
+        let _ = write!(out, "{secs}.{f}");
+    }
+}
+
+impl Cell<'_> {
+    /// Appends the cell's text (unquoted) to `out`.
+    pub fn write_text(&self, out: &mut String) {
+        match *self {
+            Cell::Ts(ns) => write_ts(out, ns),
+            Cell::U64(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Cell::F64(x) => {
+                let _ = write!(out, "{x}");
+            }
+            Cell::Ip(a) => {
+                let _ = write!(out, "{a}");
+            }
+            Cell::Str(s) => out.push_str(s),
+            Cell::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+        }
+    }
+
+    fn is_numeric(&self) -> bool {
+        matches!(self, Cell::Ts(_) | Cell::U64(_) | Cell::F64(_))
+    }
+}
+
+/// Renders rows of cells in one table format.
+pub struct TablePrinter<W: Write> {
+    out: W,
+    format: Format,
+    columns: &'static [&'static str],
+    started: bool,
+    pretty: Vec<(Vec<String>, Vec<bool>)>,
+    line: String,
+}
+
+impl<W: Write> TablePrinter<W> {
+    /// A printer for `columns` in `format` (which must be a table format).
+    pub fn new(out: W, format: Format, columns: &'static [&'static str]) -> Self {
+        Self {
+            out,
+            format,
+            columns,
+            started: false,
+            pretty: Vec::new(),
+            line: String::new(),
+        }
+    }
+
+    /// Writes the header if it was not written yet (called by [`Self::row`] and
+    /// [`Self::finish`], so an empty result still has its CSV header).
+    pub fn header(&mut self) -> io::Result<()> {
+        if self.started {
+            return Ok(());
+        }
+        self.started = true;
+        match self.format {
+            Format::Csv => writeln!(self.out, "{}", self.columns.join(",")),
+            Format::Gnuplot => writeln!(self.out, "# {}", self.columns.join(" ")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Prints one row.
+    pub fn row(&mut self, cells: &[Cell<'_>]) -> io::Result<()> {
+        self.header()?;
+        self.line.clear();
+        match self.format {
+            Format::Csv => {
+                for (i, c) in cells.iter().enumerate() {
+                    if i > 0 {
+                        self.line.push(',');
+                    }
+                    let mut t = String::new();
+                    c.write_text(&mut t);
+                    if t.contains([',', '"', '\n']) {
+                        self.line.push('"');
+                        self.line.push_str(&t.replace('"', "\"\""));
+                        self.line.push('"');
+                    } else {
+                        self.line.push_str(&t);
+                    }
+                }
+            }
+            Format::Plain | Format::Gnuplot | Format::Pcap => {
+                for (i, c) in cells.iter().enumerate() {
+                    if i > 0 {
+                        self.line.push(' ');
+                    }
+                    let mut t = String::new();
+                    c.write_text(&mut t);
+                    if self.format == Format::Gnuplot {
+                        t = t.replace(' ', "_");
+                    }
+                    self.line.push_str(&t);
+                }
+            }
+            Format::Json => {
+                self.line.push('{');
+                for (i, c) in cells.iter().enumerate() {
+                    if i > 0 {
+                        self.line.push(',');
+                    }
+                    let key = self.columns.get(i).copied().unwrap_or("?");
+                    self.line.push_str(&json_string(key));
+                    self.line.push(':');
+                    match c {
+                        Cell::F64(x) if !x.is_finite() => self.line.push_str("null"),
+                        Cell::Ip(_) | Cell::Str(_) => {
+                            let mut t = String::new();
+                            c.write_text(&mut t);
+                            self.line.push_str(&json_string(&t));
+                        }
+                        _ => c.write_text(&mut self.line),
+                    }
+                }
+                self.line.push('}');
+            }
+            Format::Pretty => {
+                let mut texts = Vec::with_capacity(cells.len());
+                let mut right = Vec::with_capacity(cells.len());
+                for c in cells {
+                    let mut t = String::new();
+                    c.write_text(&mut t);
+                    texts.push(t);
+                    right.push(c.is_numeric());
+                }
+                self.pretty.push((texts, right));
+                return Ok(());
+            }
+        }
+        self.line.push('\n');
+        self.out.write_all(self.line.as_bytes())
+    }
+
+    /// Ends the output (aligns and writes buffered `pretty` rows), flushes and returns the writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.header()?;
+        if self.format == Format::Pretty {
+            let mut width: Vec<usize> = self.columns.iter().map(|c| c.chars().count()).collect();
+            for (texts, _) in &self.pretty {
+                for (i, t) in texts.iter().enumerate() {
+                    let n = t.chars().count();
+                    match width.get_mut(i) {
+                        Some(w) => *w = (*w).max(n),
+                        None => width.push(n),
+                    }
+                }
+            }
+            let header: Vec<String> = self.columns.iter().map(|c| (*c).to_owned()).collect();
+            let header_right = vec![false; header.len()];
+            for (texts, right) in std::iter::once((&header, &header_right))
+                .chain(self.pretty.iter().map(|(t, r)| (t, r)))
+            {
+                let mut line = String::new();
+                for (i, t) in texts.iter().enumerate() {
+                    if i > 0 {
+                        line.push_str("  ");
+                    }
+                    let w = width.get(i).copied().unwrap_or(0);
+                    if right.get(i).copied().unwrap_or(false) {
+                        let _ = write!(line, "{t:>w$}");
+                    } else if i + 1 == texts.len() {
+                        line.push_str(t);
+                    } else {
+                        let _ = write!(line, "{t:<w$}");
+                    }
+                }
+                writeln!(self.out, "{}", line.trim_end())?;
+            }
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(format: Format) -> String {
+        let mut p = TablePrinter::new(Vec::new(), format, &["ts", "addr", "pkts"]);
+        let a: IpAddr = "10.0.0.1".parse().expect("ip");
+        p.row(&[
+            Cell::Ts(1_700_000_000_500_000_000),
+            Cell::Ip(a),
+            Cell::U64(3),
+        ])
+        .expect("row");
+        p.row(&[
+            Cell::Ts(1_700_000_001_000_000_000),
+            Cell::Str("a,b"),
+            Cell::U64(12345),
+        ])
+        .expect("row");
+        String::from_utf8(p.finish().expect("finish")).expect("utf8")
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(
+            render(Format::Csv),
+            "ts,addr,pkts\n1700000000.5,10.0.0.1,3\n1700000001,\"a,b\",12345\n"
+        );
+        assert_eq!(
+            render(Format::Json).lines().next(),
+            Some(r#"{"ts":1700000000.5,"addr":"10.0.0.1","pkts":3}"#)
+        );
+        assert_eq!(
+            render(Format::Plain),
+            "1700000000.5 10.0.0.1 3\n1700000001 a,b 12345\n"
+        );
+        assert!(render(Format::Gnuplot).starts_with("# ts addr pkts\n"));
+        assert_eq!(
+            render(Format::Pretty),
+            "ts            addr      pkts\n1700000000.5  10.0.0.1      3\n  1700000001  a,b       12345\n"
+        );
+        let empty = TablePrinter::new(Vec::new(), Format::Csv, &["ts", "pkts"])
+            .finish()
+            .expect("finish");
+        assert_eq!(empty, b"ts,pkts\n");
+        let mut t = String::new();
+        write_ts(&mut t, 1_000_000_001);
+        assert_eq!(t, "1.000000001");
+    }
+}

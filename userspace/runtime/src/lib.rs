@@ -1,0 +1,728 @@
+//! The CoMo-rs runtime: packet sources → batches → one classification per packet against the
+//! filters of all modules → per-core module updates → interval flush → merge → export → sink.
+//!
+//! ```text
+//!  Source ──► dispatcher (caller's thread): parse once, classify against every module's exact
+//!             filter → u64 module bitmask, symmetric flow hash → worker, copy into batches
+//!        ──► worker threads (N, crossbeam channels): per module whose bit is set,
+//!             CaptureState::update on this worker's own state of the current interval
+//!        ──► export thread: per (module, interval) the partials of all workers, merged in
+//!             worker order once every worker has passed the interval's end (watermarks),
+//!             then Exporter::export (+ action) ──► Sink (storage, printer)
+//! ```
+//!
+//! **Intervals.** Interval assignment uses the input's high-water time (the largest timestamp
+//! seen so far): a packet older than a packet before it (reordered input) is accounted in the
+//! current interval rather than reopening a flushed one; every worker therefore agrees on the
+//! current interval of each module. An interval is flushed when the first packet at or beyond
+//! its end arrives (the dispatcher then sends an *advance* to every worker before that packet),
+//! at the end of the input, and when [`Pipeline::advance`] is called: that is the idle-timeout
+//! call for live sources ([`run`] makes it when a source reports [`Next::Idle`] for longer than
+//! [`Options::idle_timeout`]).
+//!
+//! **Determinism.** A flow hashes to the same worker in both directions; module merges are exact
+//! and exports sort their records, so the records do not depend on the number of workers (tested
+//! with 1 and 3 workers on real traces).
+
+mod sink;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use como_module::{AnyModule, CaptureState, Exported, Interval, Pkt};
+use como_packet::{Layers, LinkType, Packet, Parsed};
+use como_tracefile::TraceReader;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use ebpf_filters::{Filter, FilterError};
+
+pub use sink::{CollectSink, PrintSink, StorageSink};
+
+/// Most modules one runtime runs (bits of the classification mask).
+pub const MAX_MODULES: usize = 64;
+
+/// Packets per batch handed to a worker.
+const BATCH_PKTS: usize = 256;
+/// Captured bytes per batch handed to a worker.
+const BATCH_BYTES: usize = 256 * 1024;
+/// Batches in flight per worker.
+const WORKER_QUEUE: usize = 16;
+
+/// One module instance to run.
+#[derive(Clone)]
+pub struct ModuleSpec {
+    /// Instance name (unique).
+    pub name: String,
+    /// The module.
+    pub module: Arc<dyn AnyModule>,
+    /// Filter expression (pcap-filter syntax; empty: every packet).
+    pub filter: String,
+    /// Interval length.
+    pub interval: Duration,
+}
+
+impl std::fmt::Debug for ModuleSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModuleSpec")
+            .field("name", &self.name)
+            .field("kind", &self.module.kind())
+            .field("filter", &self.filter)
+            .field("interval", &self.interval)
+            .finish()
+    }
+}
+
+/// What a source has next.
+#[derive(Debug)]
+pub enum Next<'a> {
+    /// A packet.
+    Packet(Packet<'a>),
+    /// Nothing right now (live sources); the runtime may flush idle intervals.
+    Idle,
+    /// The source is exhausted.
+    End,
+}
+
+/// A packet source: trace files now, live captures later.
+pub trait Source: Send {
+    /// Name for messages and metrics.
+    fn name(&self) -> String;
+    /// The next packet (or idle / end). An error ends the source.
+    fn next_packet(&mut self) -> Result<Next<'_>, SourceError>;
+}
+
+/// A source failed (a damaged file, a capture error).
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name}: {message}")]
+pub struct SourceError {
+    /// The source.
+    pub source_name: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// A trace file as a source.
+pub struct TraceSource {
+    reader: TraceReader,
+    name: String,
+}
+
+impl TraceSource {
+    /// Opens a trace file (pcap, pcapng, ERF).
+    pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self, como_tracefile::Error> {
+        let reader = TraceReader::open(path)?;
+        let name = reader.path().display().to_string();
+        Ok(Self { reader, name })
+    }
+
+    /// Link type of the file's first interface.
+    pub fn link_type(&self) -> LinkType {
+        self.reader.link_type()
+    }
+}
+
+impl Source for TraceSource {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn next_packet(&mut self) -> Result<Next<'_>, SourceError> {
+        match self.reader.next_packet() {
+            None => Ok(Next::End),
+            Some(Ok(p)) => Ok(Next::Packet(p)),
+            Some(Err(e)) => Err(SourceError {
+                source_name: self.name.clone(),
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// Where exported records go (runs on the export thread).
+pub trait Sink: Send + 'static {
+    /// The stored records of one interval of module `module` (index in the module list), in
+    /// interval order per module. Called for every exported interval, even with no record.
+    fn interval(
+        &mut self,
+        module: usize,
+        ivl: Interval,
+        records: &[Exported],
+    ) -> Result<(), SinkError>;
+    /// End of the run: flush, sync.
+    fn finish(&mut self) -> Result<(), SinkError>;
+}
+
+/// A sink failed (disk full, stdout closed ...).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkError(pub String);
+
+/// The runtime failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// More than [`MAX_MODULES`] modules, or none.
+    #[error("a runtime runs 1 to {MAX_MODULES} modules, not {0}")]
+    ModuleCount(usize),
+    /// A module's interval is zero.
+    #[error("module `{0}`: interval must be positive")]
+    Interval(String),
+    /// A module's filter does not compile for a link type met in the input.
+    #[error("module `{module}`: invalid filter for link type {link}: {source}")]
+    Filter {
+        /// Module name.
+        module: String,
+        /// Link type name.
+        link: &'static str,
+        /// The compiler's error.
+        source: FilterError,
+    },
+    /// The sink failed.
+    #[error("output: {0}")]
+    Sink(#[from] SinkError),
+    /// A module's export failed.
+    #[error("module `{module}`: export: {message}")]
+    Export {
+        /// Module name.
+        module: String,
+        /// What failed.
+        message: String,
+    },
+    /// A thread of the runtime panicked or went away.
+    #[error("runtime thread failed: {0}")]
+    Thread(String),
+}
+
+/// Runtime options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Worker threads (at least 1).
+    pub workers: usize,
+    /// After this long without packets, a live source's open intervals are flushed up to the
+    /// current time.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            workers: default_workers(),
+            idle_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The default number of workers: the cores minus one (for the dispatcher), at least 1.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(1))
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Packets read from the sources.
+    pub packets: u64,
+    /// Their bytes on the wire.
+    pub bytes: u64,
+    /// Packets that matched each module's filter.
+    pub matched: Vec<u64>,
+    /// The source's error, if it ended on one (records before it were exported).
+    pub source_error: Option<String>,
+}
+
+/// The module filters compiled for one link type.
+struct LinkFilters {
+    link: LinkType,
+    /// `None`: the module takes every packet.
+    filters: Vec<Option<Filter>>,
+}
+
+/// Compiles each module's filter for `link`.
+fn compile_all(specs: &[ModuleSpec], link: LinkType) -> Result<LinkFilters, RuntimeError> {
+    let mut filters = Vec::with_capacity(specs.len());
+    for s in specs {
+        if s.filter.trim().is_empty() {
+            filters.push(None);
+        } else {
+            let f = ebpf_filters::compile(&s.filter, link).map_err(|e| RuntimeError::Filter {
+                module: s.name.clone(),
+                link: link.name(),
+                source: e,
+            })?;
+            filters.push(Some(f));
+        }
+    }
+    Ok(LinkFilters { link, filters })
+}
+
+/// Checks that every module's filter compiles for `link` (call it with the first link type of
+/// a file before reading, so a bad filter fails before any output).
+pub fn check_filters(specs: &[ModuleSpec], link: LinkType) -> Result<(), RuntimeError> {
+    compile_all(specs, link).map(|_| ())
+}
+
+/// One packet in a batch: metadata, where its bytes are, which modules want it.
+struct Meta {
+    ts_ns: u64,
+    /// Time used for interval assignment (the high-water time).
+    ivl_ts: u64,
+    wire_len: u32,
+    link: LinkType,
+    interface: u32,
+    off: usize,
+    len: usize,
+    mask: u64,
+    seq: u64,
+    layers: Layers,
+}
+
+/// Packets for one worker, then optionally an advance of its clock.
+#[derive(Default)]
+struct Batch {
+    data: Vec<u8>,
+    pkts: Vec<Meta>,
+    advance: Option<u64>,
+}
+
+enum ExportMsg {
+    Partial {
+        worker: usize,
+        module: usize,
+        state: Box<dyn CaptureState>,
+    },
+    Watermark {
+        worker: usize,
+        ts: u64,
+    },
+}
+
+/// A running pipeline: feed it packets, advance it on idle, finish it.
+pub struct Pipeline<S: Sink> {
+    specs: Arc<Vec<ModuleSpec>>,
+    links: Vec<LinkFilters>,
+    last_link: usize,
+    lens: Vec<u64>,
+    to_workers: Vec<Sender<Batch>>,
+    batches: Vec<Batch>,
+    workers: Vec<JoinHandle<()>>,
+    exporter: Option<JoinHandle<Result<S, RuntimeError>>>,
+    high_water: u64,
+    next_boundary: u64,
+    seq: u64,
+    report: RunReport,
+}
+
+/// A symmetric flow hash: the same for both directions of a flow; 0 without IP.
+fn flow_hash(p: &Parsed<'_>) -> u64 {
+    let (Some(a), Some(b)) = (p.src_ip(), p.dst_ip()) else {
+        return 0;
+    };
+    let fold = |ip: IpAddr| -> u64 {
+        match ip {
+            IpAddr::V4(v) => u64::from(u32::from(v)),
+            IpAddr::V6(v) => {
+                let x = u128::from(v);
+                (x as u64) ^ ((x >> 64) as u64).rotate_left(17)
+            }
+        }
+    };
+    let ea = fold(a) ^ (u64::from(p.src_port().unwrap_or(0)) << 48);
+    let eb = fold(b) ^ (u64::from(p.dst_port().unwrap_or(0)) << 48);
+    let (lo, hi) = if ea <= eb { (ea, eb) } else { (eb, ea) };
+    let mut z = lo.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(23)
+        ^ hi.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+        ^ u64::from(p.l4_proto.unwrap_or(0));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn worker_loop(
+    id: usize,
+    specs: Arc<Vec<ModuleSpec>>,
+    lens: Vec<u64>,
+    rx: Receiver<Batch>,
+    tx: Sender<ExportMsg>,
+) {
+    let mut states: Vec<Option<Box<dyn CaptureState>>> = specs.iter().map(|_| None).collect();
+    let flush = |states: &mut Vec<Option<Box<dyn CaptureState>>>, upto: u64| -> bool {
+        for (module, slot) in states.iter_mut().enumerate() {
+            if slot.as_ref().is_some_and(|s| s.interval().end_ns() <= upto) {
+                if let Some(state) = slot.take() {
+                    if tx
+                        .send(ExportMsg::Partial {
+                            worker: id,
+                            module,
+                            state,
+                        })
+                        .is_err()
+                    {
+                        return false;
+                    }
+                }
+            }
+        }
+        tx.send(ExportMsg::Watermark {
+            worker: id,
+            ts: upto,
+        })
+        .is_ok()
+    };
+    for batch in rx {
+        for m in &batch.pkts {
+            let Some(data) = batch.data.get(m.off..m.off + m.len) else {
+                continue;
+            };
+            let pkt = Pkt {
+                parsed: Parsed {
+                    packet: Packet {
+                        ts_ns: m.ts_ns,
+                        wire_len: m.wire_len,
+                        data,
+                        link: m.link,
+                        interface: m.interface,
+                    },
+                    layers: m.layers,
+                },
+                seq: m.seq,
+            };
+            let mut mask = m.mask;
+            while mask != 0 {
+                let i = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                let (Some(slot), Some(&len)) = (states.get_mut(i), lens.get(i)) else {
+                    continue;
+                };
+                let stale = slot
+                    .as_ref()
+                    .is_some_and(|s| m.ivl_ts >= s.interval().end_ns());
+                if stale {
+                    // Safety net: the dispatcher's advance normally flushed it already.
+                    if let Some(state) = slot.take() {
+                        let _ = tx.send(ExportMsg::Partial {
+                            worker: id,
+                            module: i,
+                            state,
+                        });
+                    }
+                }
+                let state = slot.get_or_insert_with(|| {
+                    specs
+                        .get(i)
+                        .map(|s| s.module.new_state(Interval::containing(m.ivl_ts, len)))
+                        .unwrap_or_else(|| unreachable_state(i))
+                });
+                state.update(&pkt);
+            }
+        }
+        if let Some(upto) = batch.advance {
+            if !flush(&mut states, upto) {
+                return;
+            }
+        }
+    }
+}
+
+#[cold]
+fn unreachable_state(i: usize) -> Box<dyn CaptureState> {
+    // `states` and `specs` have the same length; this is never called.
+    panic!("no module {i}")
+}
+
+fn export_loop<S: Sink>(
+    specs: Arc<Vec<ModuleSpec>>,
+    workers: usize,
+    rx: Receiver<ExportMsg>,
+    mut sink: S,
+) -> Result<S, RuntimeError> {
+    use std::collections::BTreeMap;
+    type Pending = BTreeMap<u64, (Interval, Vec<Option<Box<dyn CaptureState>>>)>;
+    let mut pending: Vec<Pending> = specs.iter().map(|_| BTreeMap::new()).collect();
+    let mut exporters: Vec<_> = specs.iter().map(|s| s.module.new_exporter()).collect();
+    let mut wm = vec![0u64; workers];
+    let mut out = Vec::new();
+    for msg in rx {
+        match msg {
+            ExportMsg::Partial {
+                worker,
+                module,
+                state,
+            } => {
+                let ivl = state.interval();
+                if let Some(p) = pending.get_mut(module) {
+                    let entry = p
+                        .entry(ivl.start_ns)
+                        .or_insert_with(|| (ivl, (0..workers).map(|_| None).collect()));
+                    if let Some(slot) = entry.1.get_mut(worker) {
+                        *slot = Some(state);
+                    }
+                }
+            }
+            ExportMsg::Watermark { worker, ts } => {
+                if let Some(w) = wm.get_mut(worker) {
+                    *w = (*w).max(ts);
+                }
+                let low = wm.iter().copied().min().unwrap_or(0);
+                for (module, p) in pending.iter_mut().enumerate() {
+                    while let Some(entry) = p.first_entry() {
+                        if entry.get().0.end_ns() > low {
+                            break;
+                        }
+                        let (ivl, partials) = entry.remove();
+                        let partials: Vec<_> = partials.into_iter().flatten().collect();
+                        out.clear();
+                        if let Some(ex) = exporters.get_mut(module) {
+                            ex.export(ivl, partials, &mut out).map_err(|e| {
+                                RuntimeError::Export {
+                                    module: specs
+                                        .get(module)
+                                        .map(|s| s.name.clone())
+                                        .unwrap_or_default(),
+                                    message: e.to_string(),
+                                }
+                            })?;
+                        }
+                        sink.interval(module, ivl, &out)?;
+                    }
+                }
+            }
+        }
+    }
+    sink.finish()?;
+    Ok(sink)
+}
+
+impl<S: Sink> Pipeline<S> {
+    /// Starts the worker and export threads.
+    pub fn start(specs: Vec<ModuleSpec>, opts: &Options, sink: S) -> Result<Self, RuntimeError> {
+        if specs.is_empty() || specs.len() > MAX_MODULES {
+            return Err(RuntimeError::ModuleCount(specs.len()));
+        }
+        if let Some(s) = specs.iter().find(|s| s.interval.is_zero()) {
+            return Err(RuntimeError::Interval(s.name.clone()));
+        }
+        let lens: Vec<u64> = specs
+            .iter()
+            .map(|s| {
+                u64::try_from(s.interval.as_nanos())
+                    .unwrap_or(u64::MAX)
+                    .max(1)
+            })
+            .collect();
+        let specs = Arc::new(specs);
+        let n = opts.workers.max(1);
+        let (etx, erx) = bounded::<ExportMsg>(4096);
+        let mut to_workers = Vec::with_capacity(n);
+        let mut workers = Vec::with_capacity(n);
+        for id in 0..n {
+            let (tx, rx) = bounded::<Batch>(WORKER_QUEUE);
+            to_workers.push(tx);
+            let (specs, lens, etx) = (Arc::clone(&specs), lens.clone(), etx.clone());
+            let h = std::thread::Builder::new()
+                .name(format!("como-worker-{id}"))
+                .spawn(move || worker_loop(id, specs, lens, rx, etx))
+                .map_err(|e| RuntimeError::Thread(e.to_string()))?;
+            workers.push(h);
+        }
+        drop(etx);
+        let especs = Arc::clone(&specs);
+        let exporter = std::thread::Builder::new()
+            .name("como-export".into())
+            .spawn(move || export_loop(especs, n, erx, sink))
+            .map_err(|e| RuntimeError::Thread(e.to_string()))?;
+        let matched = vec![0; specs.len()];
+        Ok(Self {
+            specs,
+            links: Vec::new(),
+            last_link: 0,
+            lens,
+            to_workers,
+            batches: (0..n).map(|_| Batch::default()).collect(),
+            workers,
+            exporter: Some(exporter),
+            high_water: 0,
+            next_boundary: 0,
+            seq: 0,
+            report: RunReport {
+                matched,
+                ..RunReport::default()
+            },
+        })
+    }
+
+    fn link_index(&mut self, link: LinkType) -> Result<usize, RuntimeError> {
+        if self
+            .links
+            .get(self.last_link)
+            .is_some_and(|l| l.link == link)
+        {
+            return Ok(self.last_link);
+        }
+        let at = match self.links.iter().position(|l| l.link == link) {
+            Some(at) => at,
+            None => {
+                self.links.push(compile_all(&self.specs, link)?);
+                self.links.len() - 1
+            }
+        };
+        self.last_link = at;
+        Ok(at)
+    }
+
+    fn send(&mut self, worker: usize) -> Result<(), RuntimeError> {
+        let (Some(slot), Some(tx)) = (self.batches.get_mut(worker), self.to_workers.get(worker))
+        else {
+            return Ok(());
+        };
+        let batch = std::mem::take(slot);
+        tx.send(batch)
+            .map_err(|_| RuntimeError::Thread(format!("worker {worker} went away")))
+    }
+
+    /// Flushes every interval that ends at or before `ts_ns` (on every worker and module) and
+    /// moves the clock there: the idle-timeout call for live sources, also used at end of input.
+    pub fn advance(&mut self, ts_ns: u64) -> Result<(), RuntimeError> {
+        self.high_water = self.high_water.max(ts_ns);
+        for w in 0..self.batches.len() {
+            if let Some(b) = self.batches.get_mut(w) {
+                b.advance = Some(self.high_water);
+            }
+            self.send(w)?;
+        }
+        self.next_boundary = self
+            .lens
+            .iter()
+            .map(|&len| Interval::containing(self.high_water, len).end_ns())
+            .min()
+            .unwrap_or(u64::MAX);
+        Ok(())
+    }
+
+    /// Classifies one packet and hands it to its worker.
+    pub fn packet(&mut self, pkt: &Packet<'_>) -> Result<(), RuntimeError> {
+        self.report.packets += 1;
+        self.report.bytes += u64::from(pkt.wire_len);
+        let li = self.link_index(pkt.link)?;
+        let mut mask = 0u64;
+        if let Some(lf) = self.links.get(li) {
+            for (i, f) in lf.filters.iter().enumerate() {
+                if f.as_ref().is_none_or(|f| f.matches(pkt)) {
+                    mask |= 1 << i;
+                    if let Some(c) = self.report.matched.get_mut(i) {
+                        *c += 1;
+                    }
+                }
+            }
+        }
+        let seq = self.seq;
+        self.seq += 1;
+        if mask == 0 {
+            return Ok(());
+        }
+        if pkt.ts_ns >= self.next_boundary {
+            self.advance(pkt.ts_ns)?;
+        }
+        let parsed = Parsed::new(*pkt);
+        let n = self.batches.len();
+        let worker = if n == 1 {
+            0
+        } else {
+            (flow_hash(&parsed) % n as u64) as usize
+        };
+        let full = match self.batches.get_mut(worker) {
+            Some(b) => {
+                let off = b.data.len();
+                b.data.extend_from_slice(pkt.data);
+                b.pkts.push(Meta {
+                    ts_ns: pkt.ts_ns,
+                    ivl_ts: self.high_water.max(pkt.ts_ns),
+                    wire_len: pkt.wire_len,
+                    link: pkt.link,
+                    interface: pkt.interface,
+                    off,
+                    len: pkt.data.len(),
+                    mask,
+                    seq,
+                    layers: parsed.layers,
+                });
+                b.pkts.len() >= BATCH_PKTS || b.data.len() >= BATCH_BYTES
+            }
+            None => false,
+        };
+        if full {
+            self.send(worker)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes everything, stops the threads and returns the report and the sink.
+    pub fn finish(mut self) -> Result<(RunReport, S), RuntimeError> {
+        let result = self.advance(u64::MAX);
+        self.to_workers.clear();
+        for h in self.workers.drain(..) {
+            h.join()
+                .map_err(|_| RuntimeError::Thread("a worker panicked".into()))?;
+        }
+        let sink = match self.exporter.take() {
+            Some(h) => h
+                .join()
+                .map_err(|_| RuntimeError::Thread("the export thread panicked".into()))??,
+            None => return Err(RuntimeError::Thread("export thread missing".into())),
+        };
+        result?;
+        Ok((std::mem::take(&mut self.report), sink))
+    }
+
+    /// Records that the source ended on an error (the run still flushes what came before).
+    pub fn set_source_error(&mut self, e: &SourceError) {
+        self.report.source_error = Some(e.to_string());
+    }
+}
+
+/// Runs `specs` over `source` to its end and returns the report and the sink.
+pub fn run<S: Sink>(
+    specs: Vec<ModuleSpec>,
+    opts: &Options,
+    source: &mut dyn Source,
+    sink: S,
+) -> Result<(RunReport, S), RuntimeError> {
+    let mut pipe = Pipeline::start(specs, opts, sink)?;
+    let mut last_packet = Instant::now();
+    let mut last_ts = 0u64;
+    loop {
+        match source.next_packet() {
+            Ok(Next::Packet(p)) => {
+                last_packet = Instant::now();
+                last_ts = last_ts.max(p.ts_ns);
+                if let Err(e) = pipe.packet(&p) {
+                    // Stop the threads before reporting.
+                    let _ = pipe.finish();
+                    return Err(e);
+                }
+            }
+            Ok(Next::Idle) => {
+                let idle = last_packet.elapsed();
+                if idle >= opts.idle_timeout {
+                    let now =
+                        last_ts.saturating_add(u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX));
+                    pipe.advance(now)?;
+                    last_packet = Instant::now();
+                    last_ts = now;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(Next::End) => break,
+            Err(e) => {
+                pipe.set_source_error(&e);
+                break;
+            }
+        }
+    }
+    pipe.finish()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,249 @@
+//! Runtime tests on real traces: worker-count independence, interval alignment and flushing,
+//! classification, storage.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+
+fn trace(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/traces")
+        .join(rel)
+}
+
+fn spec(kind: &str, args: &str, filter: &str, interval: Duration) -> ModuleSpec {
+    let args: toml::Value = toml::from_str(args).expect("args toml");
+    ModuleSpec {
+        name: kind.to_owned(),
+        module: como_modules::build(kind, Some(&args)).expect("build"),
+        filter: filter.to_owned(),
+        interval,
+    }
+}
+
+fn all_specs(interval: Duration) -> Vec<ModuleSpec> {
+    vec![
+        spec("traffic", "", "", interval),
+        spec("protocol", "", "", interval),
+        spec("application", "", "", interval),
+        spec("topaddr", "topn = 5", "", interval),
+        spec(
+            "topaddr",
+            "topn = 3\nuse_dst = true\nmask = 24",
+            "ip",
+            interval,
+        ),
+        spec("topports", "", "", interval),
+        spec("tuple", "", "", interval),
+        spec("ethtypes", "", "", interval),
+        spec("flowcount", "", "", interval),
+        spec("trace", "snaplen = 64", "tcp", interval),
+        spec("ewma", "change_thresh = 1.5", "", interval),
+    ]
+}
+
+fn run_file(file: &str, specs: Vec<ModuleSpec>, workers: usize) -> (RunReport, CollectSink) {
+    let mut src = TraceSource::open(trace(file)).expect("open trace");
+    let opts = Options {
+        workers,
+        ..Options::default()
+    };
+    run(specs, &opts, &mut src, CollectSink::default()).expect("run")
+}
+
+const FILES: &[&str] = &[
+    "nDPI/teams.pcap",
+    "zeek/workshop_2011_browse.pcap",
+    "pcap-parser/wireshark_samples-test.pcapng",
+    "libtrace/100_packetsns.pcap",
+    "nDPI/6in4tunnel.pcap",
+];
+
+#[test]
+fn one_worker_and_three_workers_export_identical_records() {
+    for file in FILES {
+        for secs in [1, 60] {
+            let (r1, s1) = run_file(file, all_specs(Duration::from_secs(secs)), 1);
+            let (r3, s3) = run_file(file, all_specs(Duration::from_secs(secs)), 3);
+            assert!(r1.packets > 0, "{file}: no packets");
+            assert_eq!(r1, r3, "{file}: reports differ");
+            assert!(
+                s1.intervals.iter().any(|(_, _, recs)| !recs.is_empty()),
+                "{file}: nothing exported"
+            );
+            assert_eq!(
+                s1.intervals, s3.intervals,
+                "{file} interval {secs}s: records differ"
+            );
+        }
+    }
+}
+
+#[test]
+fn intervals_are_aligned_ordered_and_flushed_at_end() {
+    let len = Duration::from_millis(500);
+    let (report, sink) = run_file("nDPI/teams.pcap", vec![spec("traffic", "", "", len)], 2);
+    let mut prev = None;
+    let mut pkts = 0;
+    for (m, ivl, recs) in &sink.intervals {
+        assert_eq!(*m, 0);
+        assert_eq!(ivl.len_ns, 500_000_000);
+        assert_eq!(ivl.start_ns % 500_000_000, 0, "not epoch-aligned");
+        if let Some(p) = prev {
+            assert!(ivl.start_ns > p, "intervals out of order");
+        }
+        prev = Some(ivl.start_ns);
+        for r in recs {
+            assert_eq!(r.ts_ns, ivl.start_ns);
+            let rec =
+                como_module::decode::<como_modules::traffic::Traffic>(&r.bytes).expect("decode");
+            pkts += rec.counts.pkts;
+        }
+    }
+    // The last interval was flushed at the end of the input: every packet is accounted.
+    assert_eq!(pkts, report.packets);
+}
+
+#[test]
+fn filters_classify_and_matched_counts_follow_them() {
+    let (report, sink) = run_file(
+        "nDPI/teams.pcap",
+        vec![
+            spec("traffic", "", "tcp", Duration::from_secs(3600)),
+            spec("traffic", "", "udp", Duration::from_secs(3600)),
+            spec("traffic", "", "", Duration::from_secs(3600)),
+        ],
+        1,
+    );
+    let total = |m: usize| -> u64 {
+        sink.intervals
+            .iter()
+            .filter(|(i, _, _)| *i == m)
+            .flat_map(|(_, _, r)| r)
+            .map(|r| {
+                como_module::decode::<como_modules::traffic::Traffic>(&r.bytes)
+                    .map_or(0, |x| x.counts.pkts)
+            })
+            .sum()
+    };
+    // tcpdump -r nDPI/teams.pcap --count tcp / udp
+    let tcpdump = |expr: &str| -> Option<u64> {
+        let out = std::process::Command::new("tcpdump")
+            .args(["-n", "-r"])
+            .arg(trace("nDPI/teams.pcap"))
+            .args(["--count", expr])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    assert_eq!(report.matched[2], report.packets);
+    assert_eq!(total(0), report.matched[0]);
+    assert_eq!(total(1), report.matched[1]);
+    assert_eq!(total(2), report.packets);
+    if let (Some(t), Some(u)) = (tcpdump("tcp"), tcpdump("udp")) {
+        assert_eq!((report.matched[0], report.matched[1]), (t, u));
+    }
+}
+
+#[test]
+fn bad_filter_and_bad_specs_are_refused() {
+    let s = vec![spec("traffic", "", "tcp and", Duration::from_secs(1))];
+    assert!(matches!(
+        check_filters(&s, LinkType::Ethernet),
+        Err(RuntimeError::Filter { .. })
+    ));
+    let s = vec![spec("traffic", "", "", Duration::ZERO)];
+    assert!(matches!(
+        Pipeline::start(s, &Options::default(), CollectSink::default()).err(),
+        Some(RuntimeError::Interval(_))
+    ));
+    assert!(matches!(
+        Pipeline::start(Vec::new(), &Options::default(), CollectSink::default()).err(),
+        Some(RuntimeError::ModuleCount(0))
+    ));
+}
+
+#[test]
+fn advance_flushes_idle_intervals() {
+    let sink = CollectSink::default();
+    let mut p = Pipeline::start(
+        vec![spec("traffic", "", "", Duration::from_secs(1))],
+        &Options {
+            workers: 2,
+            ..Options::default()
+        },
+        sink,
+    )
+    .expect("start");
+    let frame = [0u8; 60];
+    let pkt = Packet {
+        ts_ns: 10_200_000_000,
+        wire_len: 60,
+        data: &frame,
+        link: LinkType::Ethernet,
+        interface: 0,
+    };
+    p.packet(&pkt).expect("packet");
+    // Idle: the interval [10s, 11s) is flushed by the call, without another packet.
+    p.advance(11_000_000_000).expect("advance");
+    let (_, sink) = p.finish().expect("finish");
+    assert_eq!(sink.intervals.len(), 1);
+    assert_eq!(sink.intervals[0].1.start_ns, 10_000_000_000);
+}
+
+#[test]
+fn storage_sink_stores_what_was_exported() {
+    let dir = std::env::temp_dir().join(format!("como-runtime-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let names = vec!["traffic".to_owned(), "tuple".to_owned()];
+    let sink = StorageSink::open(&dir, &names, &como_storage::Options::default()).expect("open");
+    let mut src = TraceSource::open(trace("zeek/workshop_2011_browse.pcap")).expect("trace");
+    let specs = vec![
+        spec("traffic", "", "", Duration::from_secs(1)),
+        spec("tuple", "", "", Duration::from_secs(1)),
+    ];
+    let (_, sink) = run(
+        specs.clone(),
+        &Options {
+            workers: 2,
+            ..Options::default()
+        },
+        &mut src,
+        sink,
+    )
+    .expect("run");
+    drop(sink);
+    let mut src = TraceSource::open(trace("zeek/workshop_2011_browse.pcap")).expect("trace");
+    let (_, collected) = run(
+        specs,
+        &Options {
+            workers: 1,
+            ..Options::default()
+        },
+        &mut src,
+        CollectSink::default(),
+    )
+    .expect("run");
+    for (i, n) in names.iter().enumerate() {
+        let db = como_storage::Database::open(dir.join(n), como_storage::Options::default())
+            .expect("reopen");
+        let stored: Vec<(u64, Vec<u8>)> = db
+            .reader(..)
+            .map(|r| r.map(|r| (r.ts, r.payload.to_vec())).expect("read"))
+            .collect();
+        let expected: Vec<(u64, Vec<u8>)> = collected
+            .intervals
+            .iter()
+            .filter(|(m, _, _)| *m == i)
+            .flat_map(|(_, _, r)| r.iter().map(|e| (e.ts_ns, e.bytes.clone())))
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(stored, expected, "{n}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
