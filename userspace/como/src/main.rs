@@ -4,11 +4,16 @@
 //! Exit status: 0 on success, 1 when a file cannot be read or is corrupt (after the packets
 //! before the damage were processed), 2 for an invalid or unsupported filter or bad usage.
 
+mod inline;
 mod read;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc: the per-interval state churn of the modules (hash maps, batches) is allocation-heavy.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exit status for an unreadable or corrupt input file.
 const EXIT_FILE: u8 = 1;
@@ -27,6 +32,8 @@ struct Cli {
 enum Command {
     /// Read a trace file (pcap, pcapng or ERF) and print the packets that match a filter.
     Read(read::ReadArgs),
+    /// Run one module over a trace file and print its records (CoMo's inline mode).
+    Inline(inline::InlineArgs),
 }
 
 /// A failure, with the exit status it maps to.
@@ -49,6 +56,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Read(args) => read::run(&args),
+        Command::Inline(args) => inline::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
