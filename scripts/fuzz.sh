@@ -14,7 +14,9 @@
 # exits non-zero if the build fails or any target finds a crash, leak, timeout or OOM
 # (the reproducer is then in tests/fuzz/artifacts/<target>/).
 # Environment: FUZZ_TARGET_DIR (default tests/fuzz/target) keeps the sanitizer build apart
-# from the workspace's target directory.
+# from the workspace's target directory; FUZZ_TARGETS (default "pcap pcapng erf packet
+# filter") picks the targets: add filter_diff, the differential target against libpcap, for
+# longer manual runs (e.g. FUZZ_TARGETS=filter_diff scripts/fuzz.sh 600).
 set -euo pipefail
 
 secs="${1:-20}"
@@ -23,7 +25,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 fuzz="$root/tests/fuzz"
 traces="$root/tests/data/traces"
 target_dir="${FUZZ_TARGET_DIR:-$fuzz/target}"
-targets=(pcap pcapng erf packet filter)
+read -r -a targets <<<"${FUZZ_TARGETS:-pcap pcapng erf packet filter}"
 
 log() { printf 'fuzz: %s\n' "$*"; }
 
@@ -45,12 +47,13 @@ seed_traces() { # target, find name patterns...
 seed_traces pcap '*.pcap' '*.cap' '*.dmp'
 seed_traces pcapng '*.pcapng' '*.ntar' '*.pcapng.*'
 seed_traces erf '*.erf'
-mkdir -p "$fuzz/corpus/filter" "$fuzz/corpus/packet"
+mkdir -p "$fuzz/corpus/filter" "$fuzz/corpus/filter_diff" "$fuzz/corpus/packet"
 n=0
 while IFS= read -r line; do
     case "$line" in '#'* | '') continue ;; esac
     n=$((n + 1))
     printf '%s' "$line" >"$fuzz/corpus/filter/corpus-$n"
+    printf '%s' "$line" >"$fuzz/corpus/filter_diff/corpus-$n"
 done <"$root/tests/data/filters/corpus.txt"
 # packet: the first packets of every pcap trace (needs python3), plus two hand-made ones:
 # link type 0 (Ethernet), wire length 60, a TCP SYN; link 3 (raw), an IPv4 UDP header.
@@ -70,11 +73,14 @@ done
 # --- build ------------------------------------------------------------------------------------
 cd "$fuzz"
 start=$(date +%s)
-if ! cargo +nightly fuzz build -O --target-dir "$target_dir" >"$fuzz/build.log" 2>&1; then
-    tail -40 "$fuzz/build.log" >&2
-    log "build FAILED (log: tests/fuzz/build.log)"
-    exit 1
-fi
+: >"$fuzz/build.log"
+for t in "${targets[@]}"; do
+    if ! cargo +nightly fuzz build -O --target-dir "$target_dir" "$t" >>"$fuzz/build.log" 2>&1; then
+        grep -E '^error' -A12 "$fuzz/build.log" | head -60 >&2
+        log "build of $t FAILED (log: tests/fuzz/build.log)"
+        exit 1
+    fi
+done
 log "built ${#targets[@]} targets in $(($(date +%s) - start)) s"
 
 # --- run --------------------------------------------------------------------------------------
@@ -82,11 +88,12 @@ failed=()
 for t in "${targets[@]}"; do
     out="$fuzz/artifacts/$t.log"
     mkdir -p "$fuzz/artifacts/$t"
-    dict=()
-    [ -f "$fuzz/dict/$t.dict" ] && dict=("-dict=$fuzz/dict/$t.dict")
+    extra=()
+    [ -f "$fuzz/dict/$t.dict" ] && extra+=("-dict=$fuzz/dict/$t.dict")
+    [ "$t" = filter_diff ] && extra+=("-dict=$fuzz/dict/filter.dict" -detect_leaks=0)
     if cargo +nightly fuzz run -O --target-dir "$target_dir" "$t" "corpus/$t" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        "${dict[@]}" >"$out" 2>&1; then
+        "${extra[@]}" >"$out" 2>&1; then
         runs=$(grep -o 'Done [0-9]* runs' "$out" | tail -1 | grep -o '[0-9]*' || true)
         cov=$(grep -o 'cov: [0-9]*' "$out" | tail -1 | grep -o '[0-9]*' || true)
         log "$t: ok (${runs:-?} runs in ${secs} s, coverage ${cov:-?}, corpus $(find "corpus/$t" -type f | wc -l) inputs)"

@@ -1,0 +1,83 @@
+//! Fuzz target `filter_diff` (not in the default run of `scripts/fuzz.sh`): differential
+//! fuzzing of the filter language against libpcap.
+//!
+//! The input, as UTF-8, is a filter expression. When both libpcap (`pcap_compile` with
+//! optimisation on a dead Ethernet handle, through the `pcap` crate) and CoMo-rs compile it for
+//! Ethernet, both must give the same verdict on every packet of a fixed set: the Ethernet
+//! packets of a real trace and 3000 synthetic ones (`como_benches::synth`: VLAN/QinQ, MPLS,
+//! PPPoE, GRE, IPv4 options and fragments, IPv6 extension headers ...). A difference panics with
+//! the expression and the packet. Expressions only one side compiles are not checked here
+//! (tcpdump's own tests cover what must be rejected).
+//!
+//! The `pcap` crate passes len = caplen to `pcap_offline_filter`, so CoMo-rs gets
+//! `wire_len = data.len()` too. Run it with `FUZZ_TARGETS=filter_diff scripts/fuzz.sh 300`
+//! (leak detection is off for it: libpcap's compiler keeps state between calls).
+#![no_main]
+
+use std::sync::OnceLock;
+
+use como_benches::synth::{PacketBatch, SynthConfig};
+use como_packet::{LinkType, Packet};
+use como_tracefile::TraceReader;
+use libfuzzer_sys::fuzz_target;
+
+fn packets() -> &'static [Vec<u8>] {
+    static PACKETS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    PACKETS.get_or_init(|| {
+        let mut out = Vec::new();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../data/traces/libtrace/100_packetsns.pcap");
+        if let Ok(mut r) = TraceReader::open(&path) {
+            while let Some(Ok(p)) = r.next_packet() {
+                if p.link == LinkType::Ethernet {
+                    out.push(p.data.to_vec());
+                }
+            }
+        }
+        let batch = PacketBatch::generate(SynthConfig {
+            packets: 3000,
+            seed: 11,
+            ..SynthConfig::default()
+        });
+        out.extend(batch.iter().map(|p| p.data.to_vec()));
+        out
+    })
+}
+
+thread_local! {
+    /// The dead libpcap handle that compiles expressions (not `Sync`: one per thread).
+    static DEAD: pcap::Capture<pcap::Dead> = match pcap::Capture::dead(pcap::Linktype::ETHERNET) {
+        Ok(d) => d,
+        Err(e) => panic!("pcap_open_dead: {e}"),
+    };
+}
+
+fuzz_target!(|input: &[u8]| {
+    let Ok(expr) = std::str::from_utf8(input) else {
+        return;
+    };
+    // libpcap's lexer stops at NUL; CString would refuse it anyway.
+    if expr.contains('\0') {
+        return;
+    }
+    let Ok(ours) = ebpf_filters::compile(expr, LinkType::Ethernet) else {
+        return;
+    };
+    let Ok(bpf) = DEAD.with(|d| d.compile(expr, true)) else {
+        return;
+    };
+    for (i, data) in packets().iter().enumerate() {
+        let pkt = Packet {
+            ts_ns: 0,
+            wire_len: data.len() as u32,
+            data,
+            link: LinkType::Ethernet,
+            interface: 0,
+        };
+        let (a, b) = (ours.matches(&pkt), bpf.filter(data));
+        if a != b {
+            let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+            panic!("{expr:?}: packet {i}: CoMo-rs {a}, libpcap {b}; bytes {hex}");
+        }
+    }
+});
