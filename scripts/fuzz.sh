@@ -74,8 +74,9 @@ done
 cd "$fuzz"
 start=$(date +%s)
 : >"$fuzz/build.log"
+features() { [ "$1" = filter_diff ] && echo "--features=diff" || echo "--features="; }
 for t in "${targets[@]}"; do
-    if ! cargo +nightly fuzz build -O --target-dir "$target_dir" "$t" >>"$fuzz/build.log" 2>&1; then
+    if ! cargo +nightly fuzz build -O --target-dir "$target_dir" "$(features "$t")" "$t" >>"$fuzz/build.log" 2>&1; then
         grep -E '^error' -A12 "$fuzz/build.log" | head -60 >&2
         log "build of $t FAILED (log: tests/fuzz/build.log)"
         exit 1
@@ -91,7 +92,7 @@ for t in "${targets[@]}"; do
     extra=()
     [ -f "$fuzz/dict/$t.dict" ] && extra+=("-dict=$fuzz/dict/$t.dict")
     [ "$t" = filter_diff ] && extra+=("-dict=$fuzz/dict/filter.dict" -detect_leaks=0)
-    if cargo +nightly fuzz run -O --target-dir "$target_dir" "$t" "corpus/$t" -- \
+    if cargo +nightly fuzz run -O --target-dir "$target_dir" "$(features "$t")" "$t" "corpus/$t" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         "${extra[@]}" >"$out" 2>&1; then
         runs=$(grep -o 'Done [0-9]* runs' "$out" | tail -1 | grep -o '[0-9]*' || true)
