@@ -62,7 +62,9 @@ pub(crate) fn parse_module_arg(s: &str) -> anyhow::Result<ModuleArg> {
         None => (s, None),
     };
     if kind.is_empty() {
-        return Err(anyhow!("empty module kind in `{s}` (expected KIND[:k=v,...])"));
+        return Err(anyhow!(
+            "empty module kind in `{s}` (expected KIND[:k=v,...])"
+        ));
     }
     let mut interval = Duration::from_secs(1);
     let mut args = toml::Table::new();
@@ -176,9 +178,9 @@ pub(crate) fn run(args: &InlineArgs) -> Result<(), Failure> {
     };
     let (report, _) = como_runtime::run(specs, &opts, &mut source, PrintSink::new(vec![printer]))
         .map_err(|e| match e {
-            RuntimeError::Filter { .. } => Failure::Filter(e.into()),
-            other => Failure::File(other.into()),
-        })?;
+        RuntimeError::Filter { .. } => Failure::Filter(e.into()),
+        other => Failure::File(other.into()),
+    })?;
     match report.source_error {
         Some(e) => Err(Failure::File(anyhow!(e))),
         None => Ok(()),
@@ -191,7 +193,8 @@ mod tests {
 
     #[test]
     fn module_args() {
-        let m = parse_module_arg("topaddr:topn=5,use_dst=true,interval=500ms,mask=24").expect("parse");
+        let m =
+            parse_module_arg("topaddr:topn=5,use_dst=true,interval=500ms,mask=24").expect("parse");
         assert_eq!(m.kind, "topaddr");
         assert_eq!(m.interval, Duration::from_millis(500));
         assert_eq!(m.args.get("topn"), Some(&toml::Value::Integer(5)));
@@ -202,7 +205,14 @@ mod tests {
         assert_eq!(m.interval, Duration::from_secs(2));
         let m = parse_module_arg("x:name=abc").expect("parse");
         assert_eq!(m.args.get("name"), Some(&toml::Value::String("abc".into())));
-        for bad in [":topn=1", "topaddr:topn", "traffic:interval=5x", "traffic:interval=0", "t:a=1,a=2", "t:=3"] {
+        for bad in [
+            ":topn=1",
+            "topaddr:topn",
+            "traffic:interval=5x",
+            "traffic:interval=0",
+            "t:a=1,a=2",
+            "t:=3",
+        ] {
             assert!(parse_module_arg(bad).is_err(), "{bad}");
         }
     }
