@@ -77,6 +77,9 @@ fn reading_parsing_and_filtering_allocate_nothing_per_packet() {
         let allocations = COUNT.with(Cell::get);
         assert!(packets > 1000, "{file}: {packets} packets");
         std::hint::black_box(matched);
-        assert_eq!(allocations, 0, "{file}: {allocations} allocations over {packets} packets");
+        assert_eq!(
+            allocations, 0,
+            "{file}: {allocations} allocations over {packets} packets"
+        );
     }
 }
