@@ -248,6 +248,9 @@ const NAMED_NUMBERS: &[(&str, u32)] = &[
     ("tcp-cwr", 0x80),
 ];
 
+/// Longest word (name, address, number) accepted.
+const MAX_WORD: usize = 256;
+
 fn is_word_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':')
 }
@@ -438,6 +441,12 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, FilterError> {
             let mut j = i;
             while j < chars.len() && is_word_char(chars[j]) {
                 j += 1;
+            }
+            if j - i > MAX_WORD {
+                return Err(syntax(
+                    col,
+                    format!("word longer than {MAX_WORD} characters"),
+                ));
             }
             // Longest prefix that some pattern matches (flex semantics).
             let mut end = j;
