@@ -53,20 +53,53 @@ pub struct Record {
     pub top: Vec<(IpAddr, Counts)>,
 }
 
-/// Sorts by bytes, then packets (both descending), then address: a total order, so the ranking
-/// does not depend on hash order or on the number of cores.
-pub fn rank<K: Ord + Copy>(entries: &mut [(K, Counts)]) {
-    entries.sort_unstable_by(|a, b| {
+/// Keeps the first `n` entries by bytes, then packets (both descending), then key, sorted: a
+/// total order, so the ranking does not depend on hash order or on the number of cores.
+pub fn rank<K: Ord + Copy>(entries: &mut Vec<(K, Counts)>, n: usize) {
+    let order = |a: &(K, Counts), b: &(K, Counts)| {
         b.1.bytes
             .cmp(&a.1.bytes)
             .then(b.1.pkts.cmp(&a.1.pkts))
             .then(a.0.cmp(&b.0))
-    });
+    };
+    if n == 0 {
+        entries.clear();
+        return;
+    }
+    if entries.len() > n {
+        entries.select_nth_unstable_by(n - 1, order);
+        entries.truncate(n);
+    }
+    entries.sort_unstable_by(order);
+}
+
+/// An address as a hash key: 128 bits plus the family (cheaper to hash than `IpAddr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddrKey(u128, bool);
+
+impl From<IpAddr> for AddrKey {
+    #[inline]
+    fn from(a: IpAddr) -> Self {
+        match a {
+            IpAddr::V4(v) => Self(u128::from(u32::from(v)), false),
+            IpAddr::V6(v) => Self(u128::from(v), true),
+        }
+    }
+}
+
+impl From<AddrKey> for IpAddr {
+    fn from(k: AddrKey) -> Self {
+        if k.1 {
+            IpAddr::V6(k.0.into())
+        } else {
+            IpAddr::V4((k.0 as u32).into())
+        }
+    }
 }
 
 impl Module for TopAddr {
     type Config = Config;
-    type State = FxHashMap<IpAddr, Counts>;
+    type State = FxHashMap<AddrKey, Counts>;
     type Export = ();
     type Record = Record;
     const KIND: &'static str = "topaddr";
@@ -97,7 +130,10 @@ impl Module for TopAddr {
         };
         if let Some(a) = addr {
             let key = mask_addr(a, self.cfg.mask, self.cfg.mask6);
-            state.entry(key).or_default().add(pkt.wire_len());
+            state
+                .entry(AddrKey::from(key))
+                .or_default()
+                .add(pkt.wire_len());
         }
     }
 
@@ -113,9 +149,11 @@ impl Module for TopAddr {
         if state.is_empty() {
             return;
         }
-        let mut top: Vec<(IpAddr, Counts)> = state.into_iter().collect();
-        rank(&mut top);
-        top.truncate(self.cfg.topn);
+        let mut top: Vec<(IpAddr, Counts)> = state
+            .into_iter()
+            .map(|(k, c)| (IpAddr::from(k), c))
+            .collect();
+        rank(&mut top, self.cfg.topn);
         out.push(Record {
             ts: ivl.start_ns,
             top,

@@ -90,8 +90,7 @@ impl Module for TopPorts {
             return;
         }
         let mut top: Vec<((u8, u16), Counts)> = state.into_iter().collect();
-        rank(&mut top);
-        top.truncate(self.cfg.topn);
+        rank(&mut top, self.cfg.topn);
         out.push(Record {
             ts: ivl.start_ns,
             top,

@@ -40,6 +40,45 @@ pub struct Key {
     pub dport: u16,
 }
 
+/// The hash key of a flow on the capture side: addresses as 128-bit integers (cheaper to hash
+/// than `IpAddr`), converted to a [`Key`] at export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    src: u128,
+    dst: u128,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    v6: bool,
+}
+
+fn to_bits(a: IpAddr) -> (u128, bool) {
+    match a {
+        IpAddr::V4(v) => (u128::from(u32::from(v)), false),
+        IpAddr::V6(v) => (u128::from(v), true),
+    }
+}
+
+fn from_bits(x: u128, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(x.into())
+    } else {
+        IpAddr::V4((x as u32).into())
+    }
+}
+
+impl From<FlowKey> for Key {
+    fn from(k: FlowKey) -> Self {
+        Key {
+            proto: k.proto,
+            src: from_bits(k.src, k.v6),
+            sport: k.sport,
+            dst: from_bits(k.dst, k.v6),
+            dport: k.dport,
+        }
+    }
+}
+
 /// What a flow did in one interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Flow {
@@ -68,7 +107,7 @@ pub struct Record {
 
 impl Module for Tuple {
     type Config = NoArgs;
-    type State = FxHashMap<Key, Flow>;
+    type State = FxHashMap<FlowKey, Flow>;
     type Export = ();
     type Record = Record;
     const KIND: &'static str = "tuple";
@@ -85,12 +124,15 @@ impl Module for Tuple {
         let (Some(src), Some(dst), Some(proto)) = (pkt.src_ip(), pkt.dst_ip(), pkt.l4_proto) else {
             return;
         };
-        let key = Key {
-            proto,
+        let (src, v6) = to_bits(src);
+        let (dst, _) = to_bits(dst);
+        let key = FlowKey {
             src,
-            sport: pkt.src_port().unwrap_or(0),
             dst,
+            sport: pkt.src_port().unwrap_or(0),
             dport: pkt.dst_port().unwrap_or(0),
+            proto,
+            v6,
         };
         let ts = pkt.ts_ns();
         let flags = pkt.tcp_flags().unwrap_or(0);
@@ -128,7 +170,7 @@ impl Module for Tuple {
         let start = out.len();
         out.extend(state.into_iter().map(|(key, flow)| Record {
             ts: ivl.start_ns,
-            key,
+            key: key.into(),
             flow,
         }));
         if let Some(tail) = out.get_mut(start..) {

@@ -100,11 +100,13 @@ pub fn write_ts(out: &mut String, ns: u64) {
     if frac == 0 {
         let _ = write!(out, "{secs}");
     } else {
-        let mut f = format!("{frac:09}");
-        while f.ends_with('0') {
-            f.pop();
+        let mut frac = frac;
+        let mut digits = 9;
+        while frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
         }
-        let _ = write!(out, "{secs}.{f}");
+        let _ = write!(out, "{secs}.{frac:0digits$}");
     }
 }
 
@@ -179,14 +181,13 @@ impl<W: Write> TablePrinter<W> {
                     if i > 0 {
                         self.line.push(',');
                     }
-                    let mut t = String::new();
-                    c.write_text(&mut t);
-                    if t.contains([',', '"', '\n']) {
-                        self.line.push('"');
-                        self.line.push_str(&t.replace('"', "\"\""));
-                        self.line.push('"');
-                    } else {
-                        self.line.push_str(&t);
+                    match c {
+                        Cell::Str(t) if t.contains([',', '"', '\n']) => {
+                            self.line.push('"');
+                            self.line.push_str(&t.replace('"', "\"\""));
+                            self.line.push('"');
+                        }
+                        _ => c.write_text(&mut self.line),
                     }
                 }
             }
@@ -195,12 +196,12 @@ impl<W: Write> TablePrinter<W> {
                     if i > 0 {
                         self.line.push(' ');
                     }
-                    let mut t = String::new();
-                    c.write_text(&mut t);
-                    if self.format == Format::Gnuplot {
-                        t = t.replace(' ', "_");
+                    match c {
+                        Cell::Str(t) if self.format == Format::Gnuplot && t.contains(' ') => {
+                            self.line.push_str(&t.replace(' ', "_"));
+                        }
+                        _ => c.write_text(&mut self.line),
                     }
-                    self.line.push_str(&t);
                 }
             }
             Format::Json => {

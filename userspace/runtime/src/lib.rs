@@ -308,6 +308,8 @@ pub struct Pipeline<S: Sink> {
     to_workers: Vec<Sender<Batch>>,
     batches: Vec<Batch>,
     workers: Vec<JoinHandle<()>>,
+    /// The single worker, run on the dispatcher's thread (`workers == 1`).
+    inline: Option<WorkerCore>,
     exporter: Option<JoinHandle<Result<S, RuntimeError>>>,
     high_water: u64,
     next_boundary: u64,
@@ -340,37 +342,88 @@ fn flow_hash(p: &Parsed<'_>) -> u64 {
     z ^ (z >> 31)
 }
 
-fn worker_loop(
+/// One worker's module states: on a worker thread, or on the dispatcher's thread when the
+/// runtime has a single worker (no copy, no channel).
+struct WorkerCore {
     id: usize,
     specs: Arc<Vec<ModuleSpec>>,
     lens: Vec<u64>,
-    rx: Receiver<Batch>,
+    states: Vec<Option<Box<dyn CaptureState>>>,
     tx: Sender<ExportMsg>,
-) {
-    let mut states: Vec<Option<Box<dyn CaptureState>>> = specs.iter().map(|_| None).collect();
-    let flush = |states: &mut Vec<Option<Box<dyn CaptureState>>>, upto: u64| -> bool {
-        for (module, slot) in states.iter_mut().enumerate() {
+}
+
+impl WorkerCore {
+    fn new(id: usize, specs: Arc<Vec<ModuleSpec>>, lens: Vec<u64>, tx: Sender<ExportMsg>) -> Self {
+        let states = specs.iter().map(|_| None).collect();
+        Self {
+            id,
+            specs,
+            lens,
+            states,
+            tx,
+        }
+    }
+
+    /// Updates the modules of `mask` with `pkt`, accounted in the interval of `ivl_ts`.
+    #[inline]
+    fn process(&mut self, pkt: &Pkt<'_>, mut mask: u64, ivl_ts: u64) -> bool {
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let (Some(slot), Some(&len), Some(spec)) =
+                (self.states.get_mut(i), self.lens.get(i), self.specs.get(i))
+            else {
+                continue;
+            };
+            if slot
+                .as_ref()
+                .is_some_and(|s| ivl_ts >= s.interval().end_ns())
+            {
+                // Safety net: the dispatcher's advance normally flushed it already.
+                if let Some(state) = slot.take() {
+                    let msg = ExportMsg::Partial {
+                        worker: self.id,
+                        module: i,
+                        state,
+                    };
+                    if self.tx.send(msg).is_err() {
+                        return false;
+                    }
+                }
+            }
+            slot.get_or_insert_with(|| spec.module.new_state(Interval::containing(ivl_ts, len)))
+                .update(pkt);
+        }
+        true
+    }
+
+    /// Flushes the states of intervals that end at or before `upto`, then tells the exporter
+    /// this worker has passed `upto`. False when the exporter is gone.
+    fn advance(&mut self, upto: u64) -> bool {
+        for (module, slot) in self.states.iter_mut().enumerate() {
             if slot.as_ref().is_some_and(|s| s.interval().end_ns() <= upto) {
                 if let Some(state) = slot.take() {
-                    if tx
-                        .send(ExportMsg::Partial {
-                            worker: id,
-                            module,
-                            state,
-                        })
-                        .is_err()
-                    {
+                    let msg = ExportMsg::Partial {
+                        worker: self.id,
+                        module,
+                        state,
+                    };
+                    if self.tx.send(msg).is_err() {
                         return false;
                     }
                 }
             }
         }
-        tx.send(ExportMsg::Watermark {
-            worker: id,
-            ts: upto,
-        })
-        .is_ok()
-    };
+        self.tx
+            .send(ExportMsg::Watermark {
+                worker: self.id,
+                ts: upto,
+            })
+            .is_ok()
+    }
+}
+
+fn worker_loop(mut core: WorkerCore, rx: Receiver<Batch>) {
     for batch in rx {
         for m in &batch.pkts {
             let Some(data) = batch.data.get(m.off..m.off + m.len) else {
@@ -389,47 +442,16 @@ fn worker_loop(
                 },
                 seq: m.seq,
             };
-            let mut mask = m.mask;
-            while mask != 0 {
-                let i = mask.trailing_zeros() as usize;
-                mask &= mask - 1;
-                let (Some(slot), Some(&len)) = (states.get_mut(i), lens.get(i)) else {
-                    continue;
-                };
-                let stale = slot
-                    .as_ref()
-                    .is_some_and(|s| m.ivl_ts >= s.interval().end_ns());
-                if stale {
-                    // Safety net: the dispatcher's advance normally flushed it already.
-                    if let Some(state) = slot.take() {
-                        let _ = tx.send(ExportMsg::Partial {
-                            worker: id,
-                            module: i,
-                            state,
-                        });
-                    }
-                }
-                let state = slot.get_or_insert_with(|| {
-                    specs
-                        .get(i)
-                        .map(|s| s.module.new_state(Interval::containing(m.ivl_ts, len)))
-                        .unwrap_or_else(|| unreachable_state(i))
-                });
-                state.update(&pkt);
+            if !core.process(&pkt, m.mask, m.ivl_ts) {
+                return;
             }
         }
         if let Some(upto) = batch.advance {
-            if !flush(&mut states, upto) {
+            if !core.advance(upto) {
                 return;
             }
         }
     }
-}
-
-#[cold]
-fn unreachable_state(i: usize) -> Box<dyn CaptureState> {
-    // `states` and `specs` have the same length; this is never called.
-    panic!("no module {i}")
 }
 
 fn export_loop<S: Sink>(
@@ -517,15 +539,25 @@ impl<S: Sink> Pipeline<S> {
         let (etx, erx) = bounded::<ExportMsg>(4096);
         let mut to_workers = Vec::with_capacity(n);
         let mut workers = Vec::with_capacity(n);
-        for id in 0..n {
-            let (tx, rx) = bounded::<Batch>(WORKER_QUEUE);
-            to_workers.push(tx);
-            let (specs, lens, etx) = (Arc::clone(&specs), lens.clone(), etx.clone());
-            let h = std::thread::Builder::new()
-                .name(format!("como-worker-{id}"))
-                .spawn(move || worker_loop(id, specs, lens, rx, etx))
-                .map_err(|e| RuntimeError::Thread(e.to_string()))?;
-            workers.push(h);
+        let mut inline = None;
+        if n == 1 {
+            inline = Some(WorkerCore::new(
+                0,
+                Arc::clone(&specs),
+                lens.clone(),
+                etx.clone(),
+            ));
+        } else {
+            for id in 0..n {
+                let (tx, rx) = bounded::<Batch>(WORKER_QUEUE);
+                to_workers.push(tx);
+                let core = WorkerCore::new(id, Arc::clone(&specs), lens.clone(), etx.clone());
+                let h = std::thread::Builder::new()
+                    .name(format!("como-worker-{id}"))
+                    .spawn(move || worker_loop(core, rx))
+                    .map_err(|e| RuntimeError::Thread(e.to_string()))?;
+                workers.push(h);
+            }
         }
         drop(etx);
         let especs = Arc::clone(&specs);
@@ -534,14 +566,16 @@ impl<S: Sink> Pipeline<S> {
             .spawn(move || export_loop(especs, n, erx, sink))
             .map_err(|e| RuntimeError::Thread(e.to_string()))?;
         let matched = vec![0; specs.len()];
+        let batches = (0..to_workers.len()).map(|_| Batch::default()).collect();
         Ok(Self {
             specs,
             links: Vec::new(),
             last_link: 0,
             lens,
             to_workers,
-            batches: (0..n).map(|_| Batch::default()).collect(),
+            batches,
             workers,
+            inline,
             exporter: Some(exporter),
             high_water: 0,
             next_boundary: 0,
@@ -586,6 +620,11 @@ impl<S: Sink> Pipeline<S> {
     /// moves the clock there: the idle-timeout call for live sources, also used at end of input.
     pub fn advance(&mut self, ts_ns: u64) -> Result<(), RuntimeError> {
         self.high_water = self.high_water.max(ts_ns);
+        if let Some(core) = self.inline.as_mut() {
+            if !core.advance(self.high_water) {
+                return Err(RuntimeError::Thread("the export thread went away".into()));
+            }
+        }
         for w in 0..self.batches.len() {
             if let Some(b) = self.batches.get_mut(w) {
                 b.advance = Some(self.high_water);
@@ -626,6 +665,13 @@ impl<S: Sink> Pipeline<S> {
             self.advance(pkt.ts_ns)?;
         }
         let parsed = Parsed::new(*pkt);
+        let ivl_ts = self.high_water.max(pkt.ts_ns);
+        if let Some(core) = self.inline.as_mut() {
+            if !core.process(&Pkt { parsed, seq }, mask, ivl_ts) {
+                return Err(RuntimeError::Thread("the export thread went away".into()));
+            }
+            return Ok(());
+        }
         let n = self.batches.len();
         let worker = if n == 1 {
             0
@@ -638,7 +684,7 @@ impl<S: Sink> Pipeline<S> {
                 b.data.extend_from_slice(pkt.data);
                 b.pkts.push(Meta {
                     ts_ns: pkt.ts_ns,
-                    ivl_ts: self.high_water.max(pkt.ts_ns),
+                    ivl_ts,
                     wire_len: pkt.wire_len,
                     link: pkt.link,
                     interface: pkt.interface,
@@ -662,6 +708,7 @@ impl<S: Sink> Pipeline<S> {
     pub fn finish(mut self) -> Result<(RunReport, S), RuntimeError> {
         let result = self.advance(u64::MAX);
         self.to_workers.clear();
+        self.inline = None;
         for h in self.workers.drain(..) {
             h.join()
                 .map_err(|_| RuntimeError::Thread("a worker panicked".into()))?;
@@ -690,12 +737,13 @@ pub fn run<S: Sink>(
     sink: S,
 ) -> Result<(RunReport, S), RuntimeError> {
     let mut pipe = Pipeline::start(specs, opts, sink)?;
-    let mut last_packet = Instant::now();
+    // When the source went idle (no clock read per packet).
+    let mut idle_since: Option<Instant> = None;
     let mut last_ts = 0u64;
     loop {
         match source.next_packet() {
             Ok(Next::Packet(p)) => {
-                last_packet = Instant::now();
+                idle_since = None;
                 last_ts = last_ts.max(p.ts_ns);
                 if let Err(e) = pipe.packet(&p) {
                     // Stop the threads before reporting.
@@ -704,12 +752,13 @@ pub fn run<S: Sink>(
                 }
             }
             Ok(Next::Idle) => {
-                let idle = last_packet.elapsed();
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                let idle = since.elapsed();
                 if idle >= opts.idle_timeout {
                     let now =
                         last_ts.saturating_add(u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX));
                     pipe.advance(now)?;
-                    last_packet = Instant::now();
+                    idle_since = Some(Instant::now());
                     last_ts = now;
                 }
                 std::thread::sleep(Duration::from_millis(1));

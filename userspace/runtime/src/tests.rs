@@ -66,6 +66,12 @@ fn one_worker_and_three_workers_export_identical_records() {
         for secs in [1, 60] {
             let (r1, s1) = run_file(file, all_specs(Duration::from_secs(secs)), 1);
             let (r3, s3) = run_file(file, all_specs(Duration::from_secs(secs)), 3);
+            let (r2, s2) = run_file(file, all_specs(Duration::from_secs(secs)), 2);
+            assert_eq!(
+                (&r1, &s1.intervals),
+                (&r2, &s2.intervals),
+                "{file}: 1 vs 2 workers"
+            );
             assert!(r1.packets > 0, "{file}: no packets");
             assert_eq!(r1, r3, "{file}: reports differ");
             assert!(
