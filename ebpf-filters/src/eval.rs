@@ -75,7 +75,78 @@ struct Cache {
 }
 
 /// Evaluates the program on one packet.
-pub(crate) fn run(ir: &Ir, data: &[u8], wire_len: u32) -> bool {
+/// The tree flattened into a jump program for the fast pass: each instruction tests one
+/// predicate and names the next instruction for true and for false (and/or/not become jumps,
+/// as in BPF), so evaluation is a loop, not a recursion.
+#[derive(Debug, Clone)]
+pub(crate) struct Program {
+    ins: Vec<Ins>,
+    entry: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Ins {
+    pred: Pred,
+    jt: u32,
+    jf: u32,
+}
+
+const ACCEPT: u32 = u32::MAX;
+const REJECT: u32 = u32::MAX - 1;
+
+impl Program {
+    /// Flattens `root`.
+    pub(crate) fn new(root: &Node) -> Self {
+        let mut p = Program {
+            ins: Vec::new(),
+            entry: REJECT,
+        };
+        p.entry = p.emit(root, ACCEPT, REJECT);
+        // Emitted last-to-first: reverse for locality and fix the indices.
+        let n = p.ins.len() as u32;
+        let fix = |t: u32| if t >= REJECT { t } else { n - 1 - t };
+        p.ins.reverse();
+        for i in &mut p.ins {
+            i.jt = fix(i.jt);
+            i.jf = fix(i.jf);
+        }
+        p.entry = fix(p.entry);
+        p
+    }
+
+    /// Emits `n` so that it continues at `t` when true and `f` when false; returns its entry.
+    fn emit(&mut self, n: &Node, t: u32, f: u32) -> u32 {
+        match n {
+            Node::True => t,
+            Node::False => f,
+            Node::Not(c) => self.emit(c, f, t),
+            Node::And(cs) => {
+                let mut next = t;
+                for c in cs.iter().rev() {
+                    next = self.emit(c, next, f);
+                }
+                next
+            }
+            Node::Or(cs) => {
+                let mut next = f;
+                for c in cs.iter().rev() {
+                    next = self.emit(c, t, next);
+                }
+                next
+            }
+            Node::Pred(p) => {
+                self.ins.push(Ins {
+                    pred: p.clone(),
+                    jt: t,
+                    jf: f,
+                });
+                (self.ins.len() - 1) as u32
+            }
+        }
+    }
+}
+
+pub(crate) fn run(ir: &Ir, prog: &Program, data: &[u8], wire_len: u32) -> bool {
     let mut c = Ctx {
         data,
         wire_len,
@@ -91,7 +162,7 @@ pub(crate) fn run(ir: &Ir, data: &[u8], wire_len: u32) -> bool {
     }
     // Fast pass: strict, nothing remembered. Only a packet that meets an out-of-bounds load
     // in an optimized program gets the second, three-valued pass.
-    match c.strict(&ir.root) {
+    match c.fast(prog) {
         Ok(b) => b,
         Err(Reject::Oob) if ir.optimized => {
             let cache = Cache {
@@ -233,29 +304,22 @@ impl Ctx<'_, '_> {
         }
     }
 
-    /// Strict two-valued evaluation: the first failed load aborts.
-    fn strict(&mut self, n: &Node) -> R<bool> {
-        match n {
-            Node::True => Ok(true),
-            Node::False => Ok(false),
-            Node::And(v) => {
-                for c in v {
-                    if !self.strict(c)? {
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
+    /// The fast pass over the jump program: strict, the first failed load aborts.
+    #[inline]
+    fn fast(&mut self, prog: &Program) -> R<bool> {
+        let mut pc = prog.entry;
+        loop {
+            if pc >= REJECT {
+                return Ok(pc == ACCEPT);
             }
-            Node::Or(v) => {
-                for c in v {
-                    if self.strict(c)? {
-                        return Ok(true);
-                    }
-                }
-                Ok(false)
-            }
-            Node::Not(c) => Ok(!self.strict(c)?),
-            Node::Pred(p) => self.pred(p),
+            let Some(ins) = prog.ins.get(pc as usize) else {
+                return Ok(false);
+            };
+            pc = if self.pred(&ins.pred)? {
+                ins.jt
+            } else {
+                ins.jf
+            };
         }
     }
 

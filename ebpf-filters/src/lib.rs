@@ -69,6 +69,7 @@ pub struct FilterError {
 #[derive(Debug, Clone)]
 pub struct Filter {
     ir: ir::Ir,
+    prog: eval::Program,
 }
 
 /// Compiles `expr` (pcap-filter syntax; empty or blank matches every packet) for packets of
@@ -78,15 +79,15 @@ pub fn compile(expr: &str, link: LinkType) -> Result<Filter, FilterError> {
     let ast = parser::parse(&tokens)?;
     let Some(l) = ir::Link::from_link_type(link) else {
         if ast.is_none() {
-            return Ok(Filter {
-                ir: ir::Ir {
-                    link: ir::Link::Ethernet,
-                    prologue: None,
-                    root: ir::Node::True,
-                    regs: 0,
-                    optimized: true,
-                },
-            });
+            let ir = ir::Ir {
+                link: ir::Link::Ethernet,
+                prologue: None,
+                root: ir::Node::True,
+                regs: 0,
+                optimized: true,
+            };
+            let prog = eval::Program::new(&ir.root);
+            return Ok(Filter { ir, prog });
         }
         return Err(FilterError {
             column: 1,
@@ -138,14 +139,15 @@ pub fn compile(expr: &str, link: LinkType) -> Result<Filter, FilterError> {
             ir
         }
     };
-    Ok(Filter { ir })
+    let prog = eval::Program::new(&ir.root);
+    Ok(Filter { ir, prog })
 }
 
 impl Filter {
     /// Whether `pkt` matches, exactly as libpcap would decide (lengths for `len`, `greater`
     /// and `less` are the wire length; loads past the captured bytes reject the packet).
     pub fn matches(&self, pkt: &Packet<'_>) -> bool {
-        eval::run(&self.ir, pkt.data, pkt.wire_len)
+        eval::run(&self.ir, &self.prog, pkt.data, pkt.wire_len)
     }
 
     /// The compiled IR.
