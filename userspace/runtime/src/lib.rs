@@ -139,6 +139,103 @@ impl Source for TraceSource {
     }
 }
 
+/// Several sources merged into one stream in timestamp order (CoMo's multiple sniffers).
+///
+/// Each source's next packet is copied into a buffer owned here (reused, so no allocation per
+/// packet once warm) to compare timestamps; equal timestamps go to the earlier source. A source
+/// that is idle without a buffered packet makes the merge idle (its next packet might be the
+/// oldest). The first error of any source ends the merged stream with that error.
+pub struct MergedSource {
+    sources: Vec<Box<dyn Source>>,
+    heads: Vec<Head>,
+    /// The head handed out by the last call, to refill on the next one.
+    consumed: Option<usize>,
+}
+
+#[derive(Default)]
+struct Head {
+    ended: bool,
+    full: bool,
+    ts_ns: u64,
+    wire_len: u32,
+    link: Option<LinkType>,
+    interface: u32,
+    data: Vec<u8>,
+}
+
+impl MergedSource {
+    /// Merges `sources`.
+    pub fn new(sources: Vec<Box<dyn Source>>) -> Self {
+        let heads = sources.iter().map(|_| Head::default()).collect();
+        Self {
+            sources,
+            heads,
+            consumed: None,
+        }
+    }
+}
+
+impl Source for MergedSource {
+    fn name(&self) -> String {
+        self.sources
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+
+    fn next_packet(&mut self) -> Result<Next<'_>, SourceError> {
+        if let Some(i) = self.consumed.take() {
+            if let Some(h) = self.heads.get_mut(i) {
+                h.full = false;
+            }
+        }
+        let mut idle = false;
+        for (src, head) in self.sources.iter_mut().zip(self.heads.iter_mut()) {
+            if head.full || head.ended {
+                continue;
+            }
+            match src.next_packet()? {
+                Next::Packet(p) => {
+                    head.full = true;
+                    head.ts_ns = p.ts_ns;
+                    head.wire_len = p.wire_len;
+                    head.link = Some(p.link);
+                    head.interface = p.interface;
+                    head.data.clear();
+                    head.data.extend_from_slice(p.data);
+                }
+                Next::Idle => idle = true,
+                Next::End => head.ended = true,
+            }
+        }
+        if idle {
+            return Ok(Next::Idle);
+        }
+        let oldest = self
+            .heads
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.full)
+            .min_by_key(|(i, h)| (h.ts_ns, *i))
+            .map(|(i, _)| i);
+        let Some(i) = oldest else {
+            return Ok(Next::End);
+        };
+        self.consumed = Some(i);
+        match self.heads.get(i) {
+            Some(h) => Ok(Next::Packet(Packet {
+                ts_ns: h.ts_ns,
+                wire_len: h.wire_len,
+                data: &h.data,
+                link: h.link.unwrap_or(LinkType::Ethernet),
+                interface: h.interface,
+            })),
+            None => Ok(Next::End),
+        }
+    }
+}
+
 /// Where exported records go (runs on the export thread).
 pub trait Sink: Send + 'static {
     /// The stored records of one interval of module `module` (index in the module list), in
