@@ -9,6 +9,11 @@
 //! the expression and the packet. Expressions only one side compiles are not checked here
 //! (tcpdump's own tests cover what must be rejected).
 //!
+//! Known divergence, skipped unless `COMO_FUZZ_DIFF_ALL` is set: libpcap 1.10.3 drops the
+//! protocol check of the right operand of an arithmetic operator (`ether[5] & ip[26] >= 9`
+//! matches IPv6 packets, `ip[26] & ether[5] >= 9` does not); expressions where a `proto[...]`
+//! follows an arithmetic operator are not compared (see [`rhs_protocol_load`]).
+//!
 //! The `pcap` crate passes len = caplen to `pcap_offline_filter`, so CoMo-rs gets
 //! `wire_len = data.len()` too. Run it with `FUZZ_TARGETS=filter_diff scripts/fuzz.sh 300`
 //! (leak detection is off for it: libpcap's compiler keeps state between calls).
@@ -52,12 +57,50 @@ thread_local! {
     };
 }
 
+/// Whether some `proto[` in `expr` directly follows an arithmetic operator (`+ - * / % ^ << >>`,
+/// a single `&` or `|`): the case where libpcap 1.10.3 loses the protocol check.
+fn rhs_protocol_load(expr: &str) -> bool {
+    let b = expr.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        if c != b'[' {
+            continue;
+        }
+        // Back over the protocol name, then over spaces and an opening parenthesis.
+        let mut j = i;
+        while j > 0 && (b[j - 1].is_ascii_alphanumeric() || b[j - 1] == b'_') {
+            j -= 1;
+        }
+        while j > 0 && (b[j - 1] == b' ' || b[j - 1] == b'(') {
+            j -= 1;
+        }
+        let prev = if j > 0 { b[j - 1] } else { 0 };
+        let prev2 = if j > 1 { b[j - 2] } else { 0 };
+        let arith = match prev {
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'^' => true,
+            b'&' => prev2 != b'&',
+            b'|' => prev2 != b'|',
+            b'>' => prev2 == b'>',
+            b'<' => prev2 == b'<',
+            _ => false,
+        };
+        if arith {
+            return true;
+        }
+    }
+    false
+}
+
+fn skip_known() -> bool {
+    static SKIP: OnceLock<bool> = OnceLock::new();
+    *SKIP.get_or_init(|| std::env::var_os("COMO_FUZZ_DIFF_ALL").is_none())
+}
+
 fuzz_target!(|input: &[u8]| {
     let Ok(expr) = std::str::from_utf8(input) else {
         return;
     };
     // libpcap's lexer stops at NUL; CString would refuse it anyway.
-    if expr.contains('\0') {
+    if expr.contains('\0') || (skip_known() && rhs_protocol_load(expr)) {
         return;
     }
     let Ok(ours) = ebpf_filters::compile(expr, LinkType::Ethernet) else {
