@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use como_module::{decode, encode, Module, RecordError};
-use como_modules::{application, ewma, flowcount, topports, trace, traffic, Counts};
+use como_modules::{application, ethtypes, ewma, flowcount, topports, trace, traffic, Counts};
 use como_runtime::{run, CollectSink, ModuleSpec, Options, Pipeline, TraceSource};
 use como_tracefile::{LinkType, Packet, TraceReader};
 
@@ -350,4 +350,71 @@ fn records_carry_a_version_byte() {
         decode::<traffic::Traffic>(&bytes[..3]),
         Err(RecordError::Decode(_))
     ));
+}
+
+#[test]
+fn ethtypes_count_the_network_layer_behind_vlan_tags() {
+    let mac = [0x02u8, 0, 0, 0, 0, 1];
+    let eth = |types: &[u16], payload: &[u8]| -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&mac);
+        for (i, t) in types.iter().enumerate() {
+            f.extend_from_slice(&t.to_be_bytes());
+            if i + 1 < types.len() {
+                f.extend_from_slice(&[0x00, 0x0a]); // VLAN TCI: id 10
+            }
+        }
+        f.extend_from_slice(payload);
+        f
+    };
+    let mut ipv4 = vec![
+        0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
+    ipv4.resize(20, 0);
+    let mut ipv6 = vec![0x60, 0, 0, 0, 0, 0, 59, 64];
+    ipv6.resize(40, 0);
+    let arp = [0u8; 28];
+    let frames = [
+        eth(&[0x0800], &ipv4),
+        eth(&[0x8100, 0x0800], &ipv4),
+        eth(&[0x8100, 0x86dd], &ipv6),
+        eth(&[0x0806], &arp),
+    ];
+    let m = spec("ethtypes", "", "", Duration::from_secs(1));
+    let mut p = Pipeline::start(
+        vec![m],
+        &Options {
+            workers: 1,
+            ..Options::default()
+        },
+        CollectSink::default(),
+    )
+    .expect("start");
+    for (i, f) in frames.iter().enumerate() {
+        let pkt = Packet {
+            ts_ns: 1_000_000_000 + i as u64,
+            wire_len: f.len() as u32,
+            data: f,
+            link: LinkType::Ethernet,
+            interface: 0,
+        };
+        p.packet(&pkt).expect("packet");
+    }
+    let (_, sink) = p.finish().expect("finish");
+    let recs: Vec<ethtypes::Record> = sink
+        .intervals
+        .iter()
+        .flat_map(|(_, _, r)| r.iter())
+        .map(|r| decode::<ethtypes::EthTypes>(&r.bytes).expect("decode"))
+        .collect();
+    let got: Vec<(u16, u64, u64)> = recs[0]
+        .types
+        .iter()
+        .map(|(t, c)| (*t, c.pkts, c.bytes))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(0x0800, 2, 34 + 38), (0x0806, 1, 42), (0x86dd, 1, 58)]
+    );
 }

@@ -37,6 +37,57 @@
 //! record type bumps it, and [`decode`] refuses a record of another version with a clear error
 //! instead of misreading it.
 
+//! # Writing a module
+//! A complete module that counts the packets longer than `min_len` bytes per interval:
+//!
+//! ```
+//! use como_module::{Cell, Interval, Module, ModuleError, Pkt};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Deserialize)]
+//! #[serde(deny_unknown_fields, default)]
+//! struct Config { min_len: u32 }
+//! impl Default for Config { fn default() -> Self { Self { min_len: 1000 } } }
+//!
+//! struct BigPackets { min_len: u64 }
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Record { ts: u64, pkts: u64 }
+//!
+//! impl Module for BigPackets {
+//!     type Config = Config;
+//!     type State = u64;          // this core's count for the interval
+//!     type Export = ();          // nothing kept across intervals
+//!     type Record = Record;
+//!     const KIND: &'static str = "bigpackets";
+//!
+//!     fn new(c: Config) -> Result<Self, ModuleError> { Ok(Self { min_len: c.min_len.into() }) }
+//!     fn new_state(&self, _: Interval) -> u64 { 0 }
+//!     fn update(&self, n: &mut u64, pkt: &Pkt<'_>) {
+//!         if pkt.wire_len() > self.min_len { *n += 1 }
+//!     }
+//!     fn merge(&self, into: &mut u64, other: u64) { *into += other }
+//!     fn new_export(&self) {}
+//!     fn export(&self, _: &mut (), ivl: Interval, n: u64, out: &mut Vec<Record>) {
+//!         out.push(Record { ts: ivl.start_ns, pkts: n });
+//!     }
+//!     fn record_ts(&self, r: &Record) -> u64 { r.ts }
+//!     fn columns(&self) -> &'static [&'static str] { &["ts", "pkts"] }
+//!     fn rows(&self, r: &Record, row: &mut dyn FnMut(&[Cell<'_>])) {
+//!         row(&[Cell::Ts(r.ts), Cell::U64(r.pkts)]);
+//!     }
+//! }
+//!
+//! let args: toml::Value = toml::from_str("min_len = 1400").unwrap();
+//! let m: BigPackets = como_module::from_args(Some(&args)).unwrap();
+//! assert_eq!(m.min_len, 1400);
+//! let bad: toml::Value = toml::from_str("minlen = 1400").unwrap();
+//! let e = como_module::from_args::<BigPackets>(Some(&bad)).err().unwrap();
+//! assert!(e.to_string().contains("unknown field `minlen`"));
+//! let any = como_module::erase(m); // what the runtime holds
+//! assert_eq!(any.columns(), ["ts", "pkts"]);
+//! ```
+
 pub mod duration;
 mod erased;
 pub mod print;

@@ -139,6 +139,90 @@ impl Source for TraceSource {
     }
 }
 
+/// The packets that stored records of a module stand for, through the module's `replay`
+/// (CoMo's chaining: run a module over another module's output, e.g. over the `trace` module's
+/// stored packets). A record that cannot be replayed ends the source with an error.
+pub struct ReplaySource {
+    name: String,
+    module: Arc<dyn AnyModule>,
+    records: Box<dyn Iterator<Item = Result<Vec<u8>, String>> + Send>,
+    data: Vec<u8>,
+    /// (ts, wire_len, link, interface, offset, length) of the current record's packets.
+    pkts: Vec<(u64, u32, LinkType, u32, usize, usize)>,
+    next: usize,
+}
+
+impl ReplaySource {
+    /// Replays `records` (encoded, in storage order) of `module`, named `name` in messages.
+    pub fn new(
+        name: impl Into<String>,
+        module: Arc<dyn AnyModule>,
+        records: Box<dyn Iterator<Item = Result<Vec<u8>, String>> + Send>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            module,
+            records,
+            data: Vec::new(),
+            pkts: Vec::new(),
+            next: 0,
+        }
+    }
+}
+
+impl Source for ReplaySource {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn next_packet(&mut self) -> Result<Next<'_>, SourceError> {
+        while self.next >= self.pkts.len() {
+            self.pkts.clear();
+            self.data.clear();
+            self.next = 0;
+            let bytes = match self.records.next() {
+                None => return Ok(Next::End),
+                Some(Ok(b)) => b,
+                Some(Err(message)) => {
+                    return Err(SourceError {
+                        source_name: self.name.clone(),
+                        message,
+                    })
+                }
+            };
+            let (data, pkts) = (&mut self.data, &mut self.pkts);
+            self.module
+                .replay(&bytes, &mut |p: &Packet<'_>| {
+                    pkts.push((
+                        p.ts_ns,
+                        p.wire_len,
+                        p.link,
+                        p.interface,
+                        data.len(),
+                        p.data.len(),
+                    ));
+                    data.extend_from_slice(p.data);
+                    Ok(())
+                })
+                .map_err(|e| SourceError {
+                    source_name: self.name.clone(),
+                    message: e.to_string(),
+                })?;
+        }
+        let Some(&(ts_ns, wire_len, link, interface, off, len)) = self.pkts.get(self.next) else {
+            return Ok(Next::End);
+        };
+        self.next += 1;
+        Ok(Next::Packet(Packet {
+            ts_ns,
+            wire_len,
+            data: self.data.get(off..off + len).unwrap_or_default(),
+            link,
+            interface,
+        }))
+    }
+}
+
 /// Several sources merged into one stream in timestamp order (CoMo's multiple sniffers).
 ///
 /// Each source's next packet is copied into a buffer owned here (reused, so no allocation per

@@ -378,3 +378,51 @@ fn idle_timeout_flushes_a_live_source_before_it_ends() {
     );
     assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[test]
+fn replay_chains_a_module_over_stored_trace_records() {
+    let file = "nDPI/teams.pcap";
+    let len = Duration::from_secs(10);
+    let (_, stored) = run_file(file, vec![spec("trace", "", "tcp", len)], 2);
+    let records: Vec<Result<Vec<u8>, String>> = stored
+        .intervals
+        .into_iter()
+        .flat_map(|(_, _, r)| r.into_iter().map(|e| Ok(e.bytes)))
+        .collect();
+    assert!(records.len() > 100);
+    let trace_module = como_modules::build("trace", None).expect("trace");
+    let mut replay = ReplaySource::new("trace", trace_module, Box::new(records.into_iter()));
+    let opts = Options {
+        workers: 2,
+        ..Options::default()
+    };
+    let (_, chained) = run(
+        vec![spec("tuple", "", "", len)],
+        &opts,
+        &mut replay,
+        CollectSink::default(),
+    )
+    .expect("run");
+    let (_, direct) = run_file(file, vec![spec("tuple", "", "tcp", len)], 2);
+    assert!(!direct.intervals.is_empty());
+    assert_eq!(chained.intervals, direct.intervals);
+
+    // A module without replay cannot be a source.
+    let (_, traffic) = run_file(file, vec![spec("traffic", "", "", len)], 1);
+    let recs: Vec<Result<Vec<u8>, String>> = traffic
+        .intervals
+        .into_iter()
+        .flat_map(|(_, _, r)| r.into_iter().map(|e| Ok(e.bytes)))
+        .collect();
+    let mut replay = ReplaySource::new(
+        "traffic",
+        como_modules::build("traffic", None).expect("m"),
+        Box::new(recs.into_iter()),
+    );
+    let e = replay
+        .next_packet()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("cannot replay"), "{e}");
+}
