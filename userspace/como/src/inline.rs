@@ -4,8 +4,9 @@
 //!
 //! - `MODULE` is a module kind (`traffic`, `topaddr` ...); the `k=v` pairs are its args, except
 //!   `interval` (default 1s), a duration such as `500ms`, `1s`, `5m`, `72h` or a bare number of
-//!   seconds. Values are read as TOML (`5`, `1.5`, `true`, `[80, 443]` without commas inside
-//!   is not possible: use a config file for tables), anything that is not TOML is a string.
+//!   seconds. Values are read as TOML scalars (`5`, `1.5`, `true`, `"text"`); anything else is
+//!   taken as a string. Arrays and tables (e.g. `application`'s class table) need a config file,
+//!   the commas of `k=v,k=v` leaving no room for them.
 //! - `EXPR` is the module's filter in tcpdump's syntax.
 //! - Records go to stdout in the format (default `pretty`); nothing is stored.
 //!
@@ -30,12 +31,13 @@ pub(crate) struct InlineArgs {
     #[arg(short = 'r', value_name = "FILE")]
     file: PathBuf,
     /// Output format: json, csv, pretty, plain, gnuplot (pcap for `trace`).
-    #[arg(long, short = 'F', default_value = "pretty")]
+    #[arg(long, default_value = "pretty")]
     format: String,
     /// Worker threads (default: cores - 1, at least 1). Results do not depend on it.
     #[arg(long)]
     workers: Option<usize>,
-    /// The module and its args: KIND[:k=v,...], e.g. `topaddr:topn=5,interval=10s`.
+    /// The module and its args: KIND[:k=v,...], e.g. `topaddr:topn=5,interval=10s`. Kinds:
+    /// traffic, protocol, application, topaddr, topports, tuple, ethtypes, flowcount, trace, ewma.
     #[arg(value_name = "MODULE")]
     module: String,
     /// Filter expression in tcpdump's pcap-filter syntax; the words are joined by spaces.

@@ -102,7 +102,7 @@ fn traffic_totals_equal_tshark_and_ts_has_decimals_for_subsecond_intervals() {
             "inline",
             "-r",
             &trace(rel),
-            "-F",
+            "--format",
             "csv",
             "traffic:interval=250ms",
         ]);
@@ -133,8 +133,26 @@ fn workers_do_not_change_the_output() {
         "topaddr:interval=30s,topn=4",
         "flowcount:interval=5s",
     ] {
-        let one = como(&["inline", "--workers", "1", "-r", &f, "-F", "csv", module]);
-        let three = como(&["inline", "--workers", "3", "-r", &f, "-F", "csv", module]);
+        let one = como(&[
+            "inline",
+            "--workers",
+            "1",
+            "-r",
+            &f,
+            "--format",
+            "csv",
+            module,
+        ]);
+        let three = como(&[
+            "inline",
+            "--workers",
+            "3",
+            "-r",
+            &f,
+            "--format",
+            "csv",
+            module,
+        ]);
         assert_eq!(one.status.code(), Some(0));
         assert!(stdout(&one).lines().count() > 2);
         assert_eq!(stdout(&one), stdout(&three), "{module}");
@@ -145,7 +163,15 @@ fn workers_do_not_change_the_output() {
 fn trace_prints_pcap_that_tcpdump_reads() {
     let dir = tempfile::tempdir().expect("tempdir");
     let f = trace("nDPI/teams.pcap");
-    let o = como(&["inline", "-r", &f, "-F", "pcap", "trace:snaplen=80", "udp"]);
+    let o = como(&[
+        "inline",
+        "-r",
+        &f,
+        "--format",
+        "pcap",
+        "trace:snaplen=80",
+        "udp",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = dir.path().join("udp.pcap");
     std::fs::write(&out, &o.stdout).expect("write");
@@ -208,7 +234,14 @@ fn bad_file_exits_1_after_the_records_before_the_damage() {
     let cut = dir.path().join("cut.pcap");
     std::fs::write(&cut, &bytes[..bytes.len() / 2 + 7]).expect("write");
     let cut = cut.to_string_lossy().into_owned();
-    let o = como(&["inline", "-r", &cut, "-F", "csv", "traffic:interval=72h"]);
+    let o = como(&[
+        "inline",
+        "-r",
+        &cut,
+        "--format",
+        "csv",
+        "traffic:interval=72h",
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     // tcpdump prints the packets before the damage too.
     let td = Command::new("tcpdump")

@@ -20,6 +20,10 @@
 //! call for live sources ([`run`] makes it when a source reports [`Next::Idle`] for longer than
 //! [`Options::idle_timeout`]).
 //!
+//! **Threads.** With `workers > 1` each worker is a thread fed by bounded channels; with one
+//! worker the module updates run on the dispatcher's thread (no copy, no channel), and only
+//! export runs on its own thread.
+//!
 //! **Determinism.** A flow hashes to the same worker in both directions; module merges are exact
 //! and exports sort their records, so the records do not depend on the number of workers (tested
 //! with 1 and 3 workers on real traces).
@@ -927,9 +931,9 @@ pub fn run<S: Sink>(
                 idle_since = None;
                 last_ts = last_ts.max(p.ts_ns);
                 if let Err(e) = pipe.packet(&p) {
-                    // Stop the threads before reporting.
-                    let _ = pipe.finish();
-                    return Err(e);
+                    // Stop the threads before reporting; a failure of the export side (the
+                    // sink) is the root cause of a worker that went away.
+                    return Err(pipe.finish().err().unwrap_or(e));
                 }
             }
             Ok(Next::Idle) => {
