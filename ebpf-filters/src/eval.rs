@@ -86,9 +86,125 @@ pub(crate) struct Program {
 
 #[derive(Debug, Clone)]
 struct Ins {
-    pred: Pred,
+    op: Op,
     jt: u32,
     jf: u32,
+}
+
+/// A fast-pass instruction: the common leaves specialized into one masked load and compare
+/// (exactly the loads the predicate performs), anything else evaluated as the predicate.
+#[derive(Debug, Clone)]
+enum Op {
+    /// `load(base, k, size) & mask == val`; `reg` is the base register, `NO_REG` for none.
+    Eq {
+        reg: u8,
+        size: u8,
+        k: u32,
+        mask: u32,
+        val: u32,
+    },
+    /// `lo <= load(base, k, size) <= hi`.
+    Range {
+        reg: u8,
+        size: u8,
+        k: u32,
+        lo: u32,
+        hi: u32,
+    },
+    /// IPv4 port: X = 4 * (P[base + k] & 0xf) + base; `lo <= P[X + k + off : 2] <= hi`.
+    Port4 {
+        reg: u8,
+        k: u32,
+        off: u32,
+        lo: u32,
+        hi: u32,
+    },
+    /// General case.
+    Pred(Box<Pred>),
+}
+
+const NO_REG: u8 = u8::MAX;
+
+fn reg_of(o: Off) -> u8 {
+    match o.base {
+        Base::Packet => NO_REG,
+        Base::Reg(r) => r,
+    }
+}
+
+fn eq(o: Off, extra: u32, size: u8, mask: u32, val: u32) -> Op {
+    Op::Eq {
+        reg: reg_of(o),
+        size,
+        k: o.k.wrapping_add(extra),
+        mask,
+        val,
+    }
+}
+
+/// Specializes a predicate; must perform the same loads as [`Ctx::pred`].
+fn specialize(p: &Pred) -> Op {
+    match p {
+        Pred::LinkProto { encap: e, proto }
+            if e.mpls_depth == 0 && *proto > 1500 && e.linktype.is_some() && {
+                matches!(e.link, Link::Ethernet | Link::LinuxSll | Link::LinuxSll2)
+                    || (e.link == Link::CHdlc && *proto != 0xfe)
+                    || e.link == Link::Ppp
+            } =>
+        {
+            let lt = e.linktype.unwrap_or(Off::abs(0));
+            let v = if e.link == Link::Ppp {
+                ppp_type(*proto)
+            } else {
+                *proto
+            };
+            eq(lt, 0, 2, !0, v)
+        }
+        Pred::Ipv4Proto { encap, proto } => eq(encap.net(), 9, 1, !0, *proto),
+        Pred::Ipv6Proto {
+            encap,
+            proto,
+            via_fragment: false,
+        } => eq(encap.net(), 6, 1, !0, *proto),
+        Pred::Ipv4FirstFragment { encap } => eq(encap.net(), 6, 2, 0x1fff, 0),
+        Pred::Ipv4Addr {
+            encap,
+            field,
+            addr,
+            mask,
+        } => eq(encap.net(), field.offset(), 4, *mask, *addr),
+        Pred::VlanId { encap, id } => eq(encap.net(), 0, 2, 0x0fff, u32::from(*id)),
+        Pred::MplsLabel { encap, label } => eq(encap.net(), 0, 4, 0xffff_f000, label << 12),
+        Pred::PppoeSession { encap, id } => eq(encap.net(), 0, 4, 0xffff, u32::from(*id)),
+        Pred::Port {
+            encap,
+            v6,
+            side,
+            lo,
+            hi,
+        } => {
+            let net = encap.net();
+            let off = if *side == Side::Src { 0 } else { 2 };
+            if *v6 {
+                Op::Range {
+                    reg: reg_of(net),
+                    size: 2,
+                    k: net.k.wrapping_add(40 + off),
+                    lo: u32::from(*lo),
+                    hi: u32::from(*hi),
+                }
+            } else {
+                Op::Port4 {
+                    reg: reg_of(net),
+                    k: net.k,
+                    off,
+                    lo: u32::from(*lo),
+                    hi: u32::from(*hi),
+                }
+            }
+        }
+        other => Op::Pred(Box::new(other.clone())),
+    }
 }
 
 const ACCEPT: u32 = u32::MAX;
@@ -136,7 +252,7 @@ impl Program {
             }
             Node::Pred(p) => {
                 self.ins.push(Ins {
-                    pred: p.clone(),
+                    op: specialize(p),
                     jt: t,
                     jf: f,
                 });
@@ -304,6 +420,51 @@ impl Ctx<'_, '_> {
         }
     }
 
+    #[inline]
+    fn reg(&self, r: u8) -> u32 {
+        if r == NO_REG {
+            0
+        } else {
+            self.regs.get(usize::from(r)).copied().unwrap_or(0)
+        }
+    }
+
+    #[inline]
+    fn op(&mut self, op: &Op) -> R<bool> {
+        match op {
+            Op::Eq {
+                reg,
+                size,
+                k,
+                mask,
+                val,
+            } => Ok(self.ld(self.reg(*reg), *k, *size)? & mask == *val),
+            Op::Range {
+                reg,
+                size,
+                k,
+                lo,
+                hi,
+            } => {
+                let v = self.ld(self.reg(*reg), *k, *size)?;
+                Ok(v >= *lo && v <= *hi)
+            }
+            Op::Port4 {
+                reg,
+                k,
+                off,
+                lo,
+                hi,
+            } => {
+                let base = self.reg(*reg);
+                let x = ((self.ld(base, *k, 1)? & 0xf) << 2).wrapping_add(base);
+                let v = self.ld(x, k.wrapping_add(*off), 2)?;
+                Ok(v >= *lo && v <= *hi)
+            }
+            Op::Pred(p) => self.pred(p),
+        }
+    }
+
     /// The fast pass over the jump program: strict, the first failed load aborts.
     #[inline]
     fn fast(&mut self, prog: &Program) -> R<bool> {
@@ -315,11 +476,7 @@ impl Ctx<'_, '_> {
             let Some(ins) = prog.ins.get(pc as usize) else {
                 return Ok(false);
             };
-            pc = if self.pred(&ins.pred)? {
-                ins.jt
-            } else {
-                ins.jf
-            };
+            pc = if self.op(&ins.op)? { ins.jt } else { ins.jf };
         }
     }
 

@@ -200,7 +200,7 @@ fn fold(n: Node, facts: &mut Facts) -> Node {
             }
             facts.truncate(mark);
             absorb(&mut out);
-            Node::or_all(out)
+            Node::or_all(factor(out))
         }
         other => other,
     }
@@ -223,6 +223,35 @@ fn absorb(v: &mut Vec<Node>) {
         }
         i += 1;
     }
+}
+
+/// `Or(.., And(h, a..), And(h, b..), ..)` is `Or(.., And(h, Or(And(a..), And(b..))), ..)`:
+/// the second test of `h` repeats the first (same loads, same result), as libpcap's optimizer
+/// sees (`host X` tests the EtherType once, then source and destination).
+fn factor(v: Vec<Node>) -> Vec<Node> {
+    let mut out: Vec<Node> = Vec::with_capacity(v.len());
+    for n in v {
+        let merged = match (out.last_mut(), &n) {
+            (Some(Node::And(prev)), Node::And(cur))
+                if prev.len() >= 2 && cur.len() >= 2 && prev[0] == cur[0] =>
+            {
+                let head = prev[0].clone();
+                let a = Node::and_all(prev[1..].to_vec());
+                let b = Node::and_all(cur[1..].to_vec());
+                Some(Node::and(head, Node::or(a, b)))
+            }
+            _ => None,
+        };
+        match merged {
+            Some(m) => {
+                if let Some(last) = out.last_mut() {
+                    *last = m;
+                }
+            }
+            None => out.push(n),
+        }
+    }
+    out
 }
 
 /// Folds leaves whose value is known on their path.

@@ -210,7 +210,7 @@ fn random_expressions_and_packets_never_panic() {
         }
     }
     assert!(
-        compiled > 2000,
+        compiled > 1500,
         "only {compiled} random expressions compiled: the generator is too weak"
     );
 }
