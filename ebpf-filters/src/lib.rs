@@ -26,6 +26,22 @@
 //! Link types: Ethernet, Linux SLL/SLL2, raw IP (RAW, IPV4, IPV6), NULL/LOOP, PPP, Cisco HDLC,
 //! 802.11 and 802.11+radiotap. On NULL the address family is accepted in either byte order
 //! (libpcap uses the file's byte order, which a [`Packet`] does not carry).
+//!
+//! # Fidelity to libpcap 1.10.3 (what tcpdump does)
+//!
+//! * Code generation follows `gencode.c`: same checks, same order, same offsets, same errors
+//!   (including "expression rejects all packets" for programs that can only reject, e.g. `arp`
+//!   on raw IP or `ip6 and igmp`). Contradictions are found for equality tests of one field
+//!   (link type, IP protocol), which covers the corpus; libpcap's optimizer may find others.
+//! * BPF rejects a packet on an out-of-bounds load anywhere in the program; libpcap's optimizer
+//!   however skips loads whose result no longer matters. [`eval`] reproduces both (see its
+//!   docs); it is checked packet by packet against tcpdump at every captured length.
+//! * `byte N & V` / `byte N | V`: libpcap 1.10 forgets the load and tests its accumulator (0 when
+//!   the primitive comes first); reproduced with 0.
+//! * `protochain` follows libpcap's loop, including its AH length arithmetic; a walk longer than
+//!   4096 steps (a hostile packet that would make BPF spin) rejects the packet.
+//! * Limits: 4096 tokens, 256 characters per word, parentheses/`not` nested 200 deep,
+//!   and/or/not nested [`MAX_IR_DEPTH`] deep after flattening.
 
 pub mod ast;
 pub mod eval;
