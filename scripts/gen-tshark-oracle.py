@@ -5,7 +5,7 @@ For each trace listed in TRACES, writes (name = trace path with '/' replaced by 
 
 - <name>.packets.tsv: one line per frame, tshark's fields (first occurrence, i.e. the outer
   header of tunnels): frame.time_epoch, frame.len, ip.src, ip.dst, ipv6.src, ipv6.dst, ip.proto,
-  ipv6.nxt, tcp.srcport, tcp.dstport, udp.srcport, udp.dstport.
+  ipv6.nxt, tcp.srcport, tcp.dstport, udp.srcport, udp.dstport, ipv6.fraghdr.nxt.
 - <name>.conv-tcp.tsv / .conv-udp.tsv: tshark's `-z conv,tcp` / `-z conv,udp`: addr_a, port_a,
   addr_b, port_b, frames (total, exact) and bytes as tshark prints them ("7347 bytes", "86 kB":
   tshark 4.0 rounds bytes above 1 kB, so tests compare bytes with the per-packet table).
@@ -34,6 +34,10 @@ TRACES = [
     "nDPI/netflix.pcap",
     "nDPI/skype-conference-call.pcap",
     "nDPI/6in4tunnel.pcap",
+    # IP fragments (tshark reassembles them).
+    "zeek/ipv6-fragmented-dns.pcap",
+    "zeek/ipv4/fragmented-4.pcap",
+    "libtrace/fragtest.erf",
 ]
 
 FIELDS = [
@@ -49,6 +53,7 @@ FIELDS = [
     "tcp.dstport",
     "udp.srcport",
     "udp.dstport",
+    "ipv6.fraghdr.nxt",
 ]
 
 

@@ -1,21 +1,36 @@
 //! `tuple`: 5-tuple flows per interval (CoMo's unidirectional flows): protocol, source and
-//! destination address and port, first and last packet timestamp, packets, bytes and the union
-//! of the TCP flags seen. Packets without IP are ignored; packets without ports (ICMP, other
-//! protocols, non-first IP fragments) use ports 0.
+//! destination address and port, first and last packet timestamp, packets, bytes (wire length)
+//! and the union of the TCP flags seen. Packets without IP are ignored; packets of protocols
+//! without ports (ICMP ...) use ports 0.
 //!
 //! Records are sorted by first timestamp, then by 5-tuple, so the output does not depend on
 //! hash order or on the number of worker cores.
 //!
-//! Differences from tshark's `-z conv,tcp|udp` (which the tests compare against): tshark counts
-//! a conversation in both directions (sum this module's two directions to compare), reassembles
-//! IP fragments (the datagram then counts as one packet of its last fragment's frame in the
-//! conversation, while here each fragment counts, and non-first fragments count under ports 0),
-//! and dissects tunnels (IP-in-IP, GRE, VXLAN) down to the inner conversation, where this module
-//! keys the outer header. The tests follow tshark on traces without fragments or tunnels.
+//! # Where CoMo's and tshark's definitions differ, this module follows tshark
+//! The tests compare it with tshark's `-z conv,tcp|udp` (summing this module's two directions,
+//! tshark's conversations being bidirectional):
+//! - **IP-in-IP tunnels** (IPv4 or IPv6 inside IPv4 or IPv6, protocols 4 and 41, up to 4 levels):
+//!   the flow is the innermost packet's 5-tuple (tshark's conversation), its bytes the frame's
+//!   wire length. Tunnels inside UDP or GRE (Teredo, VXLAN ...) stay keyed by the outer header:
+//!   tshark counts such a frame in both the outer UDP conversation and the inner one, which a
+//!   one-flow-per-packet table cannot do; this module keeps the outer one.
+//! - **IP fragments**: tshark reassembles them and counts the datagram once, in the frame that
+//!   completes it (its timestamp and wire length), under the 5-tuple of the first fragment;
+//!   fragments of a datagram that never completes are not counted. This module does the same:
+//!   it tracks the byte ranges of each datagram (source, destination, protocol, id) within the
+//!   interval; a datagram still incomplete when its interval ends is dropped. Like tshark, only
+//!   fragments captured whole take part in reassembly; a first fragment cut by the snapshot
+//!   length counts as a packet of its own flow, a later one cut is not counted. (CoMo counted each
+//!   fragment, non-first ones under ports 0.) The runtime's flow hash ignores ports for
+//!   fragments, so all fragments of a datagram reach the same worker.
+//! - **Cut or invalid transport headers** (captured bytes end inside the TCP header, options
+//!   included, or the header is malformed): tshark's dissector stops before its conversation
+//!   tap, so such a packet is in no conversation; this module skips it too.
 
 use std::net::IpAddr;
 
-use como_module::{Cell, Interval, Module, ModuleError, Pkt};
+use como_module::{Cell, Interval, LinkType, Module, ModuleError, Packet, Pkt};
+use como_packet::{Layers, Truncation};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -105,38 +120,132 @@ pub struct Record {
     pub flow: Flow,
 }
 
-impl Module for Tuple {
-    type Config = NoArgs;
-    type State = FxHashMap<FlowKey, Flow>;
-    type Export = ();
-    type Record = Record;
-    const KIND: &'static str = "tuple";
+/// A datagram being reassembled.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FragKey {
+    src: u128,
+    dst: u128,
+    id: u32,
+    proto: u8,
+    v6: bool,
+}
 
-    fn new(_: NoArgs) -> Result<Self, ModuleError> {
-        Ok(Self)
-    }
+/// What is known of a fragmented datagram.
+#[derive(Debug, Default)]
+struct Frag {
+    /// Ports and TCP flags, from the fragment at offset 0.
+    first: Option<(u16, u16, u8)>,
+    /// Byte ranges of the fragment payloads seen.
+    ranges: Vec<(u32, u32)>,
+    /// Datagram payload length, from the last fragment.
+    total: Option<u32>,
+}
 
-    fn new_state(&self, _: Interval) -> Self::State {
-        FxHashMap::default()
-    }
-
-    fn update(&self, state: &mut Self::State, pkt: &Pkt<'_>) {
-        let (Some(src), Some(dst), Some(proto)) = (pkt.src_ip(), pkt.dst_ip(), pkt.l4_proto) else {
-            return;
+impl Frag {
+    /// Whether `ranges` cover `0..total` and the first fragment was seen.
+    fn complete(&mut self) -> bool {
+        let (Some(total), Some(_)) = (self.total, self.first) else {
+            return false;
         };
-        let (src, v6) = to_bits(src);
-        let (dst, _) = to_bits(dst);
-        let key = FlowKey {
-            src,
-            dst,
-            sport: pkt.src_port().unwrap_or(0),
-            dport: pkt.dst_port().unwrap_or(0),
-            proto,
-            v6,
+        self.ranges.sort_unstable();
+        let mut reach = 0;
+        for &(a, b) in &self.ranges {
+            if a > reach {
+                return false;
+            }
+            reach = reach.max(b);
+        }
+        reach >= total
+    }
+}
+
+/// One core's flows and datagrams under reassembly for one interval.
+#[derive(Debug, Default)]
+pub struct State {
+    flows: FxHashMap<FlowKey, Flow>,
+    frags: FxHashMap<FragKey, Frag>,
+}
+
+/// The innermost IP packet of IP-in-IP tunnels (at most 4 levels), with its layers.
+fn innermost<'a>(pkt: &Pkt<'a>) -> (Layers, &'a [u8]) {
+    let mut layers = pkt.parsed.layers;
+    let mut data = pkt.parsed.packet.data;
+    for _ in 0..4 {
+        let (Some(4 | 41), Some(l4), None) = (layers.l4_proto, layers.l4, layers.frag) else {
+            break;
         };
-        let ts = pkt.ts_ns();
-        let flags = pkt.tcp_flags().unwrap_or(0);
-        let f = state.entry(key).or_insert(Flow {
+        let Some(inner) = data.get(usize::from(l4)..) else {
+            break;
+        };
+        let p = Packet {
+            ts_ns: 0,
+            wire_len: inner.len() as u32,
+            data: inner,
+            link: LinkType::Raw,
+            interface: 0,
+        };
+        let l = Layers::parse(&p);
+        if l.ip_version().is_none() {
+            break;
+        }
+        layers = l;
+        data = inner;
+    }
+    (layers, data)
+}
+
+/// The payload byte range `(start, end)` of a fragment, from its IP header's length fields.
+fn frag_range(l: &Layers, d: &[u8], offset: u16) -> Option<(u32, u32)> {
+    let l3 = usize::from(l.l3?);
+    let be16 = |o: usize| Some(u16::from_be_bytes(*d.get(o..)?.first_chunk::<2>()?));
+    let len = if l.ip_version()? == 4 {
+        let ihl = u16::from(d.get(l3)? & 0x0f) * 4;
+        be16(l3 + 2)?.checked_sub(ihl)?
+    } else {
+        // Walk the extension headers to the fragment header; data starts 8 bytes after it.
+        let mut nh = *d.get(l3 + 6)?;
+        let mut q = l3 + 40;
+        loop {
+            match nh {
+                44 => break,
+                0 | 43 | 60 => {
+                    nh = *d.get(q)?;
+                    q += (usize::from(*d.get(q + 1)?) + 1) * 8;
+                }
+                51 => {
+                    nh = *d.get(q)?;
+                    q += (usize::from(*d.get(q + 1)?) + 2) * 4;
+                }
+                _ => return None,
+            }
+        }
+        let end = l3 + 40 + usize::from(be16(l3 + 4)?);
+        u16::try_from(end.checked_sub(q + 8)?).ok()?
+    };
+    Some((u32::from(offset), u32::from(offset) + u32::from(len)))
+}
+
+/// Whether the whole IP datagram (as its length field says) was captured.
+fn datagram_captured(l: &Layers, d: &[u8]) -> bool {
+    let Some(l3) = l.l3.map(usize::from) else {
+        return false;
+    };
+    let be16 = |o: usize| {
+        d.get(o..)
+            .and_then(|s| s.first_chunk::<2>())
+            .map(|b| usize::from(u16::from_be_bytes(*b)))
+    };
+    let end = match l.ip_version() {
+        Some(4) => be16(l3 + 2).map(|n| l3 + n),
+        Some(6) => be16(l3 + 4).map(|n| l3 + 40 + n),
+        _ => None,
+    };
+    end.is_some_and(|e| e <= d.len())
+}
+
+impl Tuple {
+    fn account(state: &mut State, key: FlowKey, ts: u64, bytes: u64, flags: u8) {
+        let f = state.flows.entry(key).or_insert(Flow {
             first: ts,
             last: ts,
             pkts: 0,
@@ -146,13 +255,125 @@ impl Module for Tuple {
         f.first = f.first.min(ts);
         f.last = f.last.max(ts);
         f.pkts += 1;
-        f.bytes += pkt.wire_len();
+        f.bytes += bytes;
         f.tcp_flags |= flags;
     }
+}
 
-    fn merge(&self, into: &mut Self::State, other: Self::State) {
-        for (k, o) in other {
-            into.entry(k)
+impl Module for Tuple {
+    type Config = NoArgs;
+    type State = State;
+    type Export = ();
+    type Record = Record;
+    const KIND: &'static str = "tuple";
+
+    fn new(_: NoArgs) -> Result<Self, ModuleError> {
+        Ok(Self)
+    }
+
+    fn new_state(&self, _: Interval) -> State {
+        State::default()
+    }
+
+    fn update(&self, state: &mut State, pkt: &Pkt<'_>) {
+        let (l, data) = innermost(pkt);
+        let (Some(src), Some(dst), Some(proto)) = (l.src_ip(data), l.dst_ip(data), l.l4_proto)
+        else {
+            return;
+        };
+        let (src, v6) = to_bits(src);
+        let (dst, _) = to_bits(dst);
+        let ts = pkt.ts_ns();
+        let ports = |l: &Layers| (l.src_port(data).unwrap_or(0), l.dst_port(data).unwrap_or(0));
+        let Some(frag) = l.frag else {
+            if l.truncated == Some(Truncation::Transport)
+                || l.malformed == Some(Truncation::Transport)
+            {
+                // tshark's TCP/UDP dissector stops on such a header before its conversation
+                // tap: the packet is in no conversation.
+                return;
+            }
+            let (sport, dport) = ports(&l);
+            let key = FlowKey {
+                src,
+                dst,
+                sport,
+                dport,
+                proto,
+                v6,
+            };
+            Self::account(
+                state,
+                key,
+                ts,
+                pkt.wire_len(),
+                l.tcp_flags(data).unwrap_or(0),
+            );
+            return;
+        };
+        let fkey = FragKey {
+            src,
+            dst,
+            id: frag.id,
+            proto,
+            v6,
+        };
+        let Some((start, end)) = frag_range(&l, data, frag.offset) else {
+            return;
+        };
+        if !datagram_captured(&l, data) {
+            // tshark reassembles only fragments whose bytes were all captured; otherwise a
+            // first fragment is dissected (and counted) on its own, the others not at all.
+            if frag.offset == 0 {
+                let (sport, dport) = ports(&l);
+                let key = FlowKey {
+                    src,
+                    dst,
+                    sport,
+                    dport,
+                    proto,
+                    v6,
+                };
+                Self::account(
+                    state,
+                    key,
+                    ts,
+                    pkt.wire_len(),
+                    l.tcp_flags(data).unwrap_or(0),
+                );
+            }
+            return;
+        }
+        let entry = state.frags.entry(fkey.clone()).or_default();
+        entry.ranges.push((start, end));
+        if frag.offset == 0 {
+            let (sport, dport) = ports(&l);
+            entry.first = Some((sport, dport, l.tcp_flags(data).unwrap_or(0)));
+        }
+        if !frag.more {
+            entry.total = Some(end);
+        }
+        if entry.complete() {
+            if let Some((sport, dport, flags)) = entry.first {
+                let key = FlowKey {
+                    src,
+                    dst,
+                    sport,
+                    dport,
+                    proto,
+                    v6,
+                };
+                Self::account(state, key, ts, pkt.wire_len(), flags);
+            }
+            state.frags.remove(&fkey);
+        }
+    }
+
+    fn merge(&self, into: &mut State, other: State) {
+        // Datagrams still incomplete are dropped at export: only flows merge.
+        for (k, o) in other.flows {
+            into.flows
+                .entry(k)
                 .and_modify(|f| {
                     f.first = f.first.min(o.first);
                     f.last = f.last.max(o.last);
@@ -168,7 +389,7 @@ impl Module for Tuple {
 
     fn export(&self, _: &mut (), ivl: Interval, state: Self::State, out: &mut Vec<Record>) {
         let start = out.len();
-        out.extend(state.into_iter().map(|(key, flow)| Record {
+        out.extend(state.flows.into_iter().map(|(key, flow)| Record {
             ts: ivl.start_ns,
             key: key.into(),
             flow,

@@ -31,7 +31,15 @@ const TRACES: &[&str] = &[
     "nDPI/netflix.pcap",
     "nDPI/skype-conference-call.pcap",
     "nDPI/6in4tunnel.pcap",
+    "zeek/ipv6-fragmented-dns.pcap",
+    "zeek/ipv4/fragmented-4.pcap",
+    "libtrace/fragtest.erf",
 ];
+
+/// Traces with IPv6 fragments: tshark's IPv6 endpoints count a fragmented datagram once, in
+/// the frame that completes its reassembly (its IPv4 endpoints count every fragment, as its
+/// per-packet `ipv6.src` does); `topaddr` counts every frame, as the per-packet fields do.
+const IPV6_FRAGMENTED: &[&str] = &["zeek/ipv6-fragmented-dns.pcap"];
 
 /// Traces where tshark dissects tunnels (6in4, Teredo) and so sees inner IPv6 endpoints and
 /// conversations that CoMo (outer headers) does not.
@@ -66,6 +74,8 @@ struct Frame {
     dst: Option<IpAddr>,
     proto: Option<u8>,
     ports: Option<(u16, u16)>,
+    /// IPv6-in-IPv4 (protocol 41): the inner source, destination and next header.
+    inner6: Option<(IpAddr, IpAddr, u8)>,
 }
 
 fn parse_epoch(s: &str) -> u64 {
@@ -75,6 +85,9 @@ fn parse_epoch(s: &str) -> u64 {
 }
 
 fn frames(trace: &str) -> Vec<Frame> {
+    // tshark's frame.len of an ERF Ethernet record counts the 4-byte FCS (ERF's wlen);
+    // como-tracefile reports the frame without it, as the pcap of the same frames would.
+    let erf_fcs = if trace.ends_with(".erf") { 4 } else { 0 };
     table(trace, "packets")
         .into_iter()
         .map(|r| {
@@ -89,11 +102,21 @@ fn frames(trace: &str) -> Vec<Frame> {
             };
             Frame {
                 ts_ns: parse_epoch(f(0).expect("time")),
-                len: f(1).expect("len").parse().expect("len"),
+                len: f(1).expect("len").parse::<u64>().expect("len") - erf_fcs,
                 src: ip(f(2), f(4)),
                 dst: ip(f(3), f(5)),
-                proto: f(6).or(f(7)).map(|s| s.parse().expect("proto")),
+                // The transport protocol: IPv4's, else the one after an IPv6 fragment header,
+                // else IPv6's first next header.
+                proto: f(6).or(f(12)).or(f(7)).map(|s| s.parse().expect("proto")),
                 ports,
+                inner6: match (f(6), f(4), f(5), f(12).or(f(7))) {
+                    (Some("41"), Some(s), Some(d), Some(n)) => Some((
+                        s.parse().expect("addr"),
+                        d.parse().expect("addr"),
+                        n.parse().expect("nxt"),
+                    )),
+                    _ => None,
+                },
             }
         })
         .collect()
@@ -251,16 +274,27 @@ fn topaddr_over_whole_trace_equals_tshark_endpoints() {
         for row in table(trace, "endpoints") {
             let addr: IpAddr = row[0].parse().expect("addr");
             let n = |i: usize| row[i].parse::<u64>().expect("number");
+            // ERF: tshark's bytes count the FCS, como-tracefile's do not (see `frames`).
+            let fcs = if trace.ends_with(".erf") { 4 } else { 0 };
             let want_tx = Counts {
                 pkts: n(3),
-                bytes: n(4),
+                bytes: n(4) - fcs * n(3),
             };
             let want_rx = Counts {
                 pkts: n(5),
-                bytes: n(6),
+                bytes: n(6) - fcs * n(5),
             };
             let got_tx = tx.get(&addr).copied().unwrap_or_default();
             let got_rx = rx.get(&addr).copied().unwrap_or_default();
+            if addr.is_ipv6()
+                && IPV6_FRAGMENTED.contains(trace)
+                && (got_tx, got_rx) != (want_tx, want_rx)
+            {
+                let ge = |g: Counts, w: Counts| g.pkts >= w.pkts && g.bytes >= w.bytes;
+                assert!(ge(got_tx, want_tx) && ge(got_rx, want_rx), "{trace} {addr}");
+                skipped.push(addr);
+                continue;
+            }
             if addr.is_ipv6() && TUNNELED.contains(trace) && (got_tx, got_rx) != (want_tx, want_rx)
             {
                 // tshark counts the inner IPv6 header of 6in4/Teredo packets as well: CoMo (outer
@@ -277,11 +311,17 @@ fn topaddr_over_whole_trace_equals_tshark_endpoints() {
             );
             compared += 1;
         }
-        assert!(compared > 0, "{trace}: no endpoint compared");
-        if !TUNNELED.contains(trace) {
+        assert!(
+            compared > 0 || IPV6_FRAGMENTED.contains(trace),
+            "{trace}: no endpoint compared"
+        );
+        if !TUNNELED.contains(trace) && !IPV6_FRAGMENTED.contains(trace) {
             assert!(skipped.is_empty());
         }
-        eprintln!("{trace}: {compared} endpoints equal, {} IPv6 endpoints seen inside tunnels by tshark skipped", skipped.len());
+        eprintln!(
+            "{trace}: {compared} endpoints equal, {} IPv6 endpoints skipped (tunnels, fragments)",
+            skipped.len()
+        );
     }
 }
 
@@ -291,11 +331,6 @@ type ConvKey = (u8, (IpAddr, u16), (IpAddr, u16));
 #[test]
 fn tuple_equals_tshark_conversations() {
     for trace in TRACES {
-        if *trace == "nDPI/6in4tunnel.pcap" {
-            // tshark's TCP conversations there are the inner IPv6 ones; CoMo keys the outer
-            // IPv4 header (protocol 41, no ports).
-            continue;
-        }
         let flows = records::<tuple::Tuple>(trace, spec("tuple", "", "", WHOLE));
         // Both directions of a conversation under one unordered key.
         let mut got: HashMap<ConvKey, Counts> = HashMap::new();
@@ -308,15 +343,26 @@ fn tuple_equals_tshark_conversations() {
                 bytes: r.flow.bytes,
             });
         }
-        // Bytes per conversation from tshark's per-packet table (conv prints rounded kB).
-        let mut tshark_bytes: HashMap<ConvKey, u64> = HashMap::new();
+        // Frames and bytes per conversation from tshark's per-packet table (conv prints bytes
+        // above 1 kB rounded): exact when the table has as many frames as the conversation
+        // (the table also lists frames whose TCP header is cut, which are in no conversation).
+        let mut tshark_bytes: HashMap<ConvKey, Counts> = HashMap::new();
         for f in frames(trace) {
-            if let (Some(s), Some(d), Some(p), Some((sp, dp))) = (f.src, f.dst, f.proto, f.ports) {
+            // Tunnelled IPv6: tshark's conversation is the inner one (so is the module's).
+            let (src, dst, proto) = match f.inner6 {
+                Some((s, d, n)) => (Some(s), Some(d), Some(n)),
+                None => (f.src, f.dst, f.proto),
+            };
+            if let (Some(s), Some(d), Some(p), Some((sp, dp))) = (src, dst, proto, f.ports) {
                 let (a, b) = ((s, sp), (d, dp));
-                *tshark_bytes.entry((p, a.min(b), a.max(b))).or_default() += f.len;
+                tshark_bytes
+                    .entry((p, a.min(b), a.max(b)))
+                    .or_default()
+                    .add(f.len);
             }
         }
         let mut compared = 0;
+        let mut exact_bytes = 0;
         for (proto, name) in [(6u8, "conv-tcp"), (17, "conv-udp")] {
             for row in table(trace, name) {
                 let a: (IpAddr, u16) =
@@ -327,18 +373,30 @@ fn tuple_equals_tshark_conversations() {
                 let frames: u64 = row[4].parse().expect("frames");
                 let c = got.remove(&key).unwrap_or_default();
                 assert_eq!(c.pkts, frames, "{trace} {name} {a:?} <-> {b:?}: frames");
-                if let Some(exact) = row[5].strip_suffix(" bytes") {
-                    assert_eq!(
-                        c.bytes,
-                        exact.parse::<u64>().expect("bytes"),
-                        "{trace} {a:?} <-> {b:?}"
+                // ERF: tshark's bytes count the FCS, como-tracefile's do not (see `frames`).
+                let fcs = if trace.ends_with(".erf") {
+                    4 * frames
+                } else {
+                    0
+                };
+                let printed = &row[5];
+                if let Some(exact) = printed.strip_suffix(" bytes") {
+                    let exact = exact.parse::<u64>().expect("bytes") - fcs;
+                    assert_eq!(c.bytes, exact, "{trace} {a:?} <-> {b:?}");
+                } else {
+                    let kb = printed.strip_suffix(" kB").expect("unit");
+                    let kb = kb.parse::<u64>().expect("kB") * 1000;
+                    let ours = c.bytes + fcs;
+                    assert!(
+                        ours.abs_diff(kb) <= 1000,
+                        "{trace} {a:?} <-> {b:?}: {ours} vs {printed}"
                     );
                 }
-                assert_eq!(
-                    Some(&c.bytes),
-                    tshark_bytes.get(&key),
-                    "{trace} {a:?} <-> {b:?}: bytes"
-                );
+                let table = tshark_bytes.get(&key).copied().unwrap_or_default();
+                if table.pkts == frames {
+                    assert_eq!(c.bytes, table.bytes, "{trace} {a:?} <-> {b:?}: bytes");
+                    exact_bytes += 1;
+                }
                 compared += 1;
             }
         }
@@ -349,5 +407,10 @@ fn tuple_equals_tshark_conversations() {
             "{trace}: flows tshark does not list: {left:?}"
         );
         assert!(compared > 0, "{trace}");
+        // Nearly every conversation's bytes were checked exactly.
+        assert!(
+            exact_bytes * 10 >= compared * 9,
+            "{trace}: {exact_bytes}/{compared}"
+        );
     }
 }

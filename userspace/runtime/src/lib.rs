@@ -516,8 +516,15 @@ fn flow_hash(p: &Parsed<'_>) -> u64 {
             }
         }
     };
-    let ea = fold(a) ^ (u64::from(p.src_port().unwrap_or(0)) << 48);
-    let eb = fold(b) ^ (u64::from(p.dst_port().unwrap_or(0)) << 48);
+    // Fragments hash without ports (only the first one has them), so all fragments of a
+    // datagram reach the same worker, where modules can reassemble them.
+    let (sp, dp) = if p.frag.is_some() {
+        (0, 0)
+    } else {
+        (p.src_port().unwrap_or(0), p.dst_port().unwrap_or(0))
+    };
+    let ea = fold(a) ^ (u64::from(sp) << 48);
+    let eb = fold(b) ^ (u64::from(dp) << 48);
     let (lo, hi) = if ea <= eb { (ea, eb) } else { (eb, ea) };
     let mut z = lo.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(23)
         ^ hi.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)

@@ -58,6 +58,8 @@ const FILES: &[&str] = &[
     "pcap-parser/wireshark_samples-test.pcapng",
     "libtrace/100_packetsns.pcap",
     "nDPI/6in4tunnel.pcap",
+    "libtrace/fragtest.erf",
+    "zeek/ipv6-fragmented-dns.pcap",
 ];
 
 #[test]
