@@ -142,6 +142,36 @@ fn eq(o: Off, extra: u32, size: u8, mask: u32, val: u32) -> Op {
     }
 }
 
+/// Whether a predicate is one load compared once ([`specialize`] turns it into `Eq`/`Range`):
+/// only those can be decided from an already-loaded value after an out-of-bounds load, as
+/// libpcap's optimizer does (it cannot thread through e.g. NULL's three `ip6` compares).
+fn single_compare(p: &Pred) -> bool {
+    match p {
+        Pred::LinkProto { encap: e, proto } => {
+            e.mpls_depth == 0
+                && ((*proto > 1500
+                    && e.linktype.is_some()
+                    && (matches!(
+                        e.link,
+                        Link::Ethernet | Link::LinuxSll | Link::LinuxSll2 | Link::Ppp
+                    ) || (e.link == Link::CHdlc && *proto != 0xfe)))
+                    || (e.link == Link::Raw && matches!(*proto, 0x0800 | 0x86dd)))
+        }
+        Pred::Ipv4Proto { .. }
+        | Pred::Ipv6Proto {
+            via_fragment: false,
+            ..
+        }
+        | Pred::Ipv4FirstFragment { .. }
+        | Pred::Ipv4Addr { .. }
+        | Pred::VlanId { .. }
+        | Pred::MplsLabel { .. }
+        | Pred::PppoeSession { .. } => true,
+        Pred::Port { v6, .. } => *v6,
+        _ => false,
+    }
+}
+
 /// Specializes a predicate; must perform the same loads as [`Ctx::pred`].
 fn specialize(p: &Pred) -> Op {
     match p {
@@ -160,6 +190,16 @@ fn specialize(p: &Pred) -> Op {
             };
             eq(lt, 0, 2, !0, v)
         }
+        Pred::LinkProto {
+            encap: e,
+            proto: p @ (0x0800 | 0x86dd),
+        } if e.mpls_depth == 0 && e.link == Link::Raw => eq(
+            e.linkhdr,
+            0,
+            1,
+            0xf0,
+            if *p == 0x86dd { 0x60 } else { 0x40 },
+        ),
         Pred::Ipv4Proto { encap, proto } => eq(encap.net(), 9, 1, !0, *proto),
         Pred::Ipv6Proto {
             encap,
@@ -512,6 +552,9 @@ impl Ctx<'_, '_> {
                 Tri::F => Tri::T,
                 Tri::U => Tri::U,
             }),
+            Node::Pred(p) if self.track.is_some_and(|c| c.poisoned.get()) && !single_compare(p) => {
+                Ok(Tri::U)
+            }
             Node::Pred(p) => match self.pred(p) {
                 Ok(b) => Ok(b.into()),
                 Err(Reject::Oob) if self.lenient => {

@@ -200,7 +200,7 @@ fn fold(n: Node, facts: &mut Facts) -> Node {
             }
             facts.truncate(mark);
             absorb(&mut out);
-            Node::or_all(factor(out))
+            Node::or_all(regroup(factor(out)))
         }
         other => other,
     }
@@ -251,6 +251,84 @@ fn factor(v: Vec<Node>) -> Vec<Node> {
             None => out.push(n),
         }
     }
+    out
+}
+
+/// The equality-test head of an `Or` child: `And(h, rest..)` or a bare leaf `h`.
+fn head(n: &Node) -> Option<(Key, u32)> {
+    let p = match n {
+        Node::And(cs) => match cs.first() {
+            Some(Node::Pred(p)) => p,
+            _ => return None,
+        },
+        Node::Pred(p) => p,
+        _ => return None,
+    };
+    // On NULL/LOOP `ip6` is three compares (three address families): libpcap's optimizer
+    // cannot thread through it, so no regrouping there.
+    if let Pred::LinkProto { encap, .. } = p {
+        if matches!(encap.link, Link::Null | Link::Loop) {
+            return None;
+        }
+    }
+    simple(p)
+}
+
+/// Splits an `Or` child into its head and the rest (`True` when it is the head alone).
+fn split(n: Node) -> (Node, Node) {
+    match n {
+        Node::And(mut cs) if cs.len() >= 2 => {
+            let h = cs.remove(0);
+            (h, Node::and_all(cs))
+        }
+        other => (other, Node::True),
+    }
+}
+
+/// In a run of `Or` children whose heads test the same field for equality
+/// (`Or(And(ip6, a), And(ip, b), And(ip6, c), And(ip, d))`), groups the children by the value
+/// tested: `Or(And(ip6, Or(a, c)), And(ip, Or(b, d)))`. Exact: for a given packet only the
+/// children whose head holds can be true, the others load nothing new (their head reads the
+/// field already read), so the new loads happen in the same order. This is what libpcap's
+/// optimizer achieves for `port 53 or port 123`.
+fn regroup(v: Vec<Node>) -> Vec<Node> {
+    let mut out: Vec<Node> = Vec::with_capacity(v.len());
+    let mut run: Vec<Node> = Vec::new();
+    let mut run_key: Option<Key> = None;
+    let flush = |run: &mut Vec<Node>, out: &mut Vec<Node>| {
+        if run.len() < 2 {
+            out.append(run);
+            return;
+        }
+        // Groups in order of first appearance.
+        let mut groups: Vec<(u32, Node, Vec<Node>)> = Vec::new();
+        for n in run.drain(..) {
+            let v = head(&n).map_or(0, |(_, v)| v);
+            let (h, rest) = split(n);
+            match groups.iter_mut().find(|(gv, _, _)| *gv == v) {
+                Some((_, _, rests)) => rests.push(rest),
+                None => groups.push((v, h, vec![rest])),
+            }
+        }
+        for (_, h, rests) in groups {
+            let inner = match Node::or_all(rests) {
+                Node::Or(cs) => Node::or_all(regroup(factor(cs))),
+                other => other,
+            };
+            out.push(Node::and(h, inner));
+        }
+    };
+    for n in v {
+        let k = head(&n).map(|(k, _)| k);
+        if k.is_some() && k == run_key {
+            run.push(n);
+            continue;
+        }
+        flush(&mut run, &mut out);
+        run_key = k;
+        run.push(n);
+    }
+    flush(&mut run, &mut out);
     out
 }
 

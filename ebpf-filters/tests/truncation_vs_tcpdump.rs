@@ -104,6 +104,14 @@ const EXPRS: &[&str] = &[
     "ip or not ip",
     "not ip6 or ip6",
     "byte 14 = 0x45",
+    "port 53 or port 123",
+    "port 53 or port 80 or port 123",
+    "tcp port 80 or udp port 53",
+    "host 10.0.0.1 or host 192.168.1.2",
+    "src port 1234 or dst port 53 or ip6",
+    "(tcp or udp) and (port 80 or port 53)",
+    "icmp or icmp6 or arp",
+    "not (port 53 or port 80)",
 ];
 
 fn tcpdump_matches(file: &std::path::Path, expr: &str) -> Result<Vec<usize>, String> {
