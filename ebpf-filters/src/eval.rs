@@ -119,8 +119,77 @@ enum Op {
         lo: u32,
         hi: u32,
     },
+    /// `load(base, k, size)` in one of the ranges (an `or` of ports on one side).
+    RangeSet {
+        reg: u8,
+        size: u8,
+        k: u32,
+        ranges: Box<[(u32, u32)]>,
+    },
+    /// IPv4 port in one of the ranges (an `or` of ports on one side).
+    Port4Set {
+        reg: u8,
+        k: u32,
+        off: u32,
+        ranges: Box<[(u32, u32)]>,
+    },
     /// General case.
     Pred(Box<Pred>),
+}
+
+/// An `or` whose children are all port tests on the same header: the ports per side, sides
+/// in order of first appearance (the order their loads happen).
+fn port_sets(cs: &[Node]) -> Option<Vec<Op>> {
+    let mut first: Option<(Encap, bool)> = None;
+    let mut sides: Vec<(Side, Vec<(u32, u32)>)> = Vec::new();
+    for c in cs {
+        let Node::Pred(Pred::Port {
+            encap,
+            v6,
+            side,
+            lo,
+            hi,
+        }) = c
+        else {
+            return None;
+        };
+        match first {
+            None => first = Some((*encap, *v6)),
+            Some((e, v)) if e == *encap && v == *v6 => {}
+            Some(_) => return None,
+        }
+        let r = (u32::from(*lo), u32::from(*hi));
+        match sides.iter_mut().find(|(s, _)| s == side) {
+            Some((_, rs)) => rs.push(r),
+            None => sides.push((*side, vec![r])),
+        }
+    }
+    let (encap, v6) = first?;
+    let net = encap.net();
+    Some(
+        sides
+            .into_iter()
+            .map(|(side, ranges)| {
+                let off = if side == Side::Src { 0 } else { 2 };
+                let ranges = ranges.into_boxed_slice();
+                if v6 {
+                    Op::RangeSet {
+                        reg: reg_of(net),
+                        size: 2,
+                        k: net.k.wrapping_add(40 + off),
+                        ranges,
+                    }
+                } else {
+                    Op::Port4Set {
+                        reg: reg_of(net),
+                        k: net.k,
+                        off,
+                        ranges,
+                    }
+                }
+            })
+            .collect(),
+    )
 }
 
 const NO_REG: u8 = u8::MAX;
@@ -285,6 +354,17 @@ impl Program {
             }
             Node::Or(cs) => {
                 let mut next = f;
+                if let Some(ops) = port_sets(cs) {
+                    for op in ops.into_iter().rev() {
+                        self.ins.push(Ins {
+                            op,
+                            jt: t,
+                            jf: next,
+                        });
+                        next = (self.ins.len() - 1) as u32;
+                    }
+                    return next;
+                }
                 for c in cs.iter().rev() {
                     next = self.emit(c, t, next);
                 }
@@ -500,6 +580,26 @@ impl Ctx<'_, '_> {
                 let x = ((self.ld(base, *k, 1)? & 0xf) << 2).wrapping_add(base);
                 let v = self.ld(x, k.wrapping_add(*off), 2)?;
                 Ok(v >= *lo && v <= *hi)
+            }
+            Op::RangeSet {
+                reg,
+                size,
+                k,
+                ranges,
+            } => {
+                let v = self.ld(self.reg(*reg), *k, *size)?;
+                Ok(ranges.iter().any(|&(lo, hi)| v >= lo && v <= hi))
+            }
+            Op::Port4Set {
+                reg,
+                k,
+                off,
+                ranges,
+            } => {
+                let base = self.reg(*reg);
+                let x = ((self.ld(base, *k, 1)? & 0xf) << 2).wrapping_add(base);
+                let v = self.ld(x, k.wrapping_add(*off), 2)?;
+                Ok(ranges.iter().any(|&(lo, hi)| v >= lo && v <= hi))
             }
             Op::Pred(p) => self.pred(p),
         }
