@@ -17,7 +17,8 @@
 use std::cell::Cell;
 
 use crate::ir::{
-    Base, Encap, Ir, Link, LoadBase, Node, Off, Pred, Side, Value, WlanPrologue, MAX_REGS,
+    ArOp, Base, Cmp, Encap, Ir, Link, LoadBase, Node, Off, Pred, Side, Value, WlanPrologue,
+    MAX_REGS,
 };
 use crate::lower::apply_op;
 
@@ -133,6 +134,20 @@ enum Op {
         off: u32,
         ranges: Box<[(u32, u32)]>,
     },
+    /// `ip6 proto`: next header == val, or fragment header (44) then next header == val.
+    Ip6Proto { reg: u8, k: u32, val: u32 },
+    /// `proto[index:size] & mask <cmp> val`; with `tcp`, relative to the IPv4 payload (IHL
+    /// read at `k`).
+    Rel {
+        reg: u8,
+        k: u32,
+        index: u32,
+        size: u8,
+        mask: u32,
+        cmp: Cmp,
+        val: u32,
+        tcp: bool,
+    },
     /// General case.
     Pred(Box<Pred>),
 }
@@ -208,6 +223,21 @@ fn eq(o: Off, extra: u32, size: u8, mask: u32, val: u32) -> Op {
         k: o.k.wrapping_add(extra),
         mask,
         val,
+    }
+}
+
+/// `proto[const:size]` or `proto[const:size] & const`: (base, index, size, mask).
+fn rel_load(v: &Value) -> Option<(LoadBase, u32, u8, u32)> {
+    match v {
+        Value::Load { base, index, size } => match **index {
+            Value::Const(i) => Some((*base, i, *size, !0)),
+            _ => None,
+        },
+        Value::Bin(ArOp::And, a, b) => match (rel_load(a), &**b) {
+            (Some((base, i, size, u32::MAX)), Value::Const(m)) => Some((base, i, size, *m)),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -312,6 +342,45 @@ fn specialize(p: &Pred) -> Op {
                 }
             }
         }
+        Pred::Ipv6Proto {
+            encap,
+            proto,
+            via_fragment: true,
+        } => {
+            let net = encap.net();
+            Op::Ip6Proto {
+                reg: reg_of(net),
+                k: net.k,
+                val: *proto,
+            }
+        }
+        Pred::Relation {
+            lhs,
+            op,
+            rhs: Value::Const(c),
+        } => match rel_load(lhs) {
+            Some((base, index, size, mask)) => {
+                let (reg, k, tcp) = match base {
+                    LoadBase::Link(e) => (reg_of(e.linkhdr), e.linkhdr.k, false),
+                    LoadBase::Net(e) => (reg_of(e.net()), e.net().k, false),
+                    LoadBase::TransportV6(e) => {
+                        (reg_of(e.net()), e.net().k.wrapping_add(40), false)
+                    }
+                    LoadBase::TransportV4(e) => (reg_of(e.net()), e.net().k, true),
+                };
+                Op::Rel {
+                    reg,
+                    k,
+                    index,
+                    size,
+                    mask,
+                    cmp: *op,
+                    val: *c,
+                    tcp,
+                }
+            }
+            None => Op::Pred(Box::new(p.clone())),
+        },
         other => Op::Pred(Box::new(other.clone())),
     }
 }
@@ -600,6 +669,36 @@ impl Ctx<'_, '_> {
                 let x = ((self.ld(base, *k, 1)? & 0xf) << 2).wrapping_add(base);
                 let v = self.ld(x, k.wrapping_add(*off), 2)?;
                 Ok(ranges.iter().any(|&(lo, hi)| v >= lo && v <= hi))
+            }
+            Op::Ip6Proto { reg, k, val } => {
+                let base = self.reg(*reg);
+                let nh = self.ld(base, k.wrapping_add(6), 1)?;
+                if nh == *val {
+                    return Ok(true);
+                }
+                if self.ld(base, k.wrapping_add(6), 1)? != 44 {
+                    return Ok(false);
+                }
+                Ok(self.ld(base, k.wrapping_add(40), 1)? == *val)
+            }
+            Op::Rel {
+                reg,
+                k,
+                index,
+                size,
+                mask,
+                cmp,
+                val,
+                tcp,
+            } => {
+                let base = self.reg(*reg);
+                let x = if *tcp {
+                    ((self.ld(base, *k, 1)? & 0xf) << 2).wrapping_add(base)
+                } else {
+                    base
+                };
+                let v = self.ld(x.wrapping_add(*index), *k, *size)? & mask;
+                Ok(cmp.apply(v, *val))
             }
             Op::Pred(p) => self.pred(p),
         }
