@@ -7,7 +7,7 @@
 //! | [`application`] | packets and bytes per application class (port table) | `ts,class,pkts,bytes` |
 //! | [`topaddr`] | top-N source (or destination) addresses, prefix-aggregated | `ts,rank,addr,pkts,bytes` |
 //! | [`topports`] | top-N transport ports | `ts,rank,proto,port,pkts,bytes` |
-//! | [`tuple`] | 5-tuple flows | `ts,proto,src,sport,dst,dport,first,last,pkts,bytes,tcp_flags` |
+//! | [`tuple`](mod@tuple) | 5-tuple flows | `ts,proto,src,sport,dst,dport,first,last,pkts,bytes,tcp_flags` |
 //! | [`ethtypes`] | packets and bytes per EtherType | `ts,ethertype,pkts,bytes` |
 //! | [`flowcount`] | distinct 5-tuple flows (HyperLogLog) | `ts,flows` |
 //! | [`trace`] | the matching packets themselves (up to `snaplen`); prints pcap | `ts,wire_len,cap_len,summary` |
