@@ -162,12 +162,14 @@ impl Module for Trace {
 
     fn rows(&self, r: &Record, row: &mut dyn FnMut(&[Cell<'_>])) {
         let p = r.packet();
-        let summary = Summary::new(&p).to_string();
+        let line = Summary::new(&p).to_string();
+        // The summary starts with the timestamp, already in the `ts` column.
+        let summary = line.split_once(' ').map_or(line.as_str(), |(_, rest)| rest);
         row(&[
             Cell::Ts(r.ts),
             Cell::U64(u64::from(r.wire_len)),
             Cell::U64(r.data.len() as u64),
-            Cell::Str(&summary),
+            Cell::Str(summary),
         ]);
     }
 
