@@ -12,7 +12,8 @@
 //!
 //! Exit status: 2 for a bad module spec, format or filter (before reading any packet); 1 for a
 //! file that cannot be opened or is damaged (after printing the records of the packets before
-//! the damage); 0 otherwise.
+//! the damage); 0 otherwise. A filter that compiles for the file's first link type but not for
+//! one met later (pcapng) gives a warning on stderr: the module gets none of those packets.
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -183,6 +184,9 @@ pub(crate) fn run(args: &InlineArgs) -> Result<(), Failure> {
         RuntimeError::Filter { .. } => Failure::Filter(e.into()),
         other => Failure::File(other.into()),
     })?;
+    for w in &report.warnings {
+        eprintln!("como: warning: {w}");
+    }
     match report.source_error {
         Some(e) => Err(Failure::File(anyhow!(e))),
         None => Ok(()),

@@ -416,37 +416,60 @@ pub struct RunReport {
     pub matched: Vec<u64>,
     /// The source's error, if it ended on one (records before it were exported).
     pub source_error: Option<String>,
+    /// Problems that did not stop the run (a module filter that does not compile for a link
+    /// type met in the input: that module saw none of those packets).
+    pub warnings: Vec<String>,
+}
+
+/// A module's filter for one link type.
+enum Classifier {
+    /// No filter: every packet.
+    All,
+    /// The compiled expression.
+    Expr(Filter),
+    /// The expression does not compile for this link type: no packet (a warning in the report).
+    Never,
 }
 
 /// The module filters compiled for one link type.
 struct LinkFilters {
     link: LinkType,
-    /// `None`: the module takes every packet.
-    filters: Vec<Option<Filter>>,
+    filters: Vec<Classifier>,
 }
 
-/// Compiles each module's filter for `link`.
-fn compile_all(specs: &[ModuleSpec], link: LinkType) -> Result<LinkFilters, RuntimeError> {
+/// Compiles each module's filter for `link`; the errors of those that do not compile.
+fn compile_all(specs: &[ModuleSpec], link: LinkType) -> (LinkFilters, Vec<RuntimeError>) {
     let mut filters = Vec::with_capacity(specs.len());
+    let mut errors = Vec::new();
     for s in specs {
         if s.filter.trim().is_empty() {
-            filters.push(None);
-        } else {
-            let f = ebpf_filters::compile(&s.filter, link).map_err(|e| RuntimeError::Filter {
-                module: s.name.clone(),
-                link: link.name(),
-                source: e,
-            })?;
-            filters.push(Some(f));
+            filters.push(Classifier::All);
+            continue;
+        }
+        match ebpf_filters::compile(&s.filter, link) {
+            Ok(f) => filters.push(Classifier::Expr(f)),
+            Err(e) => {
+                errors.push(RuntimeError::Filter {
+                    module: s.name.clone(),
+                    link: link.name(),
+                    source: e,
+                });
+                filters.push(Classifier::Never);
+            }
         }
     }
-    Ok(LinkFilters { link, filters })
+    (LinkFilters { link, filters }, errors)
 }
 
 /// Checks that every module's filter compiles for `link` (call it with the first link type of
-/// a file before reading, so a bad filter fails before any output).
+/// a source before reading, so a bad filter fails before any output). A link type met later
+/// whose filter does not compile is not an error: that module gets none of those packets and
+/// the run's report carries a warning.
 pub fn check_filters(specs: &[ModuleSpec], link: LinkType) -> Result<(), RuntimeError> {
-    compile_all(specs, link).map(|_| ())
+    match compile_all(specs, link).1.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// One packet in a batch: metadata, where its bytes are, which modules want it.
@@ -790,7 +813,11 @@ impl<S: Sink> Pipeline<S> {
         let at = match self.links.iter().position(|l| l.link == link) {
             Some(at) => at,
             None => {
-                self.links.push(compile_all(&self.specs, link)?);
+                let (filters, errors) = compile_all(&self.specs, link);
+                self.report
+                    .warnings
+                    .extend(errors.into_iter().map(|e| e.to_string()));
+                self.links.push(filters);
                 self.links.len() - 1
             }
         };
@@ -840,7 +867,12 @@ impl<S: Sink> Pipeline<S> {
         let mut mask = 0u64;
         if let Some(lf) = self.links.get(li) {
             for (i, f) in lf.filters.iter().enumerate() {
-                if f.as_ref().is_none_or(|f| f.matches(pkt)) {
+                let hit = match f {
+                    Classifier::All => true,
+                    Classifier::Expr(f) => f.matches(pkt),
+                    Classifier::Never => false,
+                };
+                if hit {
                     mask |= 1 << i;
                     if let Some(c) = self.report.matched.get_mut(i) {
                         *c += 1;

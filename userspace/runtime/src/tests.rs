@@ -428,3 +428,40 @@ fn replay_chains_a_module_over_stored_trace_records() {
         .unwrap_or_default();
     assert!(e.contains("cannot replay"), "{e}");
 }
+
+#[test]
+fn a_filter_invalid_for_a_later_link_type_is_a_warning_not_a_failure() {
+    // Ethernet interface first, then a NULL/loopback one, where `ether` qualifiers are invalid.
+    let file = "libtrace/complex.pcapng";
+    let specs = vec![
+        spec(
+            "traffic",
+            "",
+            "ether multicast or ether broadcast or ether src 00:00:00:00:00:00 or ip or ip6",
+            Duration::from_secs(3600),
+        ),
+        spec("traffic", "", "", Duration::from_secs(3600)),
+    ];
+    let mut src = TraceSource::open(trace(file)).expect("open");
+    assert_eq!(src.link_type(), LinkType::Ethernet);
+    check_filters(&specs, LinkType::Ethernet).expect("valid on Ethernet");
+    assert!(check_filters(&specs, LinkType::Null).is_err());
+    let (report, _) = run(
+        specs,
+        &Options {
+            workers: 2,
+            ..Options::default()
+        },
+        &mut src,
+        CollectSink::default(),
+    )
+    .expect("run");
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("link type NULL"),
+        "{:?}",
+        report.warnings
+    );
+    assert!(report.matched[0] < report.matched[1]);
+    assert_eq!(report.matched[1], report.packets);
+}
