@@ -96,10 +96,24 @@ struct Ins {
 /// (exactly the loads the predicate performs), anything else evaluated as the predicate.
 #[derive(Debug, Clone)]
 enum Op {
-    /// `load(base, k, size) & mask == val`; `reg` is the base register, `NO_REG` for none.
-    Eq {
+    /// `load(base, k, 1) & mask == val` (the common cases get a variant per size: no size
+    /// dispatch inside the load).
+    Eq8 {
         reg: u8,
-        size: u8,
+        k: u32,
+        mask: u32,
+        val: u32,
+    },
+    /// 2-byte `Eq`.
+    Eq16 {
+        reg: u8,
+        k: u32,
+        mask: u32,
+        val: u32,
+    },
+    /// 4-byte `Eq`.
+    Eq32 {
+        reg: u8,
         k: u32,
         mask: u32,
         val: u32,
@@ -217,12 +231,11 @@ fn reg_of(o: Off) -> u8 {
 }
 
 fn eq(o: Off, extra: u32, size: u8, mask: u32, val: u32) -> Op {
-    Op::Eq {
-        reg: reg_of(o),
-        size,
-        k: o.k.wrapping_add(extra),
-        mask,
-        val,
+    let (reg, k) = (reg_of(o), o.k.wrapping_add(extra));
+    match size {
+        1 => Op::Eq8 { reg, k, mask, val },
+        2 => Op::Eq16 { reg, k, mask, val },
+        _ => Op::Eq32 { reg, k, mask, val },
     }
 }
 
@@ -618,16 +631,34 @@ impl Ctx<'_, '_> {
         }
     }
 
+    /// Fast-pass load of `N` bytes at `x + k` (no memory of loads).
+    #[inline(always)]
+    fn ldn<const N: usize>(&self, x: u32, k: u32) -> R<u32> {
+        let s = (x as usize).wrapping_add(k as usize);
+        let b = self.data.get(s..s.wrapping_add(N)).ok_or(Reject::Oob)?;
+        Ok(b.iter().fold(0u32, |acc, &v| (acc << 8) | u32::from(v)))
+    }
+
     #[inline]
     fn op(&mut self, op: &Op) -> R<bool> {
+        if self.track.is_none() {
+            match op {
+                Op::Eq8 { reg, k, mask, val } => {
+                    return Ok(self.ldn::<1>(self.reg(*reg), *k)? & mask == *val)
+                }
+                Op::Eq16 { reg, k, mask, val } => {
+                    return Ok(self.ldn::<2>(self.reg(*reg), *k)? & mask == *val)
+                }
+                Op::Eq32 { reg, k, mask, val } => {
+                    return Ok(self.ldn::<4>(self.reg(*reg), *k)? & mask == *val)
+                }
+                _ => {}
+            }
+        }
         match op {
-            Op::Eq {
-                reg,
-                size,
-                k,
-                mask,
-                val,
-            } => Ok(self.ld(self.reg(*reg), *k, *size)? & mask == *val),
+            Op::Eq8 { reg, k, mask, val } => Ok(self.ld(self.reg(*reg), *k, 1)? & mask == *val),
+            Op::Eq16 { reg, k, mask, val } => Ok(self.ld(self.reg(*reg), *k, 2)? & mask == *val),
+            Op::Eq32 { reg, k, mask, val } => Ok(self.ld(self.reg(*reg), *k, 4)? & mask == *val),
             Op::Range {
                 reg,
                 size,
