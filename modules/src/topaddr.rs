@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use como_module::{mask_addr, Cell, Interval, Module, ModuleError, Pkt};
+use como_module::{mask_addr, Cell, Interval, Module, ModuleError, Pkt, PrintParams};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -169,7 +169,20 @@ impl Module for TopAddr {
     }
 
     fn rows(&self, r: &Record, row: &mut dyn FnMut(&[Cell<'_>])) {
-        for (i, (a, c)) in r.top.iter().enumerate() {
+        self.rows_with(r, &PrintParams::new(), row);
+    }
+
+    fn print_params(&self) -> &'static [&'static str] {
+        &["topn"]
+    }
+
+    /// `topn=N` prints only the first N of each stored ranking (a bad number prints all).
+    fn rows_with(&self, r: &Record, params: &PrintParams, row: &mut dyn FnMut(&[Cell<'_>])) {
+        let n = params
+            .get("topn")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(usize::MAX);
+        for (i, (a, c)) in r.top.iter().take(n).enumerate() {
             row(&[
                 Cell::Ts(r.ts),
                 Cell::U64(i as u64 + 1),

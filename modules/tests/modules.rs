@@ -418,3 +418,84 @@ fn ethtypes_count_the_network_layer_behind_vlan_tags() {
         vec![(0x0800, 2, 34 + 38), (0x0806, 1, 42), (0x86dd, 1, 58)]
     );
 }
+
+#[test]
+fn print_params_cut_rankings_and_unknown_ones_are_refused() {
+    let file = "nDPI/teams.pcap";
+    let m = spec("topaddr", "topn = 10", "", Duration::from_secs(10));
+    let module = std::sync::Arc::clone(&m.module);
+    let mut src = TraceSource::open(data(&format!("traces/{file}"))).expect("open");
+    let (_, sink) = run(
+        vec![m],
+        &Options::default(),
+        &mut src,
+        CollectSink::default(),
+    )
+    .expect("run");
+    let print = |params: &[(&str, &str)]| -> Result<String, RecordError> {
+        let params: como_module::PrintParams = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Shared {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .map_err(|_| std::io::Error::other("poisoned"))?
+                    .extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut p = module.printer_with(
+            como_module::Format::Csv,
+            Box::new(Shared(std::sync::Arc::clone(&buf))),
+            &params,
+        )?;
+        for (_, _, recs) in &sink.intervals {
+            for r in recs {
+                p.record(&r.bytes)?;
+            }
+        }
+        p.finish()?;
+        let text = String::from_utf8(buf.lock().expect("lock").clone()).expect("utf8");
+        Ok(text)
+    };
+    let ranks = |text: &str| -> Vec<u64> {
+        text.lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(1).expect("rank").parse().expect("n"))
+            .collect()
+    };
+    let all = print(&[]).expect("print");
+    let two = print(&[("topn", "2")]).expect("print");
+    assert!(ranks(&all).iter().any(|&r| r > 2));
+    assert!(!ranks(&two).is_empty() && ranks(&two).iter().all(|&r| r <= 2));
+    let intervals = sink
+        .intervals
+        .iter()
+        .filter(|(_, _, r)| !r.is_empty())
+        .count();
+    assert_eq!(ranks(&two).iter().filter(|&&r| r == 1).count(), intervals);
+    let e = print(&[("bogus", "1")])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("no print parameter `bogus`") && e.contains("topn"),
+        "{e}"
+    );
+    let traffic = como_modules::build("traffic", None).expect("traffic");
+    let params: como_module::PrintParams =
+        [("topn".to_owned(), "2".to_owned())].into_iter().collect();
+    let e = traffic
+        .printer_with(como_module::Format::Csv, Box::new(std::io::sink()), &params)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("takes: none"), "{e}");
+}

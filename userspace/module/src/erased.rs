@@ -13,7 +13,7 @@ use como_packet::{LinkType, Packet};
 use como_tracefile::PcapWriter;
 
 use crate::print::{Cell, Format, TablePrinter};
-use crate::{decode, encode, Action, Interval, Module, Pkt, RecordError};
+use crate::{decode, encode, Action, Interval, Module, Pkt, PrintParams, RecordError};
 
 /// One core's capture state of one module for one interval.
 pub trait CaptureState: Send {
@@ -71,7 +71,18 @@ pub trait AnyModule: Send + Sync {
         &self,
         format: Format,
         out: Box<dyn Write + Send + 'w>,
+    ) -> Result<Box<dyn RecordSink + Send + 'w>, RecordError> {
+        self.printer_with(format, out, &PrintParams::new())
+    }
+    /// A printer with print-time parameters (a name the module does not accept is an error).
+    fn printer_with<'w>(
+        &self,
+        format: Format,
+        out: Box<dyn Write + Send + 'w>,
+        params: &PrintParams,
     ) -> Result<Box<dyn RecordSink + Send + 'w>, RecordError>;
+    /// Names of the accepted print-time parameters.
+    fn print_params(&self) -> &'static [&'static str];
     /// Replays one encoded record as packets.
     fn replay(
         &self,
@@ -154,6 +165,7 @@ impl<M: Module> Exporter for TypedExporter<M> {
 
 struct TableSink<'w, M: Module> {
     module: Arc<M>,
+    params: PrintParams,
     printer: TablePrinter<Box<dyn Write + Send + 'w>>,
 }
 
@@ -162,11 +174,12 @@ impl<M: Module> RecordSink for TableSink<'_, M> {
         let rec = decode::<M>(bytes)?;
         let mut result = Ok(());
         let printer = &mut self.printer;
-        self.module.rows(&rec, &mut |cells: &[Cell<'_>]| {
-            if result.is_ok() {
-                result = printer.row(cells);
-            }
-        });
+        self.module
+            .rows_with(&rec, &self.params, &mut |cells: &[Cell<'_>]| {
+                if result.is_ok() {
+                    result = printer.row(cells);
+                }
+            });
         Ok(result?)
     }
 
@@ -251,11 +264,30 @@ impl<M: Module> AnyModule for Erased<M> {
         self.0.formats()
     }
 
-    fn printer<'w>(
+    fn print_params(&self) -> &'static [&'static str] {
+        self.0.print_params()
+    }
+
+    fn printer_with<'w>(
         &self,
         format: Format,
         out: Box<dyn Write + Send + 'w>,
+        params: &PrintParams,
     ) -> Result<Box<dyn RecordSink + Send + 'w>, RecordError> {
+        if let Some(bad) = params
+            .keys()
+            .find(|k| !self.0.print_params().contains(&k.as_str()))
+        {
+            return Err(RecordError::Unsupported(format!(
+                "module `{}` has no print parameter `{bad}` (it takes: {})",
+                M::KIND,
+                if self.0.print_params().is_empty() {
+                    "none".to_owned()
+                } else {
+                    self.0.print_params().join(", ")
+                }
+            )));
+        }
         if !self.0.formats().contains(&format) {
             return Err(RecordError::Unsupported(format!(
                 "module `{}` does not print format `{}` (it prints: {})",
@@ -278,6 +310,7 @@ impl<M: Module> AnyModule for Erased<M> {
         }
         Ok(Box::new(TableSink {
             module: Arc::clone(&self.0),
+            params: params.clone(),
             printer: TablePrinter::new(out, format, self.0.columns()),
         }))
     }

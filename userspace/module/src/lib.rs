@@ -19,7 +19,7 @@
 //! | `compare`  | the ordering [`Module::export`] gives its records (it sorts them) | |
 //! | `action`   | [`Module::action`] | store or discard each record |
 //! | `store` / `load` | [`encode`] / [`decode`]: serde, one version byte + postcard | see "Record encoding" |
-//! | `print`    | [`Module::columns`] + [`Module::rows`] rendered by [`print::TablePrinter`] in every [`Format`]; `pcap` through `replay` | CSV/JSON/pretty/plain/gnuplot share one row model |
+//! | `print`    | [`Module::columns`] + [`Module::rows`] rendered by [`print::TablePrinter`] in every [`Format`]; `pcap` through `replay` | CSV/JSON/pretty/plain/gnuplot share one row model; print-time parameters (a query's `topn=`) through [`Module::rows_with`] |
 //! | `replay`   | [`Module::replay`] | turns a stored record back into packets (`trace`); the default says unsupported |
 //!
 //! # Intervals
@@ -168,6 +168,9 @@ impl Pkt<'_> {
     }
 }
 
+/// Print-time parameters: name → value as the user wrote it.
+pub type PrintParams = std::collections::BTreeMap<String, String>;
+
 /// What [`Module::action`] decides for a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -289,6 +292,23 @@ pub trait Module: Send + Sync + Sized + 'static {
 
     /// CoMo's `print`: the table rows of one record (one call of `row` per row).
     fn rows(&self, record: &Self::Record, row: &mut dyn FnMut(&[Cell<'_>]));
+
+    /// Names of the print-time parameters this module accepts (a query's extra `k=v`, such
+    /// as `topn` for `topaddr`); others are refused. Default: none.
+    fn print_params(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The rows of one record under print-time `params` (only names from [`Self::print_params`]
+    /// reach it). Default: [`Self::rows`], ignoring them.
+    fn rows_with(
+        &self,
+        record: &Self::Record,
+        _params: &PrintParams,
+        row: &mut dyn FnMut(&[Cell<'_>]),
+    ) {
+        self.rows(record, row);
+    }
 
     /// Output formats this module supports.
     fn formats(&self) -> &'static [Format] {
