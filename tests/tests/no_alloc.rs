@@ -51,7 +51,7 @@ fn reading_parsing_and_filtering_allocate_nothing_per_packet() {
     let exprs = [
         "tcp port 80 or udp port 53",
         "net 10.0.0.0/8 and not host 10.1.2.3",
-        "vlan and ip6 and tcp[tcpflags] & tcp-syn != 0",
+        "vlan and tcp[tcpflags] & tcp-syn != 0 or ip6 and ip6[6] = 6",
         "ip[2:2] > 576 or greater 1000",
     ];
     for file in [

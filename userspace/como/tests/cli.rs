@@ -29,11 +29,19 @@ fn stderr(o: &Output) -> String {
 
 /// tcpdump's count for `expr` on `file`, from the generated table.
 fn tcpdump_count(table: &CountTable, file: &str, expr: &str) -> u64 {
-    let col = table.columns.iter().position(|c| c == file).unwrap_or_else(|| panic!("{file} not in table"));
+    let col = table
+        .columns
+        .iter()
+        .position(|c| c == file)
+        .unwrap_or_else(|| panic!("{file} not in table"));
     if expr.is_empty() {
         return table.totals[col].expect("total");
     }
-    let (_, cells) = table.rows.iter().find(|(e, _)| e == expr).unwrap_or_else(|| panic!("{expr} not in table"));
+    let (_, cells) = table
+        .rows
+        .iter()
+        .find(|(e, _)| e == expr)
+        .unwrap_or_else(|| panic!("{expr} not in table"));
     cells[col].unwrap_or_else(|| panic!("tcpdump refuses {expr} on {file}"))
 }
 
@@ -59,8 +67,26 @@ fn count_equals_tcpdump() {
 
 #[test]
 fn filter_words_are_joined_like_tcpdump() {
-    let joined = como(&["read", "-c", "-r", &trace("nDPI/teams.pcap"), "udp port 53 or tcp port 53"]);
-    let words = como(&["read", "-c", "-r", &trace("nDPI/teams.pcap"), "udp", "port", "53", "or", "tcp", "port", "53"]);
+    let joined = como(&[
+        "read",
+        "-c",
+        "-r",
+        &trace("nDPI/teams.pcap"),
+        "udp port 53 or tcp port 53",
+    ]);
+    let words = como(&[
+        "read",
+        "-c",
+        "-r",
+        &trace("nDPI/teams.pcap"),
+        "udp",
+        "port",
+        "53",
+        "or",
+        "tcp",
+        "port",
+        "53",
+    ]);
     assert!(joined.status.success() && words.status.success());
     assert_eq!(stdout(&joined), stdout(&words));
 }
@@ -78,7 +104,10 @@ fn one_line_per_matching_packet() {
         let (ts, rest) = line.split_once(' ').expect("timestamp");
         let (secs, nanos) = ts.split_once('.').expect("seconds.nanoseconds");
         assert!(secs.parse::<u64>().is_ok() && nanos.len() == 9, "{line}");
-        assert!(rest.starts_with("IP ") || rest.starts_with("IP6 "), "{line}");
+        assert!(
+            rest.starts_with("IP ") || rest.starts_with("IP6 "),
+            "{line}"
+        );
         assert!(rest.contains("length "), "{line}");
     }
 }
@@ -101,9 +130,18 @@ fn format_is_detected_by_content_not_name() {
 
 #[test]
 fn invalid_filter_exits_2_naming_the_column() {
-    let out = como(&["read", "-c", "-r", &trace("nDPI/teams.pcap"), "tcp and and port 80"]);
+    let out = como(&[
+        "read",
+        "-c",
+        "-r",
+        &trace("nDPI/teams.pcap"),
+        "tcp and and port 80",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(out.stdout.is_empty(), "nothing is read before the filter is known good");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is read before the filter is known good"
+    );
     assert!(stderr(&out).contains("column 9"), "{}", stderr(&out));
 }
 
@@ -113,7 +151,11 @@ fn unsupported_filters_exit_2_naming_the_construct() {
     for (expr, construct) in unsupported_expressions() {
         let out = como(&["read", "-c", "-r", &file, &expr]);
         assert_eq!(out.status.code(), Some(2), "{expr:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains(&construct), "{expr:?} must name {construct:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&construct),
+            "{expr:?} must name {construct:?}: {}",
+            stderr(&out)
+        );
     }
 }
 
@@ -122,10 +164,24 @@ fn filter_refused_for_the_link_type_exits_2() {
     // tcpdump: "ether host" on a raw-IP link is refused (table cell E).
     let table = CountTable::load("tcpdump-counts.tsv").expect("table");
     let file = "tcpdump/LINKTYPE_RAW_ipv4.pcap";
-    let col = table.columns.iter().position(|c| c == file).expect("column");
-    let (_, cells) = table.rows.iter().find(|(e, _)| e == "ether host ab:cd:ef:0:0:1").expect("row");
+    let col = table
+        .columns
+        .iter()
+        .position(|c| c == file)
+        .expect("column");
+    let (_, cells) = table
+        .rows
+        .iter()
+        .find(|(e, _)| e == "ether host ab:cd:ef:0:0:1")
+        .expect("row");
     assert_eq!(cells[col], None, "tcpdump refuses it");
-    let out = como(&["read", "-c", "-r", &trace(file), "ether host ab:cd:ef:0:0:1"]);
+    let out = como(&[
+        "read",
+        "-c",
+        "-r",
+        &trace(file),
+        "ether host ab:cd:ef:0:0:1",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
@@ -144,7 +200,8 @@ fn corrupt_file_exits_1_after_the_packets_before_the_damage() {
     let bytes = std::fs::read(traces_dir().join("libtrace/100_packetsns.pcap")).expect("read");
     let mut off = 24;
     for _ in 0..10 {
-        let caplen = u32::from_le_bytes(bytes[off + 8..off + 12].try_into().expect("4 bytes")) as usize;
+        let caplen =
+            u32::from_le_bytes(bytes[off + 8..off + 12].try_into().expect("4 bytes")) as usize;
         off += 16 + caplen;
     }
     let cut = truncated_copy(dir.path(), "libtrace/100_packetsns.pcap", off + 20);
@@ -152,22 +209,43 @@ fn corrupt_file_exits_1_after_the_packets_before_the_damage() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "10");
     let err = stderr(&out);
-    assert!(err.contains(&*cut.to_string_lossy()), "names the file: {err}");
-    assert!(err.contains(&format!("byte {off}")), "names the offset {off}: {err}");
+    assert!(
+        err.contains(&*cut.to_string_lossy()),
+        "names the file: {err}"
+    );
+    assert!(
+        err.contains(&format!("byte {off}")),
+        "names the offset {off}: {err}"
+    );
 
     let lines = como(&["read", "-r", &cut.to_string_lossy()]);
     assert_eq!(lines.status.code(), Some(1));
-    assert_eq!(stdout(&lines).lines().count(), 10, "the packets before the damage are printed");
+    assert_eq!(
+        stdout(&lines).lines().count(),
+        10,
+        "the packets before the damage are printed"
+    );
 }
 
 #[test]
 fn real_corrupt_traces_exit_1_with_tcpdumps_count() {
     let table = CountTable::load("tcpdump-counts.tsv").expect("table");
-    for file in ["nDPI/fuzz-2021-10-13.pcap", "suricata-verify/bug-6875-01/fuzz.pcap"] {
+    for file in [
+        "nDPI/fuzz-2021-10-13.pcap",
+        "suricata-verify/bug-6875-01/fuzz.pcap",
+    ] {
         let out = como(&["read", "-c", "-r", &trace(file)]);
         assert_eq!(out.status.code(), Some(1), "{file}: {}", stderr(&out));
-        assert_eq!(stdout(&out).trim(), tcpdump_count(&table, file, "").to_string(), "{file}");
-        assert!(stderr(&out).contains("at byte "), "{file}: {}", stderr(&out));
+        assert_eq!(
+            stdout(&out).trim(),
+            tcpdump_count(&table, file, "").to_string(),
+            "{file}"
+        );
+        assert!(
+            stderr(&out).contains("at byte "),
+            "{file}: {}",
+            stderr(&out)
+        );
     }
 }
 
@@ -175,5 +253,9 @@ fn real_corrupt_traces_exit_1_with_tcpdumps_count() {
 fn missing_file_exits_1() {
     let out = como(&["read", "-c", "-r", "/nonexistent/trace.pcap"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("/nonexistent/trace.pcap"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/trace.pcap"),
+        "{}",
+        stderr(&out)
+    );
 }
