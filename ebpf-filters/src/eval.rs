@@ -162,8 +162,45 @@ enum Op {
         val: u32,
         tcp: bool,
     },
+    /// `load(base, k, size) & mask` is one of `vals` (an `or` of equality tests of one field).
+    EqAny {
+        reg: u8,
+        size: u8,
+        k: u32,
+        mask: u32,
+        vals: Box<[u32]>,
+    },
     /// General case.
     Pred(Box<Pred>),
+}
+
+/// An `or` whose children are all equality tests of the same field: one load, a set test.
+fn eq_any(cs: &[Node]) -> Option<Op> {
+    let mut key: Option<(u8, u8, u32, u32)> = None;
+    let mut vals = Vec::with_capacity(cs.len());
+    for c in cs {
+        let Node::Pred(p) = c else { return None };
+        let (k, v) = match specialize(p) {
+            Op::Eq8 { reg, k, mask, val } => ((reg, 1, k, mask), val),
+            Op::Eq16 { reg, k, mask, val } => ((reg, 2, k, mask), val),
+            Op::Eq32 { reg, k, mask, val } => ((reg, 4, k, mask), val),
+            _ => return None,
+        };
+        match key {
+            None => key = Some(k),
+            Some(prev) if prev == k => {}
+            Some(_) => return None,
+        }
+        vals.push(v);
+    }
+    let (reg, size, k, mask) = key?;
+    Some(Op::EqAny {
+        reg,
+        size,
+        k,
+        mask,
+        vals: vals.into_boxed_slice(),
+    })
 }
 
 /// An `or` whose children are all port tests on the same header: the ports per side, sides
@@ -436,6 +473,14 @@ impl Program {
             }
             Node::Or(cs) => {
                 let mut next = f;
+                if let Some(op) = eq_any(cs) {
+                    self.ins.push(Ins {
+                        op,
+                        jt: t,
+                        jf: next,
+                    });
+                    return (self.ins.len() - 1) as u32;
+                }
                 if let Some(ops) = port_sets(cs) {
                     for op in ops.into_iter().rev() {
                         self.ins.push(Ins {
@@ -730,6 +775,16 @@ impl Ctx<'_, '_> {
                 };
                 let v = self.ld(x.wrapping_add(*index), *k, *size)? & mask;
                 Ok(cmp.apply(v, *val))
+            }
+            Op::EqAny {
+                reg,
+                size,
+                k,
+                mask,
+                vals,
+            } => {
+                let v = self.ld(self.reg(*reg), *k, *size)? & mask;
+                Ok(vals.contains(&v))
             }
             Op::Pred(p) => self.pred(p),
         }

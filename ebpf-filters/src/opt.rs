@@ -200,7 +200,7 @@ fn fold(n: Node, facts: &mut Facts) -> Node {
             }
             facts.truncate(mark);
             absorb(&mut out);
-            Node::or_all(regroup(factor(out)))
+            Node::or_all(merge_tails(regroup(factor(out))))
         }
         other => other,
     }
@@ -238,7 +238,11 @@ fn factor(v: Vec<Node>) -> Vec<Node> {
                 let head = prev[0].clone();
                 let a = Node::and_all(prev[1..].to_vec());
                 let b = Node::and_all(cur[1..].to_vec());
-                Some(Node::and(head, Node::or(a, b)))
+                let inner = match Node::or(a, b) {
+                    Node::Or(cs) => Node::or_all(merge_tails(regroup(factor(cs)))),
+                    other => other,
+                };
+                Some(Node::and(head, inner))
             }
             _ => None,
         };
@@ -312,7 +316,7 @@ fn regroup(v: Vec<Node>) -> Vec<Node> {
         }
         for (_, h, rests) in groups {
             let inner = match Node::or_all(rests) {
-                Node::Or(cs) => Node::or_all(regroup(factor(cs))),
+                Node::Or(cs) => Node::or_all(merge_tails(regroup(factor(cs)))),
                 other => other,
             };
             out.push(Node::and(h, inner));
@@ -329,6 +333,53 @@ fn regroup(v: Vec<Node>) -> Vec<Node> {
         run.push(n);
     }
     flush(&mut run, &mut out);
+    out
+}
+
+/// `Or(And(h1, x..), And(h2, x..))` with `h1`, `h2` equality tests of one field and the same
+/// tail is `And(Or(h1, h2), x..)`: at most one head holds, the others load nothing new
+/// (`tcp or udp or sctp` then ports, as in every `port N`).
+fn merge_tails(v: Vec<Node>) -> Vec<Node> {
+    let mut out: Vec<Node> = Vec::with_capacity(v.len());
+    for n in v {
+        let merged = match (out.last(), &n) {
+            (Some(prev), Node::And(cur)) if cur.len() >= 2 => {
+                let (ph, ptail) = match prev {
+                    Node::And(pc) if pc.len() >= 2 => (&pc[0], &pc[1..]),
+                    _ => (&Node::True, &[][..]),
+                };
+                let heads_ok = |h: &Node| match h {
+                    Node::Or(hs) => hs.iter().all(|x| head(x).is_some()),
+                    x => head(x).is_some(),
+                };
+                let key_of = |h: &Node| match h {
+                    Node::Or(hs) => hs.first().and_then(head).map(|(k, _)| k),
+                    x => head(x).map(|(k, _)| k),
+                };
+                if !ptail.is_empty()
+                    && ptail == &cur[1..]
+                    && heads_ok(ph)
+                    && heads_ok(&cur[0])
+                    && key_of(ph) == key_of(&cur[0])
+                {
+                    let mut t = vec![Node::or(ph.clone(), cur[0].clone())];
+                    t.extend(cur[1..].iter().cloned());
+                    Some(Node::And(t))
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        match merged {
+            Some(m) => {
+                if let Some(last) = out.last_mut() {
+                    *last = m;
+                }
+            }
+            None => out.push(n),
+        }
+    }
     out
 }
 
