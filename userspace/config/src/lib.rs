@@ -1,0 +1,548 @@
+//! CoMo-rs configuration: one TOML file describing the node, the query server, the packet
+//! sources and the modules.
+//!
+//! ```toml
+//! [node]
+//! name = "probe-1"            # default: "como"
+//! location = "rack 4, TAP 2"  # default: ""
+//! db_path = "/var/lib/como"   # one database per module below it; default: "como-db"
+//!
+//! [query]
+//! listen = "127.0.0.1:44444"  # the HTTP query server (the default)
+//!
+//! [[source]]
+//! type = "file"               # trace file: pcap, pcapng or ERF (live types come later)
+//! path = "/data/trace.pcap"
+//! speed = 1.0                 # optional: pace the file at this multiple of its own time
+//!
+//! [[module]]
+//! name = "traffic"            # unique; names the database and the URL (/traffic)
+//! kind = "traffic"            # one of como_modules::KINDS
+//! filter = "ip"               # tcpdump's pcap-filter syntax; default: every packet
+//! interval = "1s"             # default 1s
+//! streamsize = "256MiB"       # cap of the module's database; default: unlimited
+//! retention = "72h"           # age cap of the module's database; default: unlimited
+//! priority = 0                # kept for the resource manager (later issue)
+//! [module.args]               # the module's own typed config
+//! ```
+//!
+//! Every table refuses unknown fields. Durations are strings such as `"500ms"`, `"1s"`, `"5m"`,
+//! `"72h"`, `"1h30m"`, or a bare number of seconds (parsed by [`como_module::parse_duration`],
+//! the one duration parser of the project). Sizes are `"64MiB"`, `"1GB"`, `"512KiB"` or a bare
+//! number of bytes ([`parse_size`]).
+//!
+//! Every error carries the line and column (1-based) of the offending key or value:
+//! [`ConfigError`] displays as `FILE:LINE:COL: message`. Beyond the syntax, [`Config::parse`]
+//! checks that module names are unique and usable as directory names, that each kind exists,
+//! that each module's `args` are accepted by the module's typed config, and that each filter
+//! compiles (for Ethernet; the column then points into the filter string).
+//!
+//! [`DEFAULT_CONFIG`] is the embedded configuration used when no file is given.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use como_module::AnyModule;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The embedded default configuration: a few standard modules, no source (give trace files
+/// with `como run -r FILE`).
+pub const DEFAULT_CONFIG: &str = r#"# CoMo-rs default configuration (embedded in the binary).
+[node]
+name = "como"
+db_path = "como-db"
+
+[query]
+listen = "127.0.0.1:44444"
+
+[[module]]
+name = "traffic"
+kind = "traffic"
+interval = "1s"
+streamsize = "256MiB"
+
+[[module]]
+name = "protocol"
+kind = "protocol"
+interval = "1s"
+streamsize = "256MiB"
+
+[[module]]
+name = "topaddr"
+kind = "topaddr"
+filter = "ip or ip6"
+interval = "5s"
+streamsize = "256MiB"
+[module.args]
+topn = 10
+
+[[module]]
+name = "tuple"
+kind = "tuple"
+interval = "5s"
+streamsize = "1GiB"
+retention = "72h"
+"#;
+
+/// Most modules one node runs (the runtime's classification mask has 64 bits).
+pub const MAX_MODULES: usize = 64;
+
+/// A configuration error, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ConfigError {
+    /// The file name as given (`<default>` for the embedded config).
+    pub file: String,
+    /// 1-based line (0 when the error has no position).
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A size string that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad size `{0}` (examples: 64MiB, 1GB, 512KiB, or a number of bytes)")]
+pub struct SizeError(pub String);
+
+/// Parses a size: a number of bytes, optionally with a unit: `B`, `KB`/`MB`/`GB`/`TB` (powers
+/// of 1000), `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024); `K`/`M`/`G`/`T` alone are binary.
+/// Fractions are allowed with a unit (`1.5GiB`).
+pub fn parse_size(input: &str) -> Result<u64, SizeError> {
+    let err = || SizeError(input.to_owned());
+    let s = input.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let unit = unit.trim();
+    if num.is_empty() {
+        return Err(err());
+    }
+    let scale: u64 = match unit {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "T" | "TiB" => 1 << 40,
+        _ => return Err(err()),
+    };
+    if let Ok(n) = num.parse::<u64>() {
+        return n.checked_mul(scale).ok_or_else(err);
+    }
+    let f: f64 = num.parse().map_err(|_| err())?;
+    let v = f * scale as f64;
+    if !v.is_finite() || v < 0.0 || v >= u64::MAX as f64 {
+        return Err(err());
+    }
+    Ok(v.round() as u64)
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Node name (shown by `/status`).
+    pub name: String,
+    /// Free-text location.
+    pub location: String,
+    /// Directory holding one database per module.
+    pub db_path: PathBuf,
+}
+
+/// `[query]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// Address of the HTTP query server.
+    pub listen: SocketAddr,
+}
+
+/// Default address of the query server.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:44444";
+
+/// The kind of a `[[source]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceKind {
+    /// A trace file (pcap, pcapng, ERF), read once.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Pacing: replay at this multiple of the trace's own time (`None`: as fast as possible).
+        speed: Option<f64>,
+    },
+}
+
+/// One `[[source]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceConfig {
+    /// What to read.
+    pub kind: SourceKind,
+}
+
+impl SourceConfig {
+    /// A short name for status and metrics (`file:PATH`).
+    pub fn name(&self) -> String {
+        match &self.kind {
+            SourceKind::File { path, .. } => format!("file:{}", path.display()),
+        }
+    }
+
+    /// The type name as written in the config.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            SourceKind::File { .. } => "file",
+        }
+    }
+}
+
+/// One `[[module]]`.
+#[derive(Clone)]
+pub struct ModuleConfig {
+    /// Instance name (unique; names the database and the URL).
+    pub name: String,
+    /// Module kind.
+    pub kind: String,
+    /// Filter expression (empty: every packet).
+    pub filter: String,
+    /// Interval length (positive).
+    pub interval: Duration,
+    /// Database size cap in bytes.
+    pub streamsize: Option<u64>,
+    /// Database age cap.
+    pub retention: Option<Duration>,
+    /// Priority (for the resource manager of a later issue; 0 = highest).
+    pub priority: u32,
+    /// The module's `args` table.
+    pub args: Option<toml::Value>,
+    /// The module, built (and so validated) from `kind` and `args`.
+    pub module: Arc<dyn AnyModule>,
+}
+
+impl std::fmt::Debug for ModuleConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModuleConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("filter", &self.filter)
+            .field("interval", &self.interval)
+            .field("streamsize", &self.streamsize)
+            .field("retention", &self.retention)
+            .field("priority", &self.priority)
+            .field("args", &self.args)
+            .finish()
+    }
+}
+
+impl ModuleConfig {
+    /// A fresh instance of the module (own export state), e.g. to run it over stored records.
+    pub fn build(&self) -> Result<Arc<dyn AnyModule>, como_module::ModuleError> {
+        como_modules::build(&self.kind, self.args.as_ref())
+    }
+}
+
+/// A whole configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[node]`.
+    pub node: Node,
+    /// `[query]`.
+    pub query: Query,
+    /// `[[source]]`s, in order.
+    pub sources: Vec<SourceConfig>,
+    /// `[[module]]`s, in order.
+    pub modules: Vec<ModuleConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    node: RawNode,
+    #[serde(default)]
+    query: RawQuery,
+    #[serde(default)]
+    source: Vec<Spanned<RawSource>>,
+    #[serde(default)]
+    module: Vec<Spanned<RawModule>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: Option<String>,
+    location: Option<String>,
+    db_path: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawQuery {
+    listen: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum RawSourceType {
+    File,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    #[serde(rename = "type")]
+    kind: RawSourceType,
+    path: Option<PathBuf>,
+    speed: Option<Spanned<f64>>,
+}
+
+/// A duration as a string or a number of seconds, through `como_module`'s parser.
+struct Dur(Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        como_module::duration::deserialize(d).map(Dur)
+    }
+}
+
+/// A size as a string with a unit or a number of bytes.
+struct Size(u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Int(u64),
+            Text(String),
+        }
+        match Repr::deserialize(d)? {
+            Repr::Int(n) => Ok(Size(n)),
+            Repr::Text(s) => parse_size(&s).map(Size).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModule {
+    name: Spanned<String>,
+    kind: Spanned<String>,
+    filter: Option<Spanned<String>>,
+    interval: Option<Spanned<Dur>>,
+    streamsize: Option<Size>,
+    retention: Option<Dur>,
+    #[serde(default)]
+    priority: u32,
+    args: Option<Spanned<toml::Value>>,
+}
+
+/// Line and column (1-based, column in characters) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, column)
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn at(&self, offset: usize, message: impl Into<String>) -> ConfigError {
+        let (line, column) = line_col(self.text, offset);
+        ConfigError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    fn span(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        self.at(span.start, message)
+    }
+}
+
+/// Whether `name` is usable as a module name (a directory and a URL path segment).
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !matches!(name, "status" | "modules" | "metrics")
+}
+
+impl Config {
+    /// The embedded [`DEFAULT_CONFIG`].
+    pub fn default_config() -> Result<Self, ConfigError> {
+        Self::parse(DEFAULT_CONFIG, "<default>")
+    }
+
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, &file)
+    }
+
+    /// Parses and validates configuration text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let cx = Ctx { file, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim().to_owned();
+            match e.span() {
+                Some(s) => cx.span(s, message),
+                None => ConfigError {
+                    file: file.to_owned(),
+                    line: 0,
+                    column: 0,
+                    message,
+                },
+            }
+        })?;
+        let node = Node {
+            name: raw.node.name.unwrap_or_else(|| "como".to_owned()),
+            location: raw.node.location.unwrap_or_default(),
+            db_path: raw.node.db_path.unwrap_or_else(|| PathBuf::from("como-db")),
+        };
+        let listen = match raw.query.listen {
+            None => DEFAULT_LISTEN
+                .parse()
+                .map_err(|_| cx.at(0, "bad default"))?,
+            Some(l) => l.get_ref().parse().map_err(|e| {
+                cx.span(
+                    l.span(),
+                    format!("bad listen address `{}`: {e}", l.get_ref()),
+                )
+            })?,
+        };
+        let mut sources = Vec::with_capacity(raw.source.len());
+        for s in raw.source {
+            let span = s.span();
+            let s = s.into_inner();
+            let kind = match s.kind {
+                RawSourceType::File => {
+                    let path = s
+                        .path
+                        .ok_or_else(|| cx.span(span.clone(), "a file source needs `path`"))?;
+                    let speed = match s.speed {
+                        Some(sp) if !(sp.get_ref().is_finite() && *sp.get_ref() > 0.0) => {
+                            return Err(cx.span(sp.span(), "speed must be a positive number"));
+                        }
+                        Some(sp) => Some(sp.into_inner()),
+                        None => None,
+                    };
+                    SourceKind::File { path, speed }
+                }
+            };
+            sources.push(SourceConfig { kind });
+        }
+        if raw.module.len() > MAX_MODULES {
+            let span = raw.module.get(MAX_MODULES).map_or(0..0, Spanned::span);
+            return Err(cx.span(span, format!("at most {MAX_MODULES} modules")));
+        }
+        let mut modules: Vec<ModuleConfig> = Vec::with_capacity(raw.module.len());
+        for m in raw.module {
+            let m = m.into_inner();
+            let name = m.name.get_ref().clone();
+            if !valid_name(&name) {
+                return Err(cx.span(
+                    m.name.span(),
+                    format!(
+                        "bad module name `{name}`: 1 to 64 of A-Z a-z 0-9 _ -, not status/modules/metrics"
+                    ),
+                ));
+            }
+            if modules.iter().any(|o| o.name == name) {
+                return Err(cx.span(m.name.span(), format!("module `{name}` defined twice")));
+            }
+            let interval = match m.interval {
+                None => Duration::from_secs(1),
+                Some(i) if i.get_ref().0.is_zero() => {
+                    return Err(cx.span(i.span(), "interval must be positive"));
+                }
+                Some(i) => i.into_inner().0,
+            };
+            let kind = m.kind.get_ref().clone();
+            if !como_modules::KINDS.contains(&kind.as_str()) {
+                return Err(cx.span(
+                    m.kind.span(),
+                    format!(
+                        "unknown module kind `{kind}` (known: {})",
+                        como_modules::KINDS.join(", ")
+                    ),
+                ));
+            }
+            let (args, args_span) = match m.args {
+                Some(a) => {
+                    let span = a.span();
+                    (Some(a.into_inner()), span)
+                }
+                None => (None, m.kind.span()),
+            };
+            let module = como_modules::build(&kind, args.as_ref())
+                .map_err(|e| cx.span(args_span, e.to_string()))?;
+            let filter = match m.filter {
+                None => String::new(),
+                Some(f) => {
+                    if let Err(e) =
+                        ebpf_filters::compile(f.get_ref(), como_packet::LinkType::Ethernet)
+                    {
+                        // The span starts at the opening quote; the filter's column is 1-based.
+                        let byte = f
+                            .get_ref()
+                            .char_indices()
+                            .nth(e.column.saturating_sub(1))
+                            .map_or(f.get_ref().len(), |(i, _)| i);
+                        let at = f.span().start + 1 + byte;
+                        return Err(
+                            cx.at(at, format!("module `{name}`: bad filter: {}", e.message))
+                        );
+                    }
+                    f.into_inner()
+                }
+            };
+            modules.push(ModuleConfig {
+                name,
+                kind,
+                filter,
+                interval,
+                streamsize: m.streamsize.map(|s| s.0),
+                retention: m.retention.map(|r| r.0),
+                priority: m.priority,
+                args,
+                module,
+            });
+        }
+        if modules.is_empty() {
+            return Err(cx.at(text.len(), "no [[module]]: nothing to run"));
+        }
+        Ok(Self {
+            node,
+            query: Query { listen },
+            sources,
+            modules,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
