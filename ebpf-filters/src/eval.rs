@@ -170,8 +170,59 @@ enum Op {
         mask: u32,
         vals: Box<[u32]>,
     },
+    /// Multi-way branch on `load(base, k, size) & mask`: the target of the matching value, else
+    /// the instruction's false target (an `or` of branches headed by exclusive equality tests
+    /// of one field, e.g. the EtherType for `ip6 ... or ip ...`).
+    Switch {
+        reg: u8,
+        size: u8,
+        k: u32,
+        mask: u32,
+        cases: Box<[(u32, u32)]>,
+    },
     /// General case.
     Pred(Box<Pred>),
+}
+
+/// A loaded field: (register, size, offset, mask).
+type Field = (u8, u8, u32, u32);
+
+/// The equality test heading an `or` branch, as (field, value), and the branch's tail.
+fn eq_head(n: &Node) -> Option<(Field, u32, Node)> {
+    let (h, tail) = match n {
+        Node::And(cs) if cs.len() >= 2 => (cs.first()?, Node::and_all(cs[1..].to_vec())),
+        leaf @ Node::Pred(_) => (leaf, Node::True),
+        _ => return None,
+    };
+    let Node::Pred(p) = h else { return None };
+    match specialize(p) {
+        Op::Eq8 { reg, k, mask, val } => Some(((reg, 1, k, mask), val, tail)),
+        Op::Eq16 { reg, k, mask, val } => Some(((reg, 2, k, mask), val, tail)),
+        Op::Eq32 { reg, k, mask, val } => Some(((reg, 4, k, mask), val, tail)),
+        _ => None,
+    }
+}
+
+/// An `or` of at least two branches headed by equality tests of one field with distinct values.
+fn switch(cs: &[Node]) -> Option<(Field, Vec<(u32, Node)>)> {
+    if cs.len() < 2 {
+        return None;
+    }
+    let mut key = None;
+    let mut arms: Vec<(u32, Node)> = Vec::with_capacity(cs.len());
+    for c in cs {
+        let (k, v, tail) = eq_head(c)?;
+        match key {
+            None => key = Some(k),
+            Some(prev) if prev == k => {}
+            Some(_) => return None,
+        }
+        if arms.iter().any(|(w, _)| *w == v) {
+            return None;
+        }
+        arms.push((v, tail));
+    }
+    Some((key?, arms))
 }
 
 /// An `or` whose children are all equality tests of the same field: one load, a set test.
@@ -453,6 +504,11 @@ impl Program {
         for i in &mut p.ins {
             i.jt = fix(i.jt);
             i.jf = fix(i.jf);
+            if let Op::Switch { cases, .. } = &mut i.op {
+                for c in cases.iter_mut() {
+                    c.1 = fix(c.1);
+                }
+            }
         }
         p.entry = fix(p.entry);
         p
@@ -473,6 +529,24 @@ impl Program {
             }
             Node::Or(cs) => {
                 let mut next = f;
+                if let Some(((reg, size, k, mask), arms)) = switch(cs) {
+                    if arms.iter().any(|(_, tail)| *tail != Node::True) {
+                        let mut cases = Vec::with_capacity(arms.len());
+                        for (v, tail) in arms.iter().rev() {
+                            cases.push((*v, self.emit(tail, t, f)));
+                        }
+                        cases.reverse();
+                        let op = Op::Switch {
+                            reg,
+                            size,
+                            k,
+                            mask,
+                            cases: cases.into_boxed_slice(),
+                        };
+                        self.ins.push(Ins { op, jt: f, jf: f });
+                        return (self.ins.len() - 1) as u32;
+                    }
+                }
                 if let Some(op) = eq_any(cs) {
                     self.ins.push(Ins {
                         op,
@@ -786,6 +860,8 @@ impl Ctx<'_, '_> {
                 let v = self.ld(self.reg(*reg), *k, *size)? & mask;
                 Ok(vals.contains(&v))
             }
+            // Handled by the fast loop; never reached through `op`.
+            Op::Switch { .. } => Ok(false),
             Op::Pred(p) => self.pred(p),
         }
     }
@@ -801,6 +877,21 @@ impl Ctx<'_, '_> {
             let Some(ins) = prog.ins.get(pc as usize) else {
                 return Ok(false);
             };
+            if let Op::Switch {
+                reg,
+                size,
+                k,
+                mask,
+                cases,
+            } = &ins.op
+            {
+                let v = self.ld(self.reg(*reg), *k, *size)? & mask;
+                pc = cases
+                    .iter()
+                    .find(|(w, _)| *w == v)
+                    .map_or(ins.jf, |&(_, to)| to);
+                continue;
+            }
             pc = if self.op(&ins.op)? { ins.jt } else { ins.jf };
         }
     }
