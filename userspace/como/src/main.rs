@@ -5,7 +5,10 @@
 //! before the damage were processed), 2 for an invalid or unsupported filter or bad usage.
 
 mod inline;
+mod query;
 mod read;
+mod run;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -34,6 +37,12 @@ enum Command {
     Read(read::ReadArgs),
     /// Run one module over a trace file and print its records (CoMo's inline mode).
     Inline(inline::InlineArgs),
+    /// Run the daemon: sources, modules, storage and the HTTP query server (`-c FILE`).
+    Run(run::RunArgs),
+    /// Check a configuration file; prints `ok` or `FILE:LINE:COL: message` (exit 2).
+    Validate(validate::ValidateArgs),
+    /// Ask a running node for a module's records over HTTP.
+    Query(query::QueryArgs),
 }
 
 /// A failure, with the exit status it maps to.
@@ -57,6 +66,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Read(args) => read::run(&args),
         Command::Inline(args) => inline::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Validate(args) => validate::run(&args),
+        Command::Query(args) => query::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -947,6 +947,12 @@ impl<S: Sink> Pipeline<S> {
         Ok((std::mem::take(&mut self.report), sink))
     }
 
+    /// The counters so far (packets, bytes, matches per module): a daemon publishes them to its
+    /// metrics every batch of packets.
+    pub fn report(&self) -> &RunReport {
+        &self.report
+    }
+
     /// Records that the source ended on an error (the run still flushes what came before).
     pub fn set_source_error(&mut self, e: &SourceError) {
         self.report.source_error = Some(e.to_string());

@@ -95,6 +95,19 @@ impl StorageSink {
         Ok(Self { dbs })
     }
 
+    /// Opens (or creates) `<root>/<name>` for each `(name, options)`: per-module caps
+    /// (`streamsize`, `retention`).
+    pub fn open_each(root: &Path, dbs: &[(String, DbOptions)]) -> Result<Self, SinkError> {
+        let mut out = Vec::with_capacity(dbs.len());
+        for (n, opts) in dbs {
+            let db = Database::open(root.join(n), opts.clone())
+                .map_err(|e| SinkError(format!("database `{n}`: {e}")))?;
+            let last = db.last_ts().unwrap_or(0);
+            out.push((db, last));
+        }
+        Ok(Self { dbs: out })
+    }
+
     /// The databases (for readers).
     pub fn databases(&self) -> impl Iterator<Item = &Database> {
         self.dbs.iter().map(|(d, _)| d)

@@ -1,1 +1,565 @@
-//! stub
+//! CoMo-rs query server: CoMo's HTTP interface over the modules' databases, plus `/status`,
+//! `/modules` and Prometheus `/metrics`.
+//!
+//! The server runs axum on its own small tokio runtime ([`Server::start`]), on threads of its
+//! own: the packet path (sources, workers, export, storage) stays on plain threads and shares
+//! only [`NodeState`] with it (atomic counters, the databases' read handles).
+//!
+//! # Endpoints
+//! - `GET /<module>?time=A:B&format=F&wait=no&source=M&k=v`: the module's stored records in the
+//!   time range, printed in `format` (see [`params`] for every parameter form). When the end of
+//!   the range is in the future and `wait=no` is not given, the response is streamed (chunked):
+//!   records are sent as their intervals are stored, until a record at or past the end arrives,
+//!   the wall clock passes the end by more than the module's interval plus [`STREAM_SLACK`], or
+//!   the node's runtime has ended (all sources consumed). `source=M` runs this module (a fresh
+//!   instance of its kind, args, filter and interval) over module `M`'s stored records turned
+//!   back into packets by `M`'s `replay` (CoMo's chaining; `M` is usually a `trace` module).
+//!   Other parameters are the module's print-time parameters (`topn` ...).
+//! - `GET /status`: node, uptime, sources (packets, bytes, state), modules (stored bytes, time
+//!   range), whether the runtime still runs. JSON.
+//! - `GET /modules`: name, kind, filter, interval, formats, print parameters of each module. JSON.
+//! - `GET /metrics`: Prometheus text ([`Metrics`]).
+//!
+//! Errors: an unknown module → 404; a bad parameter, format or print parameter → 400; the
+//! reason is the body (one line of text).
+
+pub mod metrics;
+pub mod params;
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use como_config::ModuleConfig;
+use como_module::{Format, RecordSink};
+use como_runtime::{ModuleSpec, Options, PrintSink, ReplaySource};
+use como_storage::ReadHandle;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+pub use metrics::Metrics;
+pub use params::{ParamError, QueryParams};
+
+/// How long past the end of its range (plus the module's interval) a streaming query waits.
+pub const STREAM_SLACK: Duration = Duration::from_secs(2);
+
+/// Output chunk size of query responses.
+const CHUNK: usize = 64 * 1024;
+
+/// State of a packet source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceState {
+    /// Not started yet.
+    Pending,
+    /// Being read.
+    Running,
+    /// Consumed to its end.
+    Done,
+    /// Ended on an error.
+    Failed(String),
+}
+
+/// A packet source as `/status` shows it.
+#[derive(Debug)]
+pub struct SourceStatus {
+    /// Source name (`file:PATH`).
+    pub name: String,
+    /// Type (`file` ...).
+    pub kind: &'static str,
+    /// Packets read (updated per batch).
+    pub packets: AtomicU64,
+    /// Bytes on the wire read (updated per batch).
+    pub bytes: AtomicU64,
+    state: Mutex<SourceState>,
+}
+
+impl SourceStatus {
+    /// A pending source.
+    pub fn new(name: String, kind: &'static str) -> Self {
+        Self {
+            name,
+            kind,
+            packets: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            state: Mutex::new(SourceState::Pending),
+        }
+    }
+
+    /// Sets the state.
+    pub fn set_state(&self, s: SourceState) {
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner) = s;
+    }
+
+    /// The state.
+    pub fn state(&self) -> SourceState {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// A module the server answers for: its configuration and its database's read handle.
+pub struct ServedModule {
+    /// The module's configuration.
+    pub config: ModuleConfig,
+    /// Readers of its database.
+    pub read: ReadHandle,
+}
+
+/// Everything the query server knows about the node; shared with the packet path.
+pub struct NodeState {
+    /// `[node]` of the configuration.
+    pub node: como_config::Node,
+    /// The modules, in configuration order.
+    pub modules: Vec<ServedModule>,
+    /// The sources, in configuration order.
+    pub sources: Vec<Arc<SourceStatus>>,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    started: Instant,
+    finished: AtomicBool,
+    stopping: AtomicBool,
+}
+
+impl NodeState {
+    /// A node whose runtime is running.
+    pub fn new(
+        node: como_config::Node,
+        modules: Vec<ServedModule>,
+        sources: Vec<Arc<SourceStatus>>,
+    ) -> Result<Self, prometheus::Error> {
+        let metrics = Metrics::new(
+            &sources.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+            &modules
+                .iter()
+                .map(|m| m.config.name.clone())
+                .collect::<Vec<_>>(),
+        )?;
+        Ok(Self {
+            node,
+            modules,
+            sources,
+            metrics,
+            started: Instant::now(),
+            finished: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    /// Marks the runtime as ended: everything is stored, no record will be added.
+    pub fn set_finished(&self) {
+        self.finished.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the runtime has ended.
+    pub fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::SeqCst)
+    }
+
+    fn module(&self, name: &str) -> Option<&ServedModule> {
+        self.modules.iter().find(|m| m.config.name == name)
+    }
+}
+
+/// The running query server.
+pub struct Server {
+    addr: SocketAddr,
+    state: Arc<NodeState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Server {
+    /// Binds `listen` and serves `state` on a tokio runtime of two threads, on a thread of its
+    /// own. Binding errors are returned here.
+    pub fn start(state: Arc<NodeState>, listen: SocketAddr) -> io::Result<Self> {
+        let listener = std::net::TcpListener::bind(listen)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let app = router(Arc::clone(&state));
+        let thread = std::thread::Builder::new()
+            .name("como-query".into())
+            .spawn(move || -> io::Result<()> {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("como-query-rt")
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = rx.await;
+                        })
+                        .await
+                })
+            })?;
+        Ok(Self {
+            addr,
+            state,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, ends streaming queries, waits for the server thread.
+    pub fn stop(mut self) -> io::Result<()> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> io::Result<()> {
+        self.state.stopping.store(true, Ordering::SeqCst);
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take() {
+            Some(h) => h
+                .join()
+                .map_err(|_| io::Error::other("query server thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}
+
+/// The axum router over `state` (exposed for in-process tests).
+pub fn router(state: Arc<NodeState>) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/modules", get(modules))
+        .route("/metrics", get(metrics_text))
+        .route("/{module}", get(query))
+        .with_state(state)
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn ts_json(ns: Option<u64>) -> serde_json::Value {
+    match ns {
+        Some(ns) => json!(ns as f64 / 1e9),
+        None => serde_json::Value::Null,
+    }
+}
+
+fn json_response(v: &serde_json::Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{v:#}\n"),
+    )
+        .into_response()
+}
+
+fn error(code: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{msg}\n"),
+    )
+        .into_response()
+}
+
+async fn status(State(st): State<Arc<NodeState>>) -> Response {
+    let sources: Vec<_> = st
+        .sources
+        .iter()
+        .map(|s| {
+            let (state, err) = match s.state() {
+                SourceState::Pending => ("pending", None),
+                SourceState::Running => ("running", None),
+                SourceState::Done => ("done", None),
+                SourceState::Failed(e) => ("failed", Some(e)),
+            };
+            json!({
+                "name": s.name,
+                "type": s.kind,
+                "packets": s.packets.load(Ordering::Relaxed),
+                "bytes": s.bytes.load(Ordering::Relaxed),
+                "state": state,
+                "error": err,
+            })
+        })
+        .collect();
+    let modules: Vec<_> = st
+        .modules
+        .iter()
+        .map(|m| {
+            json!({
+                "name": m.config.name,
+                "kind": m.config.kind,
+                "stored_bytes": m.read.stored_bytes(),
+                "first_ts": ts_json(m.read.first_ts()),
+                "last_ts": ts_json(m.read.last_ts()),
+            })
+        })
+        .collect();
+    json_response(&json!({
+        "node": { "name": st.node.name, "location": st.node.location },
+        "uptime_s": st.started.elapsed().as_secs_f64(),
+        "running": !st.is_finished(),
+        "sources": sources,
+        "modules": modules,
+    }))
+}
+
+async fn modules(State(st): State<Arc<NodeState>>) -> Response {
+    let list: Vec<_> = st
+        .modules
+        .iter()
+        .map(|m| {
+            let c = &m.config;
+            json!({
+                "name": c.name,
+                "kind": c.kind,
+                "filter": c.filter,
+                "interval_s": c.interval.as_secs_f64(),
+                "formats": c.module.formats().iter().map(|f| f.name()).collect::<Vec<_>>(),
+                "columns": c.module.columns(),
+                "print_params": c.module.print_params(),
+                "streamsize": c.streamsize,
+                "retention_s": c.retention.map(|r| r.as_secs_f64()),
+                "priority": c.priority,
+            })
+        })
+        .collect();
+    json_response(&serde_json::Value::Array(list))
+}
+
+async fn metrics_text(State(st): State<Arc<NodeState>>) -> Response {
+    match st.metrics.render(&st) {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// A `Write` into a buffer shared with the thread that sends the chunks.
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+type Chunks = mpsc::Sender<Result<Bytes, io::Error>>;
+
+/// Sends what the buffer holds; false when the client went away.
+fn send(tx: &Chunks, buf: &SharedBuf) -> bool {
+    let data = buf.take();
+    if data.is_empty() {
+        return !tx.is_closed();
+    }
+    tx.blocking_send(Ok(Bytes::from(data))).is_ok()
+}
+
+fn content_type(f: Format) -> &'static str {
+    match f {
+        Format::Json => "application/x-ndjson",
+        Format::Csv => "text/csv; charset=utf-8",
+        Format::Pcap => "application/vnd.tcpdump.pcap",
+        _ => "text/plain; charset=utf-8",
+    }
+}
+
+async fn query(
+    State(st): State<Arc<NodeState>>,
+    Path(name): Path<String>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    let Some(idx) = st.modules.iter().position(|m| m.config.name == name) else {
+        return error(StatusCode::NOT_FOUND, format!("no module `{name}`"));
+    };
+    let now = now_ns();
+    let q = match params::parse(&pairs, now) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let Some(m) = st.modules.get(idx) else {
+        return error(StatusCode::NOT_FOUND, format!("no module `{name}`"));
+    };
+    let buf = SharedBuf::default();
+    let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);
+    let format = q.format;
+    if let Some(src) = q.source.clone() {
+        let Some(from) = st.module(&src) else {
+            return error(StatusCode::NOT_FOUND, format!("no source module `{src}`"));
+        };
+        let module = match m.config.build() {
+            Ok(m) => m,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        };
+        let printer = match module.printer_with(format, Box::new(buf.clone()), &q.print) {
+            Ok(p) => p,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        };
+        let spec = ModuleSpec {
+            name: m.config.name.clone(),
+            module,
+            filter: m.config.filter.clone(),
+            interval: m.config.interval,
+        };
+        let replayed = Arc::clone(&from.config.module);
+        let reader = from.read.reader(q.start_ns..q.end_ns);
+        let src_name = format!("replay:{src}");
+        spawn_producer(tx.clone(), move || {
+            let records = Box::new(reader.map(|r| r.map(|r| r.payload).map_err(|e| e.to_string())));
+            let mut source = ReplaySource::new(src_name, replayed, records);
+            let opts = Options {
+                workers: 1,
+                ..Options::default()
+            };
+            match como_runtime::run(
+                vec![spec],
+                &opts,
+                &mut source,
+                PrintSink::new(vec![printer]),
+            ) {
+                Ok((report, _)) => {
+                    if let Some(e) = report.source_error {
+                        tracing::warn!("chained query over `{src}`: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("chained query over `{src}`: {e}"),
+            }
+            send(&tx, &buf);
+        });
+    } else {
+        let printer = match m
+            .config
+            .module
+            .printer_with(format, Box::new(buf.clone()), &q.print)
+        {
+            Ok(p) => p,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        };
+        let follow = q.wait && q.end_ns > now;
+        let state = Arc::clone(&st);
+        spawn_producer(tx.clone(), move || {
+            produce(&state, idx, &q, follow, printer, &buf, &tx);
+        });
+    }
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    (
+        [(header::CONTENT_TYPE, content_type(format))],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+fn spawn_producer(tx: Chunks, f: impl FnOnce() + Send + 'static) {
+    if let Err(e) = std::thread::Builder::new()
+        .name("como-query-producer".into())
+        .spawn(f)
+    {
+        tracing::error!("cannot start a query thread: {e}");
+        let _ = tx.try_send(Err(io::Error::other(e)));
+    }
+}
+
+/// Prints the records of module `idx` in the query's range into chunks (following new records
+/// when `follow`).
+fn produce(
+    st: &NodeState,
+    idx: usize,
+    q: &QueryParams,
+    follow: bool,
+    mut printer: Box<dyn RecordSink + Send>,
+    buf: &SharedBuf,
+    tx: &Chunks,
+) {
+    let Some(m) = st.modules.get(idx) else {
+        return;
+    };
+    let interval_ns = u64::try_from(m.config.interval.as_nanos()).unwrap_or(u64::MAX);
+    let give_up_ns = q
+        .end_ns
+        .saturating_add(interval_ns)
+        .saturating_add(u64::try_from(STREAM_SLACK.as_nanos()).unwrap_or(0));
+    let mut reader = if follow {
+        m.read.follow(q.start_ns..)
+    } else {
+        m.read.reader(q.start_ns..q.end_ns)
+    };
+    loop {
+        let finished = st.is_finished();
+        match reader.next() {
+            Some(Ok(rec)) => {
+                if rec.ts >= q.end_ns {
+                    break;
+                }
+                if let Err(e) = printer.record(&rec.payload) {
+                    tracing::warn!("query `{}`: {e}", m.config.name);
+                    let _ = writeln!(buf.clone(), "error: {e}");
+                    break;
+                }
+                if buf.len() >= CHUNK && !send(tx, buf) {
+                    return;
+                }
+            }
+            Some(Err(e)) => {
+                tracing::error!("query `{}`: {e}", m.config.name);
+                break;
+            }
+            None => {
+                if !follow || finished || st.stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                if now_ns() > give_up_ns {
+                    break;
+                }
+                if !send(tx, buf) {
+                    return;
+                }
+                reader.wait(Duration::from_millis(200));
+            }
+        }
+    }
+    if let Err(e) = printer.finish() {
+        tracing::warn!("query `{}`: {e}", m.config.name);
+    }
+    send(tx, buf);
+}

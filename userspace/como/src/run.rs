@@ -1,0 +1,510 @@
+//! `como run -c FILE [-e] [-r TRACE ...]`: the daemon.
+//!
+//! Sources (the config's `[[source]]`s and any `-r` file) → `como-runtime` (classification,
+//! workers, export) → one `como-storage` database per module under `db_path` (caps from
+//! `streamsize` / `retention`) → the HTTP query server (`como-server`, its own tokio threads).
+//! The first line on stdout is `listening on ADDR` once the query server is bound.
+//!
+//! - `-e` exits once every file source is consumed and everything is flushed and stored;
+//!   without it the daemon keeps answering queries until SIGTERM or SIGINT.
+//! - SIGTERM / SIGINT: stop reading, flush the open intervals, sync, exit 0.
+//! - **Restart on the same `db_path`** (after a crash or kill -9): each module's database is
+//!   reopened (a torn tail is cut by the storage manager) and the export side skips what is
+//!   already stored: records older than the newest stored timestamp, and at that timestamp as
+//!   many records as are stored (an interval whose storing was cut by the crash is completed,
+//!   not duplicated). This assumes the restarted node re-reads the same input (file sources) or
+//!   newer traffic (live sources); after a SIGTERM, whose flush stores the open intervals as
+//!   they were, re-reading the same file does not complete those intervals.
+//!
+//! Exit status: 0 on success, 2 for a bad configuration or filter, 1 for an unreadable source,
+//! a storage failure or a port already in use.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use como_config::{Config, SourceConfig, SourceKind};
+use como_module::{Exported, Interval};
+use como_runtime::{
+    check_filters, MergedSource, ModuleSpec, Next, Options, Pipeline, Sink, SinkError, Source,
+    SourceError, StorageSink, TraceSource,
+};
+use como_server::{NodeState, ServedModule, Server, SourceState, SourceStatus};
+
+use crate::Failure;
+
+/// Arguments of `como run`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// Configuration file (TOML); without it the embedded default configuration.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Exit once every file source is consumed and everything is stored.
+    #[arg(short = 'e')]
+    exit_at_end: bool,
+    /// A trace file to read, in addition to the configuration's sources (repeatable).
+    #[arg(short = 'r', value_name = "TRACE")]
+    files: Vec<PathBuf>,
+    /// Worker threads (default: cores - 1, at least 1).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+/// Packets between two publications of the counters.
+const PUBLISH_EVERY: u64 = 1024;
+
+/// Counts a source's packets for `/status` and `/metrics` (published per batch), paces it when
+/// asked, and stops it when the daemon is told to stop.
+struct Observed {
+    inner: Box<dyn Source>,
+    counts: Counts,
+    stop: Arc<AtomicBool>,
+    speed: Option<f64>,
+    /// (first packet's ts, when it was read) for pacing.
+    origin: Option<(u64, Instant)>,
+    started: bool,
+}
+
+/// A source's counters not yet published.
+struct Counts {
+    index: usize,
+    node: Arc<NodeState>,
+    packets: u64,
+    bytes: u64,
+}
+
+impl Counts {
+    fn publish(&mut self) {
+        if let Some(s) = self.node.sources.get(self.index) {
+            s.packets.fetch_add(self.packets, Ordering::Relaxed);
+            s.bytes.fetch_add(self.bytes, Ordering::Relaxed);
+        }
+        self.node
+            .metrics
+            .add_source(self.index, self.packets, self.bytes);
+        self.packets = 0;
+        self.bytes = 0;
+    }
+
+    fn set_state(&self, st: SourceState) {
+        if let Some(s) = self.node.sources.get(self.index) {
+            s.set_state(st);
+        }
+    }
+}
+
+/// Sleeps until the packet's paced time; false if told to stop meanwhile.
+fn pace(stop: &AtomicBool, speed: f64, origin: &mut Option<(u64, Instant)>, ts_ns: u64) -> bool {
+    let (t0, at) = *origin.get_or_insert((ts_ns, Instant::now()));
+    let due = at + Duration::from_secs_f64(ts_ns.saturating_sub(t0) as f64 / 1e9 / speed);
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= due {
+            return true;
+        }
+        std::thread::sleep((due - now).min(Duration::from_millis(50)));
+    }
+}
+
+impl Source for Observed {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    fn next_packet(&mut self) -> Result<Next<'_>, SourceError> {
+        let Self {
+            inner,
+            counts,
+            stop,
+            speed,
+            origin,
+            started,
+        } = self;
+        if !*started {
+            *started = true;
+            counts.set_state(SourceState::Running);
+        }
+        if stop.load(Ordering::Relaxed) {
+            counts.publish();
+            return Ok(Next::End);
+        }
+        match inner.next_packet() {
+            Ok(Next::Packet(p)) => {
+                if let Some(speed) = *speed {
+                    if !pace(stop, speed, origin, p.ts_ns) {
+                        counts.publish();
+                        return Ok(Next::End);
+                    }
+                }
+                counts.packets += 1;
+                counts.bytes += u64::from(p.wire_len);
+                if counts.packets >= PUBLISH_EVERY {
+                    counts.publish();
+                }
+                Ok(Next::Packet(p))
+            }
+            Ok(Next::Idle) => {
+                counts.publish();
+                Ok(Next::Idle)
+            }
+            Ok(Next::End) => {
+                counts.publish();
+                counts.set_state(SourceState::Done);
+                Ok(Next::End)
+            }
+            Err(e) => {
+                counts.publish();
+                counts.set_state(SourceState::Failed(e.message.clone()));
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Skips what a previous run already stored (see the module docs), then stores through
+/// [`StorageSink`]; counts stored records in the metrics.
+struct ResumeSink {
+    inner: StorageSink,
+    resume: Vec<Resume>,
+    node: Arc<NodeState>,
+    kept: Vec<Exported>,
+}
+
+struct Resume {
+    /// Newest stored timestamp at open (`None`: empty database).
+    last: Option<u64>,
+    /// The records stored at `last`, oldest first, still to be matched.
+    at_last: VecDeque<Vec<u8>>,
+    /// Storage timestamp of the previous exported record (StorageSink's clamp).
+    running: u64,
+    skipped: u64,
+}
+
+impl Sink for ResumeSink {
+    fn interval(
+        &mut self,
+        module: usize,
+        ivl: Interval,
+        records: &[Exported],
+    ) -> Result<(), SinkError> {
+        self.kept.clear();
+        match self.resume.get_mut(module) {
+            Some(Resume {
+                last: Some(last),
+                at_last,
+                running,
+                skipped,
+            }) => {
+                for r in records {
+                    let ts = r.ts_ns.max(*running);
+                    *running = ts;
+                    let already = ts < *last || (ts == *last && at_last.pop_front().is_some());
+                    if already {
+                        *skipped += 1;
+                    } else {
+                        self.kept.push(r.clone());
+                    }
+                }
+            }
+            _ => self.kept.extend_from_slice(records),
+        }
+        self.inner.interval(module, ivl, &self.kept)?;
+        self.node
+            .metrics
+            .add_module_records(module, self.kept.len() as u64);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        for (i, r) in self.resume.iter().enumerate() {
+            if r.skipped > 0 {
+                let name = self.node.modules.get(i).map(|m| m.config.name.as_str());
+                tracing::info!(
+                    "module {}: {} records were already stored by a previous run",
+                    name.unwrap_or("?"),
+                    r.skipped
+                );
+            }
+        }
+        self.inner.finish()
+    }
+}
+
+fn open_source(s: &SourceConfig) -> anyhow::Result<(TraceSource, Option<f64>)> {
+    match &s.kind {
+        SourceKind::File { path, speed } => {
+            let t = TraceSource::open(path).with_context(|| format!("source {}", s.name()))?;
+            Ok((t, *speed))
+        }
+    }
+}
+
+/// Runs `como run`.
+pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
+    let usage = |e: anyhow::Error| Failure::Filter(e);
+    let file = |e: anyhow::Error| Failure::File(e);
+    let mut config = match &args.config {
+        Some(p) => Config::load(p),
+        None => Config::default_config(),
+    }
+    .map_err(|e| usage(anyhow!("{e}")))?;
+    for f in &args.files {
+        config.sources.push(SourceConfig {
+            kind: SourceKind::File {
+                path: f.clone(),
+                speed: None,
+            },
+        });
+    }
+    if args.workers == Some(0) {
+        return Err(usage(anyhow!("--workers must be at least 1")));
+    }
+    // Sources first: an unreadable file or a filter that does not fit it fails before anything.
+    let specs: Vec<ModuleSpec> = config
+        .modules
+        .iter()
+        .map(|m| ModuleSpec {
+            name: m.name.clone(),
+            module: Arc::clone(&m.module),
+            filter: m.filter.clone(),
+            interval: m.interval,
+        })
+        .collect();
+    let mut opened = Vec::with_capacity(config.sources.len());
+    for s in &config.sources {
+        let (t, speed) = open_source(s).map_err(file)?;
+        check_filters(&specs, t.link_type()).map_err(|e| usage(e.into()))?;
+        opened.push((t, speed));
+    }
+
+    let root = &config.node.db_path;
+    std::fs::create_dir_all(root)
+        .with_context(|| format!("db_path {}", root.display()))
+        .map_err(file)?;
+    let db_opts: Vec<(String, como_storage::Options)> = config
+        .modules
+        .iter()
+        .map(|m| {
+            let opts = como_storage::Options {
+                max_bytes: m.streamsize,
+                retention_ns: m
+                    .retention
+                    .map(|r| u64::try_from(r.as_nanos()).unwrap_or(u64::MAX)),
+                ..como_storage::Options::default()
+            };
+            (m.name.clone(), opts)
+        })
+        .collect();
+    let storage = StorageSink::open_each(root, &db_opts).map_err(|e| file(e.into()))?;
+    let reads: Vec<_> = storage.databases().map(|d| d.read_handle()).collect();
+    let mut resume = Vec::with_capacity(reads.len());
+    for r in &reads {
+        let last = r.last_ts();
+        let mut at_last = VecDeque::new();
+        if let Some(t) = last {
+            for rec in r.reader(t..=t) {
+                let rec = rec.map_err(|e| file(e.into()))?;
+                at_last.push_back(rec.payload);
+            }
+        }
+        resume.push(Resume {
+            last,
+            at_last,
+            running: 0,
+            skipped: 0,
+        });
+    }
+
+    let statuses: Vec<Arc<SourceStatus>> = config
+        .sources
+        .iter()
+        .map(|s| Arc::new(SourceStatus::new(s.name(), s.type_name())))
+        .collect();
+    let served = config
+        .modules
+        .iter()
+        .zip(reads)
+        .map(|(m, read)| ServedModule {
+            config: m.clone(),
+            read,
+        })
+        .collect();
+    let node = Arc::new(
+        NodeState::new(config.node.clone(), served, statuses)
+            .map_err(|e| file(anyhow!("metrics: {e}")))?,
+    );
+    let server = Server::start(Arc::clone(&node), config.query.listen)
+        .with_context(|| format!("query server on {}", config.query.listen))
+        .map_err(file)?;
+    tracing::info!("query server listening on {}", server.addr());
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {}", server.addr());
+        let _ = out.flush();
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("signal handler")
+            .map_err(file)?;
+    }
+
+    let mut sources: Vec<Box<dyn Source>> = opened
+        .into_iter()
+        .enumerate()
+        .map(|(index, (t, speed))| {
+            Box::new(Observed {
+                inner: Box::new(t),
+                counts: Counts {
+                    index,
+                    node: Arc::clone(&node),
+                    packets: 0,
+                    bytes: 0,
+                },
+                stop: Arc::clone(&stop),
+                speed,
+                origin: None,
+                started: false,
+            }) as Box<dyn Source>
+        })
+        .collect();
+    let opts = Options {
+        workers: args.workers.unwrap_or_else(como_runtime::default_workers),
+        ..Options::default()
+    };
+    let sink = ResumeSink {
+        inner: storage,
+        resume,
+        node: Arc::clone(&node),
+        kept: Vec::new(),
+    };
+    let pnode = Arc::clone(&node);
+    let pipeline = std::thread::Builder::new()
+        .name("como-dispatch".into())
+        .spawn(move || -> anyhow::Result<()> {
+            let source: Option<Box<dyn Source>> = match sources.len() {
+                0 => None,
+                1 => sources.pop(),
+                _ => Some(Box::new(MergedSource::new(sources))),
+            };
+            let result = drive(specs, &opts, source, sink, &pnode);
+            pnode.set_finished();
+            result
+        })
+        .context("dispatcher thread")
+        .map_err(file)?;
+    tracing::info!(
+        "running {} modules over {} sources",
+        config.modules.len(),
+        config.sources.len()
+    );
+
+    let mut result = Ok(());
+    let mut pipeline = Some(pipeline);
+    loop {
+        if pipeline.as_ref().is_some_and(|p| p.is_finished()) {
+            if let Some(p) = pipeline.take() {
+                result = match p.join() {
+                    Ok(r) => r.map_err(file),
+                    Err(_) => Err(file(anyhow!("the dispatcher thread panicked"))),
+                };
+            }
+            tracing::info!("all sources consumed; everything stored");
+            if args.exit_at_end || result.is_err() {
+                break;
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            tracing::info!("signal received: flushing");
+            if let Some(p) = pipeline.take() {
+                result = match p.join() {
+                    Ok(r) => r.map_err(file),
+                    Err(_) => Err(file(anyhow!("the dispatcher thread panicked"))),
+                };
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Err(e) = server.stop() {
+        tracing::warn!("query server: {e}");
+    }
+    result
+}
+
+/// The dispatcher loop: like `como_runtime::run`, publishing the per-module counters every
+/// [`PUBLISH_EVERY`] packets.
+fn drive(
+    specs: Vec<ModuleSpec>,
+    opts: &Options,
+    source: Option<Box<dyn Source>>,
+    sink: ResumeSink,
+    node: &NodeState,
+) -> anyhow::Result<()> {
+    let mut pipe = Pipeline::start(specs, opts, sink)?;
+    let mut published = vec![0u64; pipe.report().matched.len()];
+    let publish = |pipe: &Pipeline<ResumeSink>, published: &mut Vec<u64>| {
+        for (i, (&now, old)) in pipe
+            .report()
+            .matched
+            .iter()
+            .zip(published.iter_mut())
+            .enumerate()
+        {
+            node.metrics.add_module_packets(i, now - *old);
+            *old = now;
+        }
+    };
+    let mut idle_since: Option<Instant> = None;
+    let mut last_ts = 0u64;
+    let mut n = 0u64;
+    if let Some(mut source) = source {
+        loop {
+            match source.next_packet() {
+                Ok(Next::Packet(p)) => {
+                    idle_since = None;
+                    last_ts = last_ts.max(p.ts_ns);
+                    if let Err(e) = pipe.packet(&p) {
+                        return Err(pipe.finish().err().unwrap_or(e).into());
+                    }
+                    n += 1;
+                    if n % PUBLISH_EVERY == 0 {
+                        publish(&pipe, &mut published);
+                    }
+                }
+                Ok(Next::Idle) => {
+                    let since = *idle_since.get_or_insert_with(Instant::now);
+                    let idle = since.elapsed();
+                    if idle >= opts.idle_timeout {
+                        let now = last_ts
+                            .saturating_add(u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX));
+                        pipe.advance(now)?;
+                        idle_since = Some(Instant::now());
+                        last_ts = now;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(Next::End) => break,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    pipe.set_source_error(&e);
+                    break;
+                }
+            }
+        }
+    }
+    publish(&pipe, &mut published);
+    let (report, _) = pipe.finish()?;
+    for w in &report.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! CoMo's query parameters: `time=A:B`, `start`/`end`, `format`, `wait`, `source`, and the
+//! print-time parameters passed to the module.
+//!
+//! Each side of `time=A:B` is one of: `0` (now), `-1h30m` / `+50s` (relative to now, in
+//! `como_module::parse_duration`'s syntax), `@1700000000` or `@1700000000.25` (Unix seconds),
+//! `@20231114221320` (UTC, `yyyymmddhhmmss`: exactly 14 digits). `start` and `end` are Unix
+//! seconds (fractions allowed). With none of them the range is everything stored up to now.
+
+use std::collections::BTreeMap;
+
+use como_module::{parse_duration, Format, PrintParams};
+
+/// A bad query parameter: the reason goes back in a 400 body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParamError(pub String);
+
+/// A parsed query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryParams {
+    /// First nanosecond asked for (inclusive).
+    pub start_ns: u64,
+    /// End (exclusive), ns.
+    pub end_ns: u64,
+    /// Output format.
+    pub format: Format,
+    /// Whether to stream records of intervals that complete later (default: yes, when `end`
+    /// is in the future).
+    pub wait: bool,
+    /// Run the module over this other module's stored records (chaining).
+    pub source: Option<String>,
+    /// Everything else: print-time parameters for the module.
+    pub print: PrintParams,
+}
+
+const NS: u64 = 1_000_000_000;
+
+fn secs_to_ns(s: f64, what: &str) -> Result<u64, ParamError> {
+    if !s.is_finite() || s < 0.0 || s >= (u64::MAX / NS) as f64 {
+        return Err(ParamError(format!("{what}: out of range")));
+    }
+    Ok((s * NS as f64).round() as u64)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+/// Parses `yyyymmddhhmmss` (UTC) into ns since the epoch.
+fn parse_datetime(s: &str) -> Result<u64, ParamError> {
+    let bad = || ParamError(format!("bad date `@{s}` (expected @yyyymmddhhmmss, UTC)"));
+    let field = |r: std::ops::Range<usize>| -> Result<u32, ParamError> {
+        s.get(r).and_then(|v| v.parse().ok()).ok_or_else(bad)
+    };
+    let (y, mo, d, h, mi, se) = (
+        i64::from(field(0..4)?),
+        field(4..6)?,
+        field(6..8)?,
+        field(8..10)?,
+        field(10..12)?,
+        field(12..14)?,
+    );
+    if y < 1970 || !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) {
+        return Err(bad());
+    }
+    if h > 23 || mi > 59 || se > 59 {
+        return Err(bad());
+    }
+    let days = days_from_civil(y, mo, d);
+    let secs = days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(se);
+    let secs = u64::try_from(secs).map_err(|_| bad())?;
+    secs.checked_mul(NS).ok_or_else(bad)
+}
+
+/// Parses one side of `time=A:B` relative to `now_ns`.
+pub fn parse_time_point(s: &str, now_ns: u64) -> Result<u64, ParamError> {
+    if s == "0" {
+        return Ok(now_ns);
+    }
+    if let Some(abs) = s.strip_prefix('@') {
+        if abs.len() == 14 && abs.bytes().all(|b| b.is_ascii_digit()) {
+            return parse_datetime(abs);
+        }
+        let secs: f64 = abs.parse().map_err(|_| {
+            ParamError(format!("bad time `{s}` (@unix seconds or @yyyymmddhhmmss)"))
+        })?;
+        return secs_to_ns(secs, s);
+    }
+    let (sign, rel) = match s.as_bytes().first() {
+        Some(b'-') => (-1, &s[1..]),
+        Some(b'+') => (1, &s[1..]),
+        _ => {
+            return Err(ParamError(format!(
+                "bad time `{s}` (0, -1h30m, +50s, @unix or @yyyymmddhhmmss)"
+            )))
+        }
+    };
+    let d = parse_duration(rel).map_err(|e| ParamError(format!("bad time `{s}`: {e}")))?;
+    let d = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    Ok(if sign < 0 {
+        now_ns.saturating_sub(d)
+    } else {
+        now_ns.saturating_add(d)
+    })
+}
+
+/// Parses a query's parameters (`pairs` in URL order, already percent-decoded).
+pub fn parse(pairs: &[(String, String)], now_ns: u64) -> Result<QueryParams, ParamError> {
+    let mut seen = BTreeMap::new();
+    for (k, v) in pairs {
+        if seen.insert(k.as_str(), v.as_str()).is_some() {
+            return Err(ParamError(format!("parameter `{k}` given twice")));
+        }
+    }
+    let mut start_ns = 0;
+    let mut end_ns = now_ns;
+    if let Some(t) = seen.remove("time") {
+        if seen.contains_key("start") || seen.contains_key("end") {
+            return Err(ParamError(
+                "give either time= or start=/end=, not both".into(),
+            ));
+        }
+        let (a, b) = t
+            .split_once(':')
+            .ok_or_else(|| ParamError(format!("bad time `{t}` (expected A:B)")))?;
+        start_ns = parse_time_point(a, now_ns)?;
+        end_ns = parse_time_point(b, now_ns)?;
+    }
+    if let Some(s) = seen.remove("start") {
+        let v: f64 = s
+            .parse()
+            .map_err(|_| ParamError(format!("bad start `{s}` (Unix seconds)")))?;
+        start_ns = secs_to_ns(v, "start")?;
+    }
+    if let Some(e) = seen.remove("end") {
+        let v: f64 = e
+            .parse()
+            .map_err(|_| ParamError(format!("bad end `{e}` (Unix seconds)")))?;
+        end_ns = secs_to_ns(v, "end")?;
+    }
+    if end_ns < start_ns {
+        return Err(ParamError(
+            "the end of the time range is before its start".into(),
+        ));
+    }
+    let format = match seen.remove("format") {
+        None => Format::Pretty,
+        Some(f) => f.parse().map_err(|e| ParamError(format!("{e}")))?,
+    };
+    let wait = match seen.remove("wait") {
+        None | Some("yes") => true,
+        Some("no") => false,
+        Some(w) => return Err(ParamError(format!("bad wait `{w}` (yes or no)"))),
+    };
+    let source = seen.remove("source").map(str::to_owned);
+    let print = seen
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    Ok(QueryParams {
+        start_ns,
+        end_ns,
+        format,
+        wait,
+        source,
+        print,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_700_000_000 * NS;
+
+    fn p(q: &[(&str, &str)]) -> Result<QueryParams, ParamError> {
+        let v: Vec<(String, String)> = q
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect();
+        parse(&v, NOW)
+    }
+
+    #[test]
+    fn time_points() {
+        assert_eq!(parse_time_point("0", NOW), Ok(NOW));
+        assert_eq!(parse_time_point("-1h30m", NOW), Ok(NOW - 5400 * NS));
+        assert_eq!(parse_time_point("+50s", NOW), Ok(NOW + 50 * NS));
+        assert_eq!(parse_time_point("@1234", NOW), Ok(1234 * NS));
+        assert_eq!(parse_time_point("@1234.5", NOW), Ok(1234 * NS + NS / 2));
+        // date -u -d @1700000000 +%Y%m%d%H%M%S → 20231114221320
+        assert_eq!(parse_time_point("@20231114221320", NOW), Ok(NOW));
+        assert_eq!(
+            parse_time_point("@20000229000000", NOW),
+            Ok(951_782_400 * NS)
+        );
+        for bad in [
+            "",
+            "5",
+            "-5x",
+            "@",
+            "@abc",
+            "@20231314221320",
+            "@20230230000000",
+            "x",
+        ] {
+            assert!(parse_time_point(bad, NOW).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn query() {
+        let q = p(&[("time", "-1h:0"), ("format", "csv"), ("topn", "3")]).expect("ok");
+        assert_eq!((q.start_ns, q.end_ns), (NOW - 3600 * NS, NOW));
+        assert_eq!(q.format, Format::Csv);
+        assert!(q.wait);
+        assert_eq!(q.print.get("topn").map(String::as_str), Some("3"));
+        let q = p(&[("start", "10"), ("end", "20.5"), ("wait", "no")]).expect("ok");
+        assert_eq!(
+            (q.start_ns, q.end_ns, q.wait),
+            (10 * NS, 20 * NS + NS / 2, false)
+        );
+        let q = p(&[]).expect("ok");
+        assert_eq!((q.start_ns, q.end_ns, q.format), (0, NOW, Format::Pretty));
+        for bad in [
+            vec![("time", "0")],
+            vec![("time", "0:-1h")],
+            vec![("time", "-1h:0"), ("start", "1")],
+            vec![("format", "xml")],
+            vec![("wait", "maybe")],
+            vec![("start", "yesterday")],
+            vec![("end", "-5")],
+            vec![("format", "csv"), ("format", "json")],
+        ] {
+            assert!(p(&bad).is_err(), "{bad:?}");
+        }
+    }
+}
