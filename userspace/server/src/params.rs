@@ -5,6 +5,7 @@
 //! `como_module::parse_duration`'s syntax), `@1700000000` or `@1700000000.25` (Unix seconds),
 //! `@20231114221320` (UTC, `yyyymmddhhmmss`: exactly 14 digits). `start` and `end` are Unix
 //! seconds (fractions allowed). With none of them the range is everything stored up to now.
+//! A `+` written unencoded in a URL arrives as a space: a leading space reads as `+`.
 
 use std::collections::BTreeMap;
 
@@ -104,7 +105,8 @@ pub fn parse_time_point(s: &str, now_ns: u64) -> Result<u64, ParamError> {
     }
     let (sign, rel) = match s.as_bytes().first() {
         Some(b'-') => (-1, &s[1..]),
-        Some(b'+') => (1, &s[1..]),
+        // ` `: an unencoded `+` in a URL (`time=-1h:+1h`) arrives as a space.
+        Some(b'+' | b' ') => (1, &s[1..]),
         _ => {
             return Err(ParamError(format!(
                 "bad time `{s}` (0, -1h30m, +50s, @unix or @yyyymmddhhmmss)"
@@ -202,6 +204,7 @@ mod tests {
         assert_eq!(parse_time_point("0", NOW), Ok(NOW));
         assert_eq!(parse_time_point("-1h30m", NOW), Ok(NOW - 5400 * NS));
         assert_eq!(parse_time_point("+50s", NOW), Ok(NOW + 50 * NS));
+        assert_eq!(parse_time_point(" 50s", NOW), Ok(NOW + 50 * NS));
         assert_eq!(parse_time_point("@1234", NOW), Ok(1234 * NS));
         assert_eq!(parse_time_point("@1234.5", NOW), Ok(1234 * NS + NS / 2));
         // date -u -d @1700000000 +%Y%m%d%H%M%S → 20231114221320
