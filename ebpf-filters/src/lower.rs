@@ -1310,7 +1310,10 @@ impl Lower {
             },
             Arth::Bin(op, x, y, ocol) => {
                 let vx = self.arth(x, guards)?;
-                let vy = self.arth(y, guards)?;
+                // libpcap's gen_arth keeps only the left operand's protocol checks: the
+                // right operand's loads run unguarded (`len - tcp[0]` has no tcp check).
+                let mut dropped = Vec::new();
+                let vy = self.arth(y, &mut dropped)?;
                 if let Some(c) = known_const(&vy) {
                     match op {
                         ArOp::Div if c == 0 => return Err(err(*ocol, "division by zero")),
