@@ -52,17 +52,25 @@ pub(crate) enum Failure {
     Filter(anyhow::Error),
     /// The input could not be read (or the output written).
     File(anyhow::Error),
+    /// Already reported on stderr (in a format of its own): only the exit status.
+    Reported(u8),
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The daemon logs its life (start, sources consumed, signals) by default; the one-shot
+    // commands only warnings. `COMO_LOG` overrides both.
+    let default_level = match cli.command {
+        Command::Run(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("COMO_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Read(args) => read::run(&args),
         Command::Inline(args) => inline::run(&args),
@@ -80,5 +88,6 @@ fn main() -> ExitCode {
             eprintln!("como: {e:#}");
             ExitCode::from(EXIT_FILE)
         }
+        Err(Failure::Reported(code)) => ExitCode::from(code),
     }
 }

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::anyhow;
 use como_config::Config;
 
 use crate::Failure;
@@ -28,6 +27,10 @@ pub(crate) fn run(args: &ValidateArgs) -> Result<(), Failure> {
             println!("ok");
             Ok(())
         }
-        Err(e) => Err(Failure::Filter(anyhow!("{e}"))),
+        Err(e) => {
+            // `FILE:LINE:COL: message` at the start of the line, as compilers print it.
+            eprintln!("{e}");
+            Err(Failure::Reported(crate::EXIT_FILTER))
+        }
     }
 }

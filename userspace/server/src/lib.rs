@@ -50,7 +50,7 @@ pub use metrics::Metrics;
 pub use params::{ParamError, QueryParams};
 
 /// How long past the end of its range (plus the module's interval) a streaming query waits.
-pub const STREAM_SLACK: Duration = Duration::from_secs(2);
+pub const STREAM_SLACK: Duration = Duration::from_secs(5);
 
 /// Output chunk size of query responses.
 const CHUNK: usize = 64 * 1024;
