@@ -450,6 +450,7 @@ fn drive(
     node: &NodeState,
 ) -> anyhow::Result<()> {
     let mut pipe = Pipeline::start(specs, opts, sink)?;
+    node.set_module_cpu(pipe.module_cpu());
     let mut published = vec![0u64; pipe.report().matched.len()];
     let publish = |pipe: &Pipeline<ResumeSink>, published: &mut Vec<u64>| {
         for (i, (&now, old)) in pipe

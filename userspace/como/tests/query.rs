@@ -240,6 +240,10 @@ fn http_api() {
         Some(29.0)
     );
     assert!(line("como_module_stored_bytes{module=\"tuple\"}").is_some_and(|b| b > 0.0));
+    for m in ["traffic", "top", "trace", "tuple"] {
+        let cpu = line(&format!("como_module_cpu_seconds_total{{module=\"{m}\"}}"));
+        assert!(cpu.is_some_and(|c| c > 0.0 && c < 60.0), "{m}: {metrics}");
+    }
     assert!(line("como_source_bytes_total{").is_some_and(|b| b > fx.packets as f64 * 40.0));
 
     // `como query`: the same bytes as HTTP; errors exit 1 with the server's reason.

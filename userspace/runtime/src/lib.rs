@@ -31,6 +31,7 @@
 mod sink;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -52,6 +53,42 @@ const BATCH_PKTS: usize = 256;
 const BATCH_BYTES: usize = 256 * 1024;
 /// Batches in flight per worker.
 const WORKER_QUEUE: usize = 16;
+
+/// Packets between two timed module updates on one worker (CPU accounting by sampling).
+pub const CPU_SAMPLE_EVERY: u32 = 64;
+
+/// Estimated CPU time per module (index in the module list), for metrics and the resource
+/// manager: the capture side is sampled (the `update` calls of one packet in
+/// [`CPU_SAMPLE_EVERY`] per worker are timed, and the time scaled up), the export side
+/// (merge, export, action) is timed at every interval. Wall-clock time of the calls, so time
+/// the thread spent preempted counts too. Read it from [`Pipeline::module_cpu`].
+#[derive(Debug, Default)]
+pub struct ModuleCpu {
+    ns: Vec<AtomicU64>,
+}
+
+impl ModuleCpu {
+    fn new(modules: usize) -> Self {
+        Self {
+            ns: (0..modules).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    #[inline]
+    fn add(&self, module: usize, d: Duration) {
+        if let Some(c) = self.ns.get(module) {
+            c.fetch_add(
+                u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Estimated nanoseconds spent in module `module` so far (0 for an unknown index).
+    pub fn nanos(&self, module: usize) -> u64 {
+        self.ns.get(module).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+}
 
 /// One module instance to run.
 #[derive(Clone)]
@@ -523,6 +560,7 @@ pub struct Pipeline<S: Sink> {
     next_boundary: u64,
     seq: u64,
     report: RunReport,
+    cpu: Arc<ModuleCpu>,
 }
 
 /// A symmetric flow hash: the same for both directions of a flow; 0 without IP.
@@ -565,10 +603,18 @@ struct WorkerCore {
     lens: Vec<u64>,
     states: Vec<Option<Box<dyn CaptureState>>>,
     tx: Sender<ExportMsg>,
+    cpu: Arc<ModuleCpu>,
+    tick: u32,
 }
 
 impl WorkerCore {
-    fn new(id: usize, specs: Arc<Vec<ModuleSpec>>, lens: Vec<u64>, tx: Sender<ExportMsg>) -> Self {
+    fn new(
+        id: usize,
+        specs: Arc<Vec<ModuleSpec>>,
+        lens: Vec<u64>,
+        tx: Sender<ExportMsg>,
+        cpu: Arc<ModuleCpu>,
+    ) -> Self {
         let states = specs.iter().map(|_| None).collect();
         Self {
             id,
@@ -576,12 +622,16 @@ impl WorkerCore {
             lens,
             states,
             tx,
+            cpu,
+            tick: 0,
         }
     }
 
     /// Updates the modules of `mask` with `pkt`, accounted in the interval of `ivl_ts`.
     #[inline]
     fn process(&mut self, pkt: &Pkt<'_>, mut mask: u64, ivl_ts: u64) -> bool {
+        self.tick = self.tick.wrapping_add(1);
+        let timed = self.tick % CPU_SAMPLE_EVERY == 0;
         while mask != 0 {
             let i = mask.trailing_zeros() as usize;
             mask &= mask - 1;
@@ -606,8 +656,15 @@ impl WorkerCore {
                     }
                 }
             }
-            slot.get_or_insert_with(|| spec.module.new_state(Interval::containing(ivl_ts, len)))
-                .update(pkt);
+            let state = slot
+                .get_or_insert_with(|| spec.module.new_state(Interval::containing(ivl_ts, len)));
+            if timed {
+                let t = Instant::now();
+                state.update(pkt);
+                self.cpu.add(i, t.elapsed() * CPU_SAMPLE_EVERY);
+            } else {
+                state.update(pkt);
+            }
         }
         true
     }
@@ -674,6 +731,7 @@ fn export_loop<S: Sink>(
     workers: usize,
     rx: Receiver<ExportMsg>,
     mut sink: S,
+    cpu: Arc<ModuleCpu>,
 ) -> Result<S, RuntimeError> {
     use std::collections::BTreeMap;
     type Pending = BTreeMap<u64, (Interval, Vec<Option<Box<dyn CaptureState>>>)>;
@@ -712,14 +770,15 @@ fn export_loop<S: Sink>(
                         let partials: Vec<_> = partials.into_iter().flatten().collect();
                         out.clear();
                         if let Some(ex) = exporters.get_mut(module) {
-                            ex.export(ivl, partials, &mut out).map_err(|e| {
-                                RuntimeError::Export {
-                                    module: specs
-                                        .get(module)
-                                        .map(|s| s.name.clone())
-                                        .unwrap_or_default(),
-                                    message: e.to_string(),
-                                }
+                            let t = Instant::now();
+                            let result = ex.export(ivl, partials, &mut out);
+                            cpu.add(module, t.elapsed());
+                            result.map_err(|e| RuntimeError::Export {
+                                module: specs
+                                    .get(module)
+                                    .map(|s| s.name.clone())
+                                    .unwrap_or_default(),
+                                message: e.to_string(),
                             })?;
                         }
                         sink.interval(module, ivl, &out)?;
@@ -751,6 +810,7 @@ impl<S: Sink> Pipeline<S> {
             .collect();
         let specs = Arc::new(specs);
         let n = opts.workers.max(1);
+        let cpu = Arc::new(ModuleCpu::new(specs.len()));
         let (etx, erx) = bounded::<ExportMsg>(4096);
         let mut to_workers = Vec::with_capacity(n);
         let mut workers = Vec::with_capacity(n);
@@ -761,12 +821,19 @@ impl<S: Sink> Pipeline<S> {
                 Arc::clone(&specs),
                 lens.clone(),
                 etx.clone(),
+                Arc::clone(&cpu),
             ));
         } else {
             for id in 0..n {
                 let (tx, rx) = bounded::<Batch>(WORKER_QUEUE);
                 to_workers.push(tx);
-                let core = WorkerCore::new(id, Arc::clone(&specs), lens.clone(), etx.clone());
+                let core = WorkerCore::new(
+                    id,
+                    Arc::clone(&specs),
+                    lens.clone(),
+                    etx.clone(),
+                    Arc::clone(&cpu),
+                );
                 let h = std::thread::Builder::new()
                     .name(format!("como-worker-{id}"))
                     .spawn(move || worker_loop(core, rx))
@@ -776,9 +843,10 @@ impl<S: Sink> Pipeline<S> {
         }
         drop(etx);
         let especs = Arc::clone(&specs);
+        let ecpu = Arc::clone(&cpu);
         let exporter = std::thread::Builder::new()
             .name("como-export".into())
-            .spawn(move || export_loop(especs, n, erx, sink))
+            .spawn(move || export_loop(especs, n, erx, sink, ecpu))
             .map_err(|e| RuntimeError::Thread(e.to_string()))?;
         let matched = vec![0; specs.len()];
         let batches = (0..to_workers.len()).map(|_| Batch::default()).collect();
@@ -795,6 +863,7 @@ impl<S: Sink> Pipeline<S> {
             high_water: 0,
             next_boundary: 0,
             seq: 0,
+            cpu,
             report: RunReport {
                 matched,
                 ..RunReport::default()
@@ -951,6 +1020,11 @@ impl<S: Sink> Pipeline<S> {
     /// metrics every batch of packets.
     pub fn report(&self) -> &RunReport {
         &self.report
+    }
+
+    /// The per-module CPU accounting of this pipeline (shared; it keeps counting).
+    pub fn module_cpu(&self) -> Arc<ModuleCpu> {
+        Arc::clone(&self.cpu)
     }
 
     /// Records that the source ended on an error (the run still flushes what came before).

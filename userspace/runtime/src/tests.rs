@@ -465,3 +465,37 @@ fn a_filter_invalid_for_a_later_link_type_is_a_warning_not_a_failure() {
     assert!(report.matched[0] < report.matched[1]);
     assert_eq!(report.matched[1], report.packets);
 }
+
+/// Per-module CPU accounting: every module that saw packets has time, a module whose filter
+/// matched nothing has none; with 1 and 2 workers.
+#[test]
+fn module_cpu_accounting() {
+    for workers in [1, 2] {
+        let specs = vec![
+            spec("traffic", "", "", Duration::from_secs(1)),
+            spec("tuple", "", "", Duration::from_secs(1)),
+            spec(
+                "traffic",
+                "",
+                "vlan 4000 and port 1",
+                Duration::from_secs(1),
+            ),
+        ];
+        let opts = Options {
+            workers,
+            ..Options::default()
+        };
+        let mut pipe = Pipeline::start(specs, &opts, CollectSink::default()).expect("start");
+        let cpu = pipe.module_cpu();
+        let mut src = TraceSource::open(trace("nDPI/teams.pcap")).expect("open");
+        while let Ok(Next::Packet(p)) = src.next_packet() {
+            pipe.packet(&p).expect("packet");
+        }
+        let (report, _) = pipe.finish().expect("finish");
+        assert!(report.packets > 1000);
+        assert_eq!(report.matched[2], 0);
+        assert!(cpu.nanos(0) > 0 && cpu.nanos(1) > 0, "workers {workers}");
+        assert_eq!(cpu.nanos(2), 0, "workers {workers}");
+        assert_eq!(cpu.nanos(7), 0);
+    }
+}

@@ -29,7 +29,7 @@ pub mod params;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,7 +41,7 @@ use axum::routing::get;
 use axum::Router;
 use como_config::ModuleConfig;
 use como_module::{Format, RecordSink};
-use como_runtime::{ModuleSpec, Options, PrintSink, ReplaySource};
+use como_runtime::{ModuleCpu, ModuleSpec, Options, PrintSink, ReplaySource};
 use como_storage::ReadHandle;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
@@ -129,6 +129,7 @@ pub struct NodeState {
     started: Instant,
     finished: AtomicBool,
     stopping: AtomicBool,
+    cpu: OnceLock<Arc<ModuleCpu>>,
 }
 
 impl NodeState {
@@ -153,7 +154,19 @@ impl NodeState {
             started: Instant::now(),
             finished: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            cpu: OnceLock::new(),
         })
+    }
+
+    /// Gives the runtime's per-module CPU accounting to `/metrics` (once; later calls are
+    /// ignored).
+    pub fn set_module_cpu(&self, cpu: Arc<ModuleCpu>) {
+        let _ = self.cpu.set(cpu);
+    }
+
+    /// The runtime's per-module CPU accounting, once the runtime has started.
+    pub fn module_cpu(&self) -> Option<&ModuleCpu> {
+        self.cpu.get().map(|c| &**c)
     }
 
     /// Marks the runtime as ended: everything is stored, no record will be added.

@@ -6,12 +6,17 @@
 //! | `como_source_bytes_total` | counter | `source` | per batch (bytes on the wire) |
 //! | `como_module_packets_total` | counter | `module` | per batch (packets that matched its filter) |
 //! | `como_module_records_total` | counter | `module` | per interval (records stored) |
+//! | `como_module_cpu_seconds_total` | counter | `module` | estimated time in the module's code: sampled `update`s (one packet in 64 per worker, scaled) plus every interval's export (`como_runtime::ModuleCpu`) |
 //! | `como_module_stored_bytes` | gauge | `module` | read from the database at each scrape |
 //! | `como_uptime_seconds` | gauge | | at each scrape |
 //!
 //! Counters are never updated per packet: the packet path adds batch totals.
 
-use prometheus::{Gauge, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use std::sync::{Mutex, PoisonError};
+
+use prometheus::{
+    Counter, CounterVec, Gauge, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use crate::NodeState;
 
@@ -24,6 +29,9 @@ pub struct Metrics {
     module_records: Vec<IntCounter>,
     stored_bytes: IntGaugeVec,
     uptime: Gauge,
+    module_cpu: Vec<Counter>,
+    /// Nanoseconds of CPU already added to `module_cpu`.
+    cpu_seen: Mutex<Vec<u64>>,
 }
 
 fn counters(
@@ -83,6 +91,18 @@ impl Metrics {
         registry.register(Box::new(stored_bytes.clone()))?;
         let uptime = Gauge::new("como_uptime_seconds", "Seconds since the node started")?;
         registry.register(Box::new(uptime.clone()))?;
+        let cpu = CounterVec::new(
+            Opts::new(
+                "como_module_cpu_seconds_total",
+                "Estimated seconds spent in the module's code (sampled updates + export)",
+            ),
+            &["module"],
+        )?;
+        registry.register(Box::new(cpu.clone()))?;
+        let module_cpu = modules
+            .iter()
+            .map(|m| cpu.with_label_values(&[m.as_str()]))
+            .collect();
         Ok(Self {
             registry,
             source_packets,
@@ -91,6 +111,8 @@ impl Metrics {
             module_records,
             stored_bytes,
             uptime,
+            module_cpu,
+            cpu_seen: Mutex::new(vec![0; modules.len()]),
         })
     }
 
@@ -124,6 +146,14 @@ impl Metrics {
                 .set(i64::try_from(m.read.stored_bytes()).unwrap_or(i64::MAX));
         }
         self.uptime.set(node.started.elapsed().as_secs_f64());
+        if let Some(cpu) = node.module_cpu() {
+            let mut seen = self.cpu_seen.lock().unwrap_or_else(PoisonError::into_inner);
+            for (i, (c, old)) in self.module_cpu.iter().zip(seen.iter_mut()).enumerate() {
+                let now = cpu.nanos(i);
+                c.inc_by(now.saturating_sub(*old) as f64 / 1e9);
+                *old = now;
+            }
+        }
         TextEncoder::new().encode_to_string(&self.registry.gather())
     }
 }
