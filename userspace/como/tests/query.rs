@@ -122,7 +122,8 @@ fn http_api() {
         .map(|now| csv_in(&header, &rows, now - 90, now))
         .collect();
     assert!(options.contains(&body), "{body}");
-    assert!(body.lines().count() >= 8, "{body}");
+    // 90 s of 10 s intervals: at least 6 whole ones, wherever "now" falls.
+    assert!(body.lines().count() >= 7, "{body}");
 
     // Formats.
     let (_, json) = d.get(&format!("/traffic?time=@{a}:@{b}&format=json"));
