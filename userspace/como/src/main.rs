@@ -1,8 +1,13 @@
 //! The `como` command: CoMo-rs's one binary, with tcpdump's habits (`-r FILE`, `-c`, the filter
 //! expression as trailing words).
 //!
+//! Commands: `read`, `inline` (one module over a file), `run` (the daemon), `validate` (a
+//! configuration file), `query` (ask a running node over HTTP).
+//!
 //! Exit status: 0 on success, 1 when a file cannot be read or is corrupt (after the packets
-//! before the damage were processed), 2 for an invalid or unsupported filter or bad usage.
+//! before the damage were processed), a daemon cannot store or listen, or a query fails (HTTP
+//! error or unreachable node); 2 for an invalid or unsupported filter, a bad configuration or
+//! bad usage.
 
 mod inline;
 mod query;
