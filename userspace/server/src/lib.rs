@@ -13,7 +13,9 @@
 //!   the wall clock passes the end by more than the module's interval plus [`STREAM_SLACK`], or
 //!   the node's runtime has ended (all sources consumed). `source=M` runs this module (a fresh
 //!   instance of its kind, args, filter and interval) over module `M`'s stored records turned
-//!   back into packets by `M`'s `replay` (CoMo's chaining; `M` is usually a `trace` module).
+//!   back into packets by `M`'s `replay` (CoMo's chaining; `M` is usually a `trace` module),
+//!   over what `M` has stored when the query arrives (a chained query does not wait); its
+//!   output is sent in chunks as the run produces it.
 //!   Other parameters are the module's print-time parameters (`topn` ...).
 //! - `GET /status`: node, uptime, sources (packets, bytes, state), modules (stored bytes, time
 //!   range), whether the runtime still runs. JSON.
@@ -400,6 +402,45 @@ impl Write for SharedBuf {
 
 type Chunks = mpsc::Sender<Result<Bytes, io::Error>>;
 
+/// A `Write` that sends a chunk every [`CHUNK`] bytes and the rest when dropped (for output
+/// written by a runtime's export thread, as in chained queries).
+struct ChunkWriter {
+    tx: Chunks,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let data = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(Ok(data))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ChunkWriter {
+    fn drop(&mut self) {
+        let _ = self.send();
+    }
+}
+
 /// Sends what the buffer holds; false when the client went away.
 fn send(tx: &Chunks, buf: &SharedBuf) -> bool {
     let data = buf.take();
@@ -445,7 +486,11 @@ async fn query(
             Ok(m) => m,
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
         };
-        let printer = match module.printer_with(format, Box::new(buf.clone()), &q.print) {
+        let out = ChunkWriter {
+            tx: tx.clone(),
+            buf: Vec::new(),
+        };
+        let printer = match module.printer_with(format, Box::new(out), &q.print) {
             Ok(p) => p,
             Err(e) => return error(StatusCode::BAD_REQUEST, e),
         };
@@ -478,7 +523,6 @@ async fn query(
                 }
                 Err(e) => tracing::warn!("chained query over `{src}`: {e}"),
             }
-            send(&tx, &buf);
         });
     } else {
         let printer = match m
