@@ -78,7 +78,8 @@ fn run_e_then_queries_equal_inline() {
     ]
     .concat();
     let cfg = write_config(dir.path(), "c.toml", &file_source(&t, None), &modules);
-    let o = como(&["run", "-c", &cfg.to_string_lossy(), "-e"]);
+    // Two workers here; the daemon below has the default (results do not depend on it).
+    let o = como(&["run", "-c", &cfg.to_string_lossy(), "-e", "--workers", "2"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout(&o).starts_with("listening on 127.0.0.1:"));
     for m in ["traffic", "proto5", "tuple"] {
