@@ -21,6 +21,7 @@ use crate::ir::{
     MAX_REGS,
 };
 use crate::lower::apply_op;
+use crate::threaded::Threaded;
 
 /// Why a load or computation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +84,8 @@ struct Cache {
 pub(crate) struct Program {
     ins: Vec<Ins>,
     entry: u32,
+    /// The same program as threaded code, when every instruction has a register-free form.
+    threaded: Option<Threaded>,
 }
 
 #[derive(Debug, Clone)]
@@ -486,8 +489,213 @@ fn specialize(p: &Pred) -> Op {
     }
 }
 
-const ACCEPT: u32 = u32::MAX;
-const REJECT: u32 = u32::MAX - 1;
+/// Jump target: the packet matches.
+pub(crate) const ACCEPT: u32 = u32::MAX;
+/// Jump target: the packet does not match.
+pub(crate) const REJECT: u32 = u32::MAX - 1;
+
+/// A fast-pass instruction on absolute offsets (no register), as [`crate::threaded`] compiles
+/// it; the fields mean what they mean in [`Op`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FastOp<'a> {
+    /// `Eq8`/`Eq16`/`Eq32`.
+    Eq {
+        size: u8,
+        k: u32,
+        mask: u32,
+        val: u32,
+    },
+    /// `Range`.
+    Range { size: u8, k: u32, lo: u32, hi: u32 },
+    /// `Port4`.
+    Port4 { k: u32, off: u32, lo: u32, hi: u32 },
+    /// `RangeSet`.
+    RangeSet {
+        size: u8,
+        k: u32,
+        ranges: &'a [(u32, u32)],
+    },
+    /// `Port4Set`.
+    Port4Set {
+        k: u32,
+        off: u32,
+        ranges: &'a [(u32, u32)],
+    },
+    /// `Ip6Proto`.
+    Ip6Proto { k: u32, val: u32 },
+    /// `Rel`.
+    Rel {
+        k: u32,
+        index: u32,
+        size: u8,
+        mask: u32,
+        cmp: Cmp,
+        val: u32,
+        tcp: bool,
+    },
+    /// `EqAny`.
+    EqAny {
+        size: u8,
+        k: u32,
+        mask: u32,
+        vals: &'a [u32],
+    },
+    /// `Switch`.
+    Switch {
+        size: u8,
+        k: u32,
+        mask: u32,
+        cases: &'a [(u32, u32)],
+    },
+}
+
+impl Op {
+    /// The register-free view of this instruction, if it has one.
+    fn fast_view(&self) -> Option<FastOp<'_>> {
+        let abs = |reg: u8| (reg == NO_REG).then_some(());
+        Some(match self {
+            Op::Eq8 { reg, k, mask, val } => {
+                abs(*reg)?;
+                FastOp::Eq {
+                    size: 1,
+                    k: *k,
+                    mask: *mask,
+                    val: *val,
+                }
+            }
+            Op::Eq16 { reg, k, mask, val } => {
+                abs(*reg)?;
+                FastOp::Eq {
+                    size: 2,
+                    k: *k,
+                    mask: *mask,
+                    val: *val,
+                }
+            }
+            Op::Eq32 { reg, k, mask, val } => {
+                abs(*reg)?;
+                FastOp::Eq {
+                    size: 4,
+                    k: *k,
+                    mask: *mask,
+                    val: *val,
+                }
+            }
+            Op::Range {
+                reg,
+                size,
+                k,
+                lo,
+                hi,
+            } => {
+                abs(*reg)?;
+                FastOp::Range {
+                    size: *size,
+                    k: *k,
+                    lo: *lo,
+                    hi: *hi,
+                }
+            }
+            Op::Port4 {
+                reg,
+                k,
+                off,
+                lo,
+                hi,
+            } => {
+                abs(*reg)?;
+                FastOp::Port4 {
+                    k: *k,
+                    off: *off,
+                    lo: *lo,
+                    hi: *hi,
+                }
+            }
+            Op::RangeSet {
+                reg,
+                size,
+                k,
+                ranges,
+            } => {
+                abs(*reg)?;
+                FastOp::RangeSet {
+                    size: *size,
+                    k: *k,
+                    ranges,
+                }
+            }
+            Op::Port4Set {
+                reg,
+                k,
+                off,
+                ranges,
+            } => {
+                abs(*reg)?;
+                FastOp::Port4Set {
+                    k: *k,
+                    off: *off,
+                    ranges,
+                }
+            }
+            Op::Ip6Proto { reg, k, val } => {
+                abs(*reg)?;
+                FastOp::Ip6Proto { k: *k, val: *val }
+            }
+            Op::Rel {
+                reg,
+                k,
+                index,
+                size,
+                mask,
+                cmp,
+                val,
+                tcp,
+            } => {
+                abs(*reg)?;
+                FastOp::Rel {
+                    k: *k,
+                    index: *index,
+                    size: *size,
+                    mask: *mask,
+                    cmp: *cmp,
+                    val: *val,
+                    tcp: *tcp,
+                }
+            }
+            Op::EqAny {
+                reg,
+                size,
+                k,
+                mask,
+                vals,
+            } => {
+                abs(*reg)?;
+                FastOp::EqAny {
+                    size: *size,
+                    k: *k,
+                    mask: *mask,
+                    vals,
+                }
+            }
+            Op::Switch {
+                reg,
+                size,
+                k,
+                mask,
+                cases,
+            } => {
+                abs(*reg)?;
+                FastOp::Switch {
+                    size: *size,
+                    k: *k,
+                    mask: *mask,
+                    cases,
+                }
+            }
+            Op::Pred(_) => return None,
+        })
+    }
+}
 
 impl Program {
     /// Flattens `root`.
@@ -495,6 +703,7 @@ impl Program {
         let mut p = Program {
             ins: Vec::new(),
             entry: REJECT,
+            threaded: None,
         };
         p.entry = p.emit(root, ACCEPT, REJECT);
         // Emitted last-to-first: reverse for locality and fix the indices.
@@ -511,6 +720,12 @@ impl Program {
             }
         }
         p.entry = fix(p.entry);
+        let view: Option<Vec<_>> = p
+            .ins
+            .iter()
+            .map(|i| i.op.fast_view().map(|o| (o, i.jt, i.jf)))
+            .collect();
+        p.threaded = view.and_then(|v| Threaded::compile(&v, p.entry));
         p
     }
 
@@ -584,6 +799,19 @@ impl Program {
 }
 
 pub(crate) fn run(ir: &Ir, prog: &Program, data: &[u8], wire_len: u32) -> bool {
+    if ir.prologue.is_none() {
+        if let Some(t) = &prog.threaded {
+            if let Some(b) = t.run(data) {
+                return b;
+            }
+        }
+    }
+    run_slow(ir, prog, data, wire_len)
+}
+
+/// The jump program, then (after an out-of-bounds load) the three-valued pass.
+#[inline(never)]
+fn run_slow(ir: &Ir, prog: &Program, data: &[u8], wire_len: u32) -> bool {
     let mut c = Ctx {
         data,
         wire_len,

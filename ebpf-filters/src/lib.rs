@@ -51,6 +51,7 @@ pub mod lower;
 pub mod names;
 mod opt;
 pub mod parser;
+mod threaded;
 
 use como_packet::{LinkType, Packet};
 
