@@ -9,6 +9,7 @@
 //! a load falls outside the captured bytes, go through [`crate::eval`] as before, so verdicts are
 //! exactly those of the jump program.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -16,6 +17,134 @@ use crate::eval::{FastOp, ACCEPT, REJECT};
 
 /// Longest program compiled (bounds the call depth: successors always have higher indices).
 pub(crate) const MAX_INS: usize = 64;
+
+/// Most (instruction, known facts) pairs compiled before jump threading is given up.
+const MAX_MEMO: usize = 512;
+
+/// A field known equal to a constant on a path: (offset, size, mask, value & mask).
+type Fact = (u32, u8, u32, u32);
+
+/// The mask of the bytes a load of `size` bytes gives.
+fn size_mask(size: u8) -> u32 {
+    match size {
+        1 => 0xff,
+        2 => 0xffff,
+        _ => u32::MAX,
+    }
+}
+
+/// What `facts` say about `load(k, size) & mask`, if it is known.
+fn known(facts: &[Fact], k: u32, size: u8, mask: u32) -> Option<u32> {
+    let m = mask & size_mask(size);
+    facts
+        .iter()
+        .find(|f| f.0 == k && f.1 == size && m & !(f.2 & size_mask(size)) == 0)
+        .map(|f| f.3 & m)
+}
+
+/// Compiles instructions on demand, per set of known facts.
+struct Builder<'a, 'o> {
+    ins: &'a [(FastOp<'o>, u32, u32)],
+    memo: HashMap<(u32, Vec<Fact>), Next>,
+    threading: bool,
+}
+
+impl Builder<'_, '_> {
+    /// The code for instruction `at` reached with `facts` known.
+    fn get(&mut self, at: u32, facts: &[Fact]) -> Option<Next> {
+        if at == ACCEPT {
+            return Some(Next::Accept);
+        }
+        if at == REJECT {
+            return Some(Next::Reject);
+        }
+        let key = (at, facts.to_vec());
+        if let Some(n) = self.memo.get(&key) {
+            return Some(n.clone());
+        }
+        if self.memo.len() > MAX_MEMO {
+            return None;
+        }
+        let (op, jt, jf) = *self.ins.get(at as usize)?;
+        let later = |t: u32| t == ACCEPT || t == REJECT || t > at;
+        if !later(jt) || !later(jf) {
+            return None;
+        }
+        let with = |f: Fact| -> Vec<Fact> {
+            let mut v = facts.to_vec();
+            if !v.contains(&f) {
+                v.push(f);
+                v.sort_unstable();
+            }
+            v
+        };
+        let n = match op {
+            FastOp::Eq { size, k, mask, val } => {
+                let m = mask & size_mask(size);
+                match known(facts, k, size, mask).filter(|_| self.threading) {
+                    Some(v) => self.get(if v == val { jt } else { jf }, facts)?,
+                    None => {
+                        let tf = if self.threading {
+                            with((k, size, m, val & m))
+                        } else {
+                            Vec::new()
+                        };
+                        let t = self.get(jt, &tf)?;
+                        let f = self.get(jf, facts)?;
+                        Next::Go(build(&op, t, f, &mut |_| None)?)
+                    }
+                }
+            }
+            FastOp::EqAny {
+                size,
+                k,
+                mask,
+                vals,
+            } if self.threading && known(facts, k, size, mask).is_some() => {
+                let v = known(facts, k, size, mask)?;
+                self.get(if vals.contains(&v) { jt } else { jf }, facts)?
+            }
+            FastOp::Switch {
+                size,
+                k,
+                mask,
+                cases,
+            } => {
+                if !cases.iter().all(|c| later(c.1)) {
+                    return None;
+                }
+                match known(facts, k, size, mask).filter(|_| self.threading) {
+                    Some(v) => {
+                        let to = cases.iter().find(|c| c.0 == v).map_or(jf, |c| c.1);
+                        self.get(to, facts)?
+                    }
+                    None => {
+                        let m = mask & size_mask(size);
+                        let mut arms = Vec::with_capacity(cases.len());
+                        for &(v, to) in cases {
+                            let fs = if self.threading {
+                                with((k, size, m, v & m))
+                            } else {
+                                Vec::new()
+                            };
+                            arms.push(self.get(to, &fs)?);
+                        }
+                        let f = self.get(jf, facts)?;
+                        let mut it = arms.into_iter();
+                        Next::Go(build(&op, Next::Reject, f, &mut |_| it.next())?)
+                    }
+                }
+            }
+            _ => {
+                let t = self.get(jt, facts)?;
+                let f = self.get(jf, facts)?;
+                Next::Go(build(&op, t, f, &mut |_| None)?)
+            }
+        };
+        self.memo.insert(key, n.clone());
+        Some(n)
+    }
+}
 
 /// A compiled instruction: `Some(verdict)`, or `None` when a load is out of bounds.
 type Code = Arc<dyn Fn(&[u8]) -> Option<bool> + Send + Sync>;
@@ -54,37 +183,30 @@ impl fmt::Debug for Threaded {
 impl Threaded {
     /// Compiles `(op, jt, jf)` instructions (successors have higher indices) with entry
     /// `entry`; `None` if an instruction is not one of the compiled kinds.
+    ///
+    /// Jump threading, as libpcap's optimizer does: along a path, a field tested equal to a
+    /// constant (an `Eq` taken true, a `Switch` arm) is known, and a later `Eq`, `EqAny` or
+    /// `Switch` on the same bytes is decided at compile time (`host A`: once the EtherType is
+    /// 0x0800, the ARP/RARP alternatives are not tested again). The skipped test would load
+    /// bytes already loaded on that path, so the verdict and the out-of-bounds behaviour are
+    /// unchanged.
     pub(crate) fn compile(ins: &[(FastOp<'_>, u32, u32)], entry: u32) -> Option<Self> {
         if ins.len() > MAX_INS {
             return None;
         }
-        let mut code: Vec<Option<Next>> = vec![None; ins.len()];
-        for (i, (op, jt, jf)) in ins.iter().enumerate().rev() {
-            let next = |t: u32| -> Option<Next> {
-                if t == ACCEPT {
-                    Some(Next::Accept)
-                } else if t == REJECT {
-                    Some(Next::Reject)
-                } else if (t as usize) > i {
-                    code.get(t as usize).cloned().flatten()
-                } else {
-                    None
-                }
+        for threading in [true, false] {
+            let mut b = Builder {
+                ins,
+                memo: HashMap::new(),
+                threading,
             };
-            let (t, f) = (next(*jt)?, next(*jf)?);
-            let c = build(op, t, f, &next)?;
-            if let Some(slot) = code.get_mut(i) {
-                *slot = Some(Next::Go(c));
+            match b.get(entry, &[]) {
+                Some(entry) => return Some(Threaded { entry }),
+                None if b.memo.len() > MAX_MEMO => continue,
+                None => return None,
             }
         }
-        let entry = if entry == ACCEPT {
-            Next::Accept
-        } else if entry == REJECT {
-            Next::Reject
-        } else {
-            code.get(entry as usize).cloned().flatten()?
-        };
-        Some(Threaded { entry })
+        None
     }
 
     /// The verdict, or `None` if a load fell outside `d`.
@@ -140,7 +262,13 @@ fn ihl(d: &[u8], k: u32) -> Option<u32> {
     Some((ld1(d, u64::from(k))? & 0xf) << 2)
 }
 
-fn build(op: &FastOp<'_>, t: Next, f: Next, next: &dyn Fn(u32) -> Option<Next>) -> Option<Code> {
+/// The code of one instruction; a `Switch` takes its arms' code from `arm` in case order.
+fn build(
+    op: &FastOp<'_>,
+    t: Next,
+    f: Next,
+    arm: &mut dyn FnMut(u32) -> Option<Next>,
+) -> Option<Code> {
     Some(match *op {
         FastOp::Eq { size, k, mask, val } => {
             let s = u64::from(k);
@@ -267,7 +395,7 @@ fn build(op: &FastOp<'_>, t: Next, f: Next, next: &dyn Fn(u32) -> Option<Next>) 
             let s = u64::from(k);
             let mut arms = Vec::with_capacity(cases.len());
             for &(v, to) in cases {
-                arms.push((v, next(to)?));
+                arms.push((v, arm(to)?));
             }
             let arms = arms.into_boxed_slice();
             // `t` is unused: a switch goes to the matching arm or to its false target.
