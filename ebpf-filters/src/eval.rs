@@ -798,6 +798,7 @@ impl Program {
     }
 }
 
+#[inline]
 pub(crate) fn run(ir: &Ir, prog: &Program, data: &[u8], wire_len: u32) -> bool {
     if ir.prologue.is_none() {
         if let Some(t) = &prog.threaded {

@@ -163,6 +163,7 @@ pub fn compile(expr: &str, link: LinkType) -> Result<Filter, FilterError> {
 impl Filter {
     /// Whether `pkt` matches, exactly as libpcap would decide (lengths for `len`, `greater`
     /// and `less` are the wire length; loads past the captured bytes reject the packet).
+    #[inline]
     pub fn matches(&self, pkt: &Packet<'_>) -> bool {
         eval::run(&self.ir, &self.prog, pkt.data, pkt.wire_len)
     }
