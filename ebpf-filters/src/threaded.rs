@@ -141,10 +141,132 @@ impl Builder<'_, '_> {
                 Next::Go(build(&op, t, f, &mut |_| None)?)
             }
         };
+        let n = match n {
+            Next::Go(seq) => Next::Go(self.fused(at, seq.clone()).unwrap_or(seq)),
+            other => other,
+        };
         self.memo.insert(key, n.clone());
         Some(n)
     }
+
+    /// One port test on one side: (offset from the transport header, ranges), with its
+    /// false target.
+    fn port_side(&self, at: u32, v6: bool) -> Option<(PortSide, u32)> {
+        let (op, jt, jf) = *self.ins.get(at as usize)?;
+        if jt != ACCEPT {
+            return None;
+        }
+        match op {
+            FastOp::Port4 { k, off, lo, hi } if !v6 => Some(((k, off, Box::new([(lo, hi)])), jf)),
+            FastOp::Port4Set { k, off, ranges } if !v6 => Some(((k, off, ranges.into()), jf)),
+            FastOp::Range { size: 2, k, lo, hi } if v6 => Some(((k, 0, Box::new([(lo, hi)])), jf)),
+            FastOp::RangeSet { size: 2, k, ranges } if v6 => Some(((k, 0, ranges.into()), jf)),
+            _ => None,
+        }
+    }
+
+    /// One or two port tests (source, then destination) ending in accept/reject.
+    fn ports(&self, at: u32, v6: bool) -> Option<PortPair> {
+        let (first, jf) = self.port_side(at, v6)?;
+        if jf == REJECT {
+            return Some((first, None));
+        }
+        let (second, jf2) = self.port_side(jf, v6)?;
+        (jf2 == REJECT && (v6 || second.0 == first.0)).then_some((first, Some(second)))
+    }
+
+    /// Branch-free form of the most common tail, "IP protocol in a set, (IPv4: first
+    /// fragment,) source or destination port in a set": when every load of the chain is within
+    /// the captured bytes, all tests are computed and combined with bit operations (no
+    /// data-dependent jump to mispredict); otherwise `seq`, the instruction-by-instruction code,
+    /// decides. With all loads in bounds both give the same verdict (the tests are pure).
+    fn fused(&self, at: u32, seq: Code) -> Option<Code> {
+        let (op, jt, jf) = *self.ins.get(at as usize)?;
+        if jf != REJECT {
+            return None;
+        }
+        let (pk, protos): (u64, Box<[u32]>) = match op {
+            FastOp::Eq {
+                size: 1,
+                k,
+                mask,
+                val,
+            } if mask & 0xff == 0xff => (u64::from(k), Box::new([val])),
+            FastOp::EqAny {
+                size: 1,
+                k,
+                mask,
+                vals,
+            } if mask & 0xff == 0xff => (u64::from(k), vals.into()),
+            _ => return None,
+        };
+        let in_set = |r: &[(u32, u32)], v: u32| {
+            r.iter()
+                .fold(false, |a, &(lo, hi)| a | ((v >= lo) & (v <= hi)))
+        };
+        let (op1, jt1, jf1) = *self.ins.get(jt as usize)?;
+        if let FastOp::Eq {
+            size: 2,
+            k: fk,
+            mask: 0x1fff,
+            val: 0,
+        } = op1
+        {
+            if jf1 != REJECT {
+                return None;
+            }
+            let ((ik, o1, r1), second) = self.ports(jt1, false)?;
+            let fk = u64::from(fk);
+            let o1 = u64::from(ik.wrapping_add(o1));
+            let o2 = second.as_ref().map(|s| u64::from(ik.wrapping_add(s.1)));
+            let r2: Box<[(u32, u32)]> = second.map_or_else(|| Box::new([]) as Box<[_]>, |s| s.2);
+            return Some(Arc::new(move |d: &[u8]| {
+                let fast = || -> Option<bool> {
+                    let p = ld1(d, pk)?;
+                    let fr = ld2(d, fk)?;
+                    let x = u64::from(ihl(d, ik)?);
+                    let sp = ld2(d, x + o1)?;
+                    let pm = protos.iter().fold(false, |a, &v| a | (p == v));
+                    let hit = match o2 {
+                        Some(o2) => in_set(&r1, sp) | in_set(&r2, ld2(d, x + o2)?),
+                        None => in_set(&r1, sp),
+                    };
+                    Some(pm & (fr & 0x1fff == 0) & hit)
+                };
+                match fast() {
+                    Some(v) => Some(v),
+                    None => seq(d),
+                }
+            }));
+        }
+        let ((k1, _, r1), second) = self.ports(jt, true)?;
+        let k1 = u64::from(k1);
+        let k2 = second.as_ref().map(|s| u64::from(s.0));
+        let r2: Box<[(u32, u32)]> = second.map_or_else(|| Box::new([]) as Box<[_]>, |s| s.2);
+        Some(Arc::new(move |d: &[u8]| {
+            let fast = || -> Option<bool> {
+                let p = ld1(d, pk)?;
+                let sp = ld2(d, k1)?;
+                let pm = protos.iter().fold(false, |a, &v| a | (p == v));
+                let hit = match k2 {
+                    Some(k2) => in_set(&r1, sp) | in_set(&r2, ld2(d, k2)?),
+                    None => in_set(&r1, sp),
+                };
+                Some(pm & hit)
+            };
+            match fast() {
+                Some(v) => Some(v),
+                None => seq(d),
+            }
+        }))
+    }
 }
+
+/// One side's port test: (header offset, offset of the port in the transport header, ranges).
+type PortSide = (u32, u32, Box<[(u32, u32)]>);
+
+/// Port tests of a fused tail: the first side's, then the second side's if any.
+type PortPair = (PortSide, Option<PortSide>);
 
 /// A compiled instruction: `Some(verdict)`, or `None` when a load is out of bounds.
 type Code = Arc<dyn Fn(&[u8]) -> Option<bool> + Send + Sync>;
