@@ -21,6 +21,9 @@ pub(crate) const MAX_INS: usize = 64;
 /// Most (instruction, known facts) pairs compiled before jump threading is given up.
 const MAX_MEMO: usize = 512;
 
+/// Longest equality chain fused by [`Builder::chain`].
+const CHAIN: usize = 4;
+
 /// A field known equal to a constant on a path: (offset, size, mask, value & mask).
 type Fact = (u32, u8, u32, u32);
 
@@ -141,12 +144,81 @@ impl Builder<'_, '_> {
                 Next::Go(build(&op, t, f, &mut |_| None)?)
             }
         };
+        let n = match (n, self.threading) {
+            (Next::Go(seq), true) => match self.chain(at, facts, seq.clone()) {
+                Some(c) => Next::Go(c),
+                None => Next::Go(seq),
+            },
+            (n, _) => n,
+        };
         let n = match n {
             Next::Go(seq) => Next::Go(self.fused(at, seq.clone()).unwrap_or(seq)),
             other => other,
         };
         self.memo.insert(key, n.clone());
         Some(n)
+    }
+
+    /// Branch-free form of an `or` (or `and`) chain of 2 to [`CHAIN`] equality tests with a
+    /// common true (false) target: when all their loads are in bounds the tests are computed
+    /// together and one jump goes to the common target or to the other exit; otherwise `seq`.
+    /// The targets are compiled with the facts known at `at` only (they hold on every path
+    /// through the chain), so threading stays exact.
+    fn chain(&mut self, at: u32, facts: &[Fact], seq: Code) -> Option<Code> {
+        let (_, jt0, jf0) = *self.ins.get(at as usize)?;
+        for or in [true, false] {
+            let common = if or { jt0 } else { jf0 };
+            let mut tests: Vec<(u8, u64, u32, u32)> = Vec::new();
+            let mut pc = at;
+            let other = loop {
+                let Some(&(op, jt, jf)) = self.ins.get(pc as usize) else {
+                    break None;
+                };
+                let FastOp::Eq { size, k, mask, val } = op else {
+                    break None;
+                };
+                let (same, next) = if or { (jt, jf) } else { (jf, jt) };
+                if same != common || tests.len() >= CHAIN {
+                    break None;
+                }
+                tests.push((size, u64::from(k), mask, val));
+                let chained = match self.ins.get(next as usize) {
+                    Some((FastOp::Eq { .. }, t, f)) => (if or { *t } else { *f }) == common,
+                    _ => false,
+                };
+                if !chained || tests.len() == CHAIN {
+                    break Some(next);
+                }
+                pc = next;
+            };
+            let Some(other) = other else { continue };
+            if tests.len() < 2 {
+                continue;
+            }
+            let c = self.get(common, facts)?;
+            let o = self.get(other, facts)?;
+            let tests = tests.into_boxed_slice();
+            // Or: any test true goes to the common target, else to the last false target.
+            // And: any test false goes to the common target, else to the last true target.
+            return Some(Arc::new(move |d: &[u8]| {
+                let mut any = false;
+                let mut all = true;
+                for &(size, k, mask, val) in tests.iter() {
+                    let Some(v) = ld(d, k, size) else {
+                        return seq(d);
+                    };
+                    let t = v & mask == val;
+                    any |= t;
+                    all &= t;
+                }
+                if (or && any) || (!or && !all) {
+                    c.go(d)
+                } else {
+                    o.go(d)
+                }
+            }));
+        }
+        None
     }
 
     /// One port test on one side: (offset from the transport header, ranges), with its
