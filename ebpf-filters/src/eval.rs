@@ -489,6 +489,14 @@ fn specialize(p: &Pred) -> Op {
     }
 }
 
+impl Program {
+    /// Whether the program runs as threaded code.
+    #[cfg(test)]
+    pub(crate) fn has_threaded(&self) -> bool {
+        self.threaded.is_some()
+    }
+}
+
 /// Jump target: the packet matches.
 pub(crate) const ACCEPT: u32 = u32::MAX;
 /// Jump target: the packet does not match.
@@ -812,7 +820,7 @@ pub(crate) fn run(ir: &Ir, prog: &Program, data: &[u8], wire_len: u32) -> bool {
 
 /// The jump program, then (after an out-of-bounds load) the three-valued pass.
 #[inline(never)]
-fn run_slow(ir: &Ir, prog: &Program, data: &[u8], wire_len: u32) -> bool {
+pub(crate) fn run_slow(ir: &Ir, prog: &Program, data: &[u8], wire_len: u32) -> bool {
     let mut c = Ctx {
         data,
         wire_len,
