@@ -60,6 +60,8 @@ impl Module for Ewma {
     type Export = Option<f64>;
     type Record = Record;
     const KIND: &'static str = "ewma";
+    /// Reads only the packet's metadata: the runtime may skip header parsing.
+    const NEEDS_LAYERS: bool = false;
 
     fn new(cfg: Config) -> Result<Self, ModuleError> {
         if !(cfg.change_thresh > 1.0 && cfg.change_thresh.is_finite()) {

@@ -6,6 +6,7 @@
 //! 128), `use_dst` (default false).
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use como_module::{mask_addr, Cell, Interval, Module, ModuleError, Pkt, PrintParams};
 use rustc_hash::FxHashMap;
@@ -42,7 +43,13 @@ impl Default for Config {
 #[derive(Debug)]
 pub struct TopAddr {
     cfg: Config,
+    /// Addresses of the last exported interval: the capacity of the next interval's table
+    /// (no rehashing from empty at every interval).
+    addrs_hint: AtomicUsize,
 }
+
+/// Most addresses a fresh table is pre-sized for.
+const MAX_HINT: usize = 1 << 16;
 
 /// One interval's ranking.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,11 +122,15 @@ impl Module for TopAddr {
         if cfg.mask > 32 || cfg.mask6 > 128 {
             return Err(bad("mask must be 0..=32 and mask6 0..=128".into()));
         }
-        Ok(Self { cfg })
+        Ok(Self {
+            cfg,
+            addrs_hint: AtomicUsize::new(0),
+        })
     }
 
     fn new_state(&self, _: Interval) -> Self::State {
-        FxHashMap::default()
+        let n = self.addrs_hint.load(Ordering::Relaxed).min(MAX_HINT);
+        FxHashMap::with_capacity_and_hasher(n, Default::default())
     }
 
     fn update(&self, state: &mut Self::State, pkt: &Pkt<'_>) {
@@ -146,6 +157,7 @@ impl Module for TopAddr {
     fn new_export(&self) {}
 
     fn export(&self, _: &mut (), ivl: Interval, state: Self::State, out: &mut Vec<Record>) {
+        self.addrs_hint.store(state.len(), Ordering::Relaxed);
         if state.is_empty() {
             return;
         }

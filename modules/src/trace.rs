@@ -93,6 +93,8 @@ impl Module for Trace {
     type Export = ();
     type Record = Record;
     const KIND: &'static str = "trace";
+    /// Reads only the packet's metadata: the runtime may skip header parsing.
+    const NEEDS_LAYERS: bool = false;
 
     fn new(cfg: Config) -> Result<Self, ModuleError> {
         if cfg.snaplen == 0 || cfg.snaplen > 262_144 {

@@ -24,6 +24,8 @@ impl Module for Traffic {
     type Export = ();
     type Record = Record;
     const KIND: &'static str = "traffic";
+    /// Reads only the packet's metadata: the runtime may skip header parsing.
+    const NEEDS_LAYERS: bool = false;
 
     fn new(_: NoArgs) -> Result<Self, ModuleError> {
         Ok(Self)

@@ -9,6 +9,8 @@
 //!   the commas of `k=v,k=v` leaving no room for them.
 //! - `EXPR` is the module's filter in tcpdump's syntax.
 //! - Records go to stdout in the format (default `pretty`); nothing is stored.
+//! - When stderr is a terminal, a progress bar there shows the bytes of the file consumed
+//!   (updated every few ten thousand packets; cleared at the end).
 //!
 //! Exit status: 2 for a bad module spec, format or filter (before reading any packet); 1 for a
 //! file that cannot be opened or is damaged (after printing the records of the packets before
@@ -21,7 +23,9 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use como_module::{parse_duration, Format};
-use como_runtime::{check_filters, ModuleSpec, Options, PrintSink, RuntimeError, TraceSource};
+use como_runtime::{
+    check_filters, ModuleSpec, Options, PrintSink, RuntimeError, Source, TraceSource,
+};
 
 use crate::Failure;
 
@@ -141,6 +145,27 @@ impl<W: Write> Write for QuietPipe<W> {
     }
 }
 
+/// A progress bar of bytes consumed on stderr when stderr is a terminal and the source knows
+/// its size; a hidden one (every call a no-op) otherwise.
+pub(crate) fn progress_bar(progress: Option<(u64, u64)>) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    match progress {
+        Some((_, total)) if total > 0 && io::stderr().is_terminal() => {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(total),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        }
+        _ => indicatif::ProgressBar::hidden(),
+    }
+}
+
 /// Runs `como inline`.
 pub(crate) fn run(args: &InlineArgs) -> Result<(), Failure> {
     let usage = |e: anyhow::Error| Failure::Filter(e);
@@ -179,8 +204,20 @@ pub(crate) fn run(args: &InlineArgs) -> Result<(), Failure> {
         workers: args.workers.unwrap_or_else(como_runtime::default_workers),
         ..Options::default()
     };
-    let (report, _) = como_runtime::run(specs, &opts, &mut source, PrintSink::new(vec![printer]))
-        .map_err(|e| match e {
+    let bar = progress_bar(source.progress());
+    let result = como_runtime::run_observed(
+        specs,
+        &opts,
+        &mut source,
+        PrintSink::new(vec![printer]),
+        &mut |s: &dyn Source| {
+            if let Some((done, _)) = s.progress() {
+                bar.set_position(done);
+            }
+        },
+    );
+    bar.finish_and_clear();
+    let (report, _) = result.map_err(|e| match e {
         RuntimeError::Filter { .. } => Failure::Filter(e.into()),
         other => Failure::File(other.into()),
     })?;

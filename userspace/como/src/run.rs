@@ -118,6 +118,10 @@ impl Source for Observed {
         self.inner.name()
     }
 
+    fn progress(&self) -> Option<(u64, u64)> {
+        self.inner.progress()
+    }
+
     fn next_packet(&mut self) -> Result<Next<'_>, SourceError> {
         let Self {
             inner,
@@ -468,6 +472,7 @@ fn drive(
     let mut last_ts = 0u64;
     let mut n = 0u64;
     if let Some(mut source) = source {
+        let bar = crate::inline::progress_bar(source.progress());
         loop {
             match source.next_packet() {
                 Ok(Next::Packet(p)) => {
@@ -479,6 +484,9 @@ fn drive(
                     n += 1;
                     if n % PUBLISH_EVERY == 0 {
                         publish(&pipe, &mut published);
+                        if let Some((done, _)) = source.progress() {
+                            bar.set_position(done);
+                        }
                     }
                 }
                 Ok(Next::Idle) => {
@@ -501,6 +509,7 @@ fn drive(
                 }
             }
         }
+        bar.finish_and_clear();
     }
     publish(&pipe, &mut published);
     let (report, _) = pipe.finish()?;

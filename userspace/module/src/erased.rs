@@ -58,6 +58,10 @@ pub trait RecordSink {
 pub trait AnyModule: Send + Sync {
     /// Module kind.
     fn kind(&self) -> &'static str;
+    /// Whether the capture side reads parsed headers ([`Module::NEEDS_LAYERS`]).
+    fn needs_layers(&self) -> bool {
+        true
+    }
     /// A fresh capture state for `ivl`.
     fn new_state(&self, ivl: Interval) -> Box<dyn CaptureState>;
     /// A fresh export side.
@@ -238,6 +242,10 @@ impl<M: Module> RecordSink for PcapSink<'_, M> {
 impl<M: Module> AnyModule for Erased<M> {
     fn kind(&self) -> &'static str {
         M::KIND
+    }
+
+    fn needs_layers(&self) -> bool {
+        M::NEEDS_LAYERS
     }
 
     fn new_state(&self, ivl: Interval) -> Box<dyn CaptureState> {

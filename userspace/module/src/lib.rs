@@ -253,6 +253,12 @@ pub trait Module: Send + Sync + Sized + 'static {
     const KIND: &'static str;
     /// Version byte of the stored record encoding; bump it when `Record` changes.
     const RECORD_VERSION: u8 = 1;
+    /// Whether [`Module::update`] reads the parsed headers (`pkt.layers`, addresses, ports,
+    /// protocol ...). A module that reads only the packet itself (timestamp, wire length,
+    /// captured bytes: `pkt.parsed.packet`) says `false`; when no module a packet goes to needs
+    /// its headers and no filter or flow hash did, the runtime skips parsing them and
+    /// `pkt.layers` is empty ([`como_packet::Layers::default`]). Default: `true`.
+    const NEEDS_LAYERS: bool = true;
 
     /// CoMo's `init`: builds the module from its config, checking ranges.
     fn new(config: Self::Config) -> Result<Self, ModuleError>;

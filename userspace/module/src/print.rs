@@ -93,20 +93,69 @@ pub enum Cell<'a> {
     Bool(bool),
 }
 
+/// Appends the decimal digits of `n` (no formatting machinery: this runs once per printed
+/// number, and flow tables print millions of them).
+#[inline]
+pub fn write_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(b) = buf.get_mut(i) {
+            *b = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    for &b in buf.get(i..).unwrap_or_default() {
+        out.push(char::from(b));
+    }
+}
+
+/// Appends `a` in dotted-quad (IPv4) or RFC 5952 (IPv6, through `Display`) form.
+#[inline]
+pub fn write_ip(out: &mut String, a: IpAddr) {
+    match a {
+        IpAddr::V4(v) => {
+            for (i, o) in v.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                write_u64(out, u64::from(o));
+            }
+        }
+        IpAddr::V6(v) => {
+            let _ = write!(out, "{v}");
+        }
+    }
+}
+
 /// Writes `ns` as Unix seconds with up to 9 decimals, trailing zeros dropped.
 pub fn write_ts(out: &mut String, ns: u64) {
     let secs = ns / 1_000_000_000;
     let frac = ns % 1_000_000_000;
-    if frac == 0 {
-        let _ = write!(out, "{secs}");
-    } else {
+    write_u64(out, secs);
+    if frac != 0 {
         let mut frac = frac;
         let mut digits = 9;
         while frac % 10 == 0 {
             frac /= 10;
             digits -= 1;
         }
-        let _ = write!(out, "{secs}.{frac:0digits$}");
+        out.push('.');
+        // Leading zeros of the fraction, then its significant digits.
+        let mut width = 1;
+        let mut x = frac;
+        while x >= 10 {
+            x /= 10;
+            width += 1;
+        }
+        for _ in width..digits {
+            out.push('0');
+        }
+        write_u64(out, frac);
     }
 }
 
@@ -115,15 +164,11 @@ impl Cell<'_> {
     pub fn write_text(&self, out: &mut String) {
         match *self {
             Cell::Ts(ns) => write_ts(out, ns),
-            Cell::U64(n) => {
-                let _ = write!(out, "{n}");
-            }
+            Cell::U64(n) => write_u64(out, n),
             Cell::F64(x) => {
                 let _ = write!(out, "{x}");
             }
-            Cell::Ip(a) => {
-                let _ = write!(out, "{a}");
-            }
+            Cell::Ip(a) => write_ip(out, a),
             Cell::Str(s) => out.push_str(s),
             Cell::Bool(b) => out.push_str(if b { "true" } else { "false" }),
         }
@@ -335,5 +380,39 @@ mod tests {
         let mut t = String::new();
         write_ts(&mut t, 1_000_000_001);
         assert_eq!(t, "1.000000001");
+    }
+
+    #[test]
+    fn numbers_and_addresses_match_display() {
+        let mut t = String::new();
+        for n in [0, 1, 9, 10, 99, 100, 65535, 1 << 32, u64::MAX - 1, u64::MAX] {
+            t.clear();
+            write_u64(&mut t, n);
+            assert_eq!(t, n.to_string());
+        }
+        for (ns, want) in [
+            (0, "0"),
+            (5, "0.000000005"),
+            (1_700_000_000_120_000_000, "1700000000.12"),
+            (1_700_000_000_000_000_100, "1700000000.0000001"),
+            (1_700_000_000_999_999_999, "1700000000.999999999"),
+            (u64::MAX, "18446744073.709551615"),
+        ] {
+            t.clear();
+            write_ts(&mut t, ns);
+            assert_eq!(t, want, "{ns}");
+        }
+        for a in [
+            "0.0.0.0",
+            "10.1.2.3",
+            "255.255.255.255",
+            "2001:db8::1",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: IpAddr = a.parse().expect("addr");
+            t.clear();
+            write_ip(&mut t, ip);
+            assert_eq!(t, ip.to_string());
+        }
     }
 }

@@ -28,6 +28,7 @@
 //! and exports sort their records, so the records do not depend on the number of workers (tested
 //! with 1 and 3 workers on real traces).
 
+mod fastparse;
 mod sink;
 
 use std::net::IpAddr;
@@ -131,6 +132,11 @@ pub trait Source: Send {
     fn name(&self) -> String;
     /// The next packet (or idle / end). An error ends the source.
     fn next_packet(&mut self) -> Result<Next<'_>, SourceError>;
+    /// How far a finite source is: `(bytes consumed, total bytes)`, for progress bars; `None`
+    /// for sources without a known end (live captures). Default: `None`.
+    fn progress(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// A source failed (a damaged file, a capture error).
@@ -147,6 +153,7 @@ pub struct SourceError {
 pub struct TraceSource {
     reader: TraceReader,
     name: String,
+    size: u64,
 }
 
 impl TraceSource {
@@ -154,7 +161,8 @@ impl TraceSource {
     pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self, como_tracefile::Error> {
         let reader = TraceReader::open(path)?;
         let name = reader.path().display().to_string();
-        Ok(Self { reader, name })
+        let size = std::fs::metadata(reader.path()).map_or(0, |m| m.len());
+        Ok(Self { reader, name, size })
     }
 
     /// Link type of the file's first interface.
@@ -166,6 +174,10 @@ impl TraceSource {
 impl Source for TraceSource {
     fn name(&self) -> String {
         self.name.clone()
+    }
+
+    fn progress(&self) -> Option<(u64, u64)> {
+        Some((self.reader.offset().min(self.size), self.size))
     }
 
     fn next_packet(&mut self) -> Result<Next<'_>, SourceError> {
@@ -307,6 +319,14 @@ impl Source for MergedSource {
             .map(|s| s.name())
             .collect::<Vec<_>>()
             .join(" + ")
+    }
+
+    /// The sum over the sources, when every one of them knows its progress.
+    fn progress(&self) -> Option<(u64, u64)> {
+        self.sources.iter().try_fold((0u64, 0u64), |(a, b), s| {
+            let (x, y) = s.progress()?;
+            Some((a.saturating_add(x), b.saturating_add(y)))
+        })
     }
 
     fn next_packet(&mut self) -> Result<Next<'_>, SourceError> {
@@ -472,6 +492,8 @@ enum Classifier {
 struct LinkFilters {
     link: LinkType,
     filters: Vec<Classifier>,
+    /// No module has a filter: every packet goes to every module, nothing to evaluate.
+    unfiltered: bool,
 }
 
 /// Compiles each module's filter for `link`; the errors of those that do not compile.
@@ -495,7 +517,15 @@ fn compile_all(specs: &[ModuleSpec], link: LinkType) -> (LinkFilters, Vec<Runtim
             }
         }
     }
-    (LinkFilters { link, filters }, errors)
+    let unfiltered = filters.iter().all(|f| matches!(f, Classifier::All));
+    (
+        LinkFilters {
+            link,
+            filters,
+            unfiltered,
+        },
+        errors,
+    )
 }
 
 /// Checks that every module's filter compiles for `link` (call it with the first link type of
@@ -561,6 +591,12 @@ pub struct Pipeline<S: Sink> {
     seq: u64,
     report: RunReport,
     cpu: Arc<ModuleCpu>,
+    /// Bit `i` set: every module (the mask of an unfiltered packet).
+    all_mask: u64,
+    /// Bit `i` set: module `i` reads parsed headers ([`AnyModule::needs_layers`]).
+    layer_mask: u64,
+    /// Empty layers, copied into packets whose modules do not read headers.
+    no_layers: Layers,
 }
 
 /// A symmetric flow hash: the same for both directions of a flow; 0 without IP.
@@ -602,6 +638,9 @@ struct WorkerCore {
     specs: Arc<Vec<ModuleSpec>>,
     lens: Vec<u64>,
     states: Vec<Option<Box<dyn CaptureState>>>,
+    /// End of the interval of `states[i]` (0 without a state): one comparison per packet and
+    /// module decides whether the state is current.
+    ends: Vec<u64>,
     tx: Sender<ExportMsg>,
     cpu: Arc<ModuleCpu>,
     tick: u32,
@@ -616,11 +655,13 @@ impl WorkerCore {
         cpu: Arc<ModuleCpu>,
     ) -> Self {
         let states = specs.iter().map(|_| None).collect();
+        let ends = vec![0; specs.len()];
         Self {
             id,
             specs,
             lens,
             states,
+            ends,
             tx,
             cpu,
             tick: 0,
@@ -635,15 +676,10 @@ impl WorkerCore {
         while mask != 0 {
             let i = mask.trailing_zeros() as usize;
             mask &= mask - 1;
-            let (Some(slot), Some(&len), Some(spec)) =
-                (self.states.get_mut(i), self.lens.get(i), self.specs.get(i))
-            else {
+            let (Some(slot), Some(end)) = (self.states.get_mut(i), self.ends.get_mut(i)) else {
                 continue;
             };
-            if slot
-                .as_ref()
-                .is_some_and(|s| ivl_ts >= s.interval().end_ns())
-            {
+            if ivl_ts >= *end {
                 // Safety net: the dispatcher's advance normally flushed it already.
                 if let Some(state) = slot.take() {
                     let msg = ExportMsg::Partial {
@@ -655,9 +691,16 @@ impl WorkerCore {
                         return false;
                     }
                 }
+                let (Some(&len), Some(spec)) = (self.lens.get(i), self.specs.get(i)) else {
+                    continue;
+                };
+                let ivl = Interval::containing(ivl_ts, len);
+                *end = ivl.end_ns();
+                *slot = Some(spec.module.new_state(ivl));
             }
-            let state = slot
-                .get_or_insert_with(|| spec.module.new_state(Interval::containing(ivl_ts, len)));
+            let Some(state) = slot.as_mut() else {
+                continue;
+            };
             if timed {
                 let t = Instant::now();
                 state.update(pkt);
@@ -672,8 +715,9 @@ impl WorkerCore {
     /// Flushes the states of intervals that end at or before `upto`, then tells the exporter
     /// this worker has passed `upto`. False when the exporter is gone.
     fn advance(&mut self, upto: u64) -> bool {
-        for (module, slot) in self.states.iter_mut().enumerate() {
-            if slot.as_ref().is_some_and(|s| s.interval().end_ns() <= upto) {
+        for (module, (slot, end)) in self.states.iter_mut().zip(&mut self.ends).enumerate() {
+            if slot.is_some() && *end <= upto {
+                *end = 0;
                 if let Some(state) = slot.take() {
                     let msg = ExportMsg::Partial {
                         worker: self.id,
@@ -849,6 +893,12 @@ impl<S: Sink> Pipeline<S> {
             .spawn(move || export_loop(especs, n, erx, sink, ecpu))
             .map_err(|e| RuntimeError::Thread(e.to_string()))?;
         let matched = vec![0; specs.len()];
+        let all_mask = u64::MAX >> (64 - specs.len());
+        let layer_mask = specs
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.module.needs_layers())
+            .fold(0u64, |m, (i, _)| m | 1 << i);
         let batches = (0..to_workers.len()).map(|_| Batch::default()).collect();
         Ok(Self {
             specs,
@@ -868,6 +918,9 @@ impl<S: Sink> Pipeline<S> {
                 matched,
                 ..RunReport::default()
             },
+            all_mask,
+            layer_mask,
+            no_layers: Layers::default(),
         })
     }
 
@@ -934,7 +987,12 @@ impl<S: Sink> Pipeline<S> {
         self.report.bytes += u64::from(pkt.wire_len);
         let li = self.link_index(pkt.link)?;
         let mut mask = 0u64;
-        if let Some(lf) = self.links.get(li) {
+        if self.links.get(li).is_some_and(|lf| lf.unfiltered) {
+            mask = self.all_mask;
+            for c in &mut self.report.matched {
+                *c += 1;
+            }
+        } else if let Some(lf) = self.links.get(li) {
             for (i, f) in lf.filters.iter().enumerate() {
                 let hit = match f {
                     Classifier::All => true,
@@ -957,14 +1015,39 @@ impl<S: Sink> Pipeline<S> {
         if pkt.ts_ns >= self.next_boundary {
             self.advance(pkt.ts_ns)?;
         }
-        let parsed = Parsed::new(*pkt);
         let ivl_ts = self.high_water.max(pkt.ts_ns);
         if let Some(core) = self.inline.as_mut() {
-            if !core.process(&Pkt { parsed, seq }, mask, ivl_ts) {
+            // One worker: no flow hash; headers parsed only for modules that read them.
+            // Each branch builds the `Pkt` in one place: the parser's output is not copied
+            // again (a copy right after its many small stores stalls on store forwarding).
+            let ok = if mask & self.layer_mask != 0 {
+                let full = Pkt {
+                    parsed: Parsed {
+                        packet: *pkt,
+                        layers: fastparse::parse(pkt),
+                    },
+                    seq,
+                };
+                core.process(&full, mask, ivl_ts)
+            } else {
+                let bare = Pkt {
+                    parsed: Parsed {
+                        packet: *pkt,
+                        layers: self.no_layers,
+                    },
+                    seq,
+                };
+                core.process(&bare, mask, ivl_ts)
+            };
+            if !ok {
                 return Err(RuntimeError::Thread("the export thread went away".into()));
             }
             return Ok(());
         }
+        let parsed = Parsed {
+            packet: *pkt,
+            layers: fastparse::parse(pkt),
+        };
         let n = self.batches.len();
         let worker = if n == 1 {
             0
@@ -1040,7 +1123,23 @@ pub fn run<S: Sink>(
     source: &mut dyn Source,
     sink: S,
 ) -> Result<(RunReport, S), RuntimeError> {
+    run_observed(specs, opts, source, sink, &mut |_: &dyn Source| {})
+}
+
+/// Packets between two calls of the observer of [`run_observed`].
+pub const OBSERVE_EVERY: u64 = 1 << 16;
+
+/// [`run`], calling `observe` with the source every [`OBSERVE_EVERY`] packets, when it goes
+/// idle, and at its end (progress bars: [`Source::progress`]).
+pub fn run_observed<S: Sink>(
+    specs: Vec<ModuleSpec>,
+    opts: &Options,
+    source: &mut dyn Source,
+    sink: S,
+    observe: &mut dyn FnMut(&dyn Source),
+) -> Result<(RunReport, S), RuntimeError> {
     let mut pipe = Pipeline::start(specs, opts, sink)?;
+    let mut n = 0u64;
     // When the source went idle (no clock read per packet).
     let mut idle_since: Option<Instant> = None;
     let mut last_ts = 0u64;
@@ -1054,8 +1153,13 @@ pub fn run<S: Sink>(
                     // sink) is the root cause of a worker that went away.
                     return Err(pipe.finish().err().unwrap_or(e));
                 }
+                n += 1;
+                if n % OBSERVE_EVERY == 0 {
+                    observe(&*source);
+                }
             }
             Ok(Next::Idle) => {
+                observe(&*source);
                 let since = *idle_since.get_or_insert_with(Instant::now);
                 let idle = since.elapsed();
                 if idle >= opts.idle_timeout {
@@ -1074,6 +1178,7 @@ pub fn run<S: Sink>(
             }
         }
     }
+    observe(&*source);
     pipe.finish()
 }
 

@@ -499,3 +499,43 @@ fn module_cpu_accounting() {
         assert_eq!(cpu.nanos(7), 0);
     }
 }
+
+/// Progress of file sources: bytes consumed grow to the file size; a merge sums its sources;
+/// `run_observed` reports it at least at the end of the input.
+#[test]
+fn progress_of_file_sources() {
+    let a = "zeek/workshop_2011_browse.pcap";
+    let b = "nDPI/teams.pcap";
+    let size = |f: &str| std::fs::metadata(trace(f)).expect("size").len();
+    let mut src = TraceSource::open(trace(a)).expect("open");
+    let (start, total) = src.progress().expect("a file knows its progress");
+    assert_eq!(total, size(a));
+    assert!(start < total, "{start} of {total} before reading");
+    let mut last = start;
+    while let Next::Packet(_) = src.next_packet().expect("next") {
+        let (now, _) = src.progress().expect("progress");
+        assert!(now >= last, "progress went back: {now} < {last}");
+        last = now;
+    }
+    assert_eq!(src.progress(), Some((total, total)));
+
+    let mut merged = MergedSource::new(vec![
+        Box::new(TraceSource::open(trace(a)).expect("a")),
+        Box::new(TraceSource::open(trace(b)).expect("b")),
+    ]);
+    let mut seen = Vec::new();
+    let (report, _) = run_observed(
+        vec![spec("traffic", "", "", Duration::from_secs(1))],
+        &Options {
+            workers: 1,
+            ..Options::default()
+        },
+        &mut merged,
+        CollectSink::default(),
+        &mut |s: &dyn Source| seen.push(s.progress()),
+    )
+    .expect("run");
+    assert_eq!(report.packets, 121 + 1540);
+    let whole = size(a) + size(b);
+    assert_eq!(seen.last(), Some(&Some((whole, whole))));
+}
