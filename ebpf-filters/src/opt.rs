@@ -8,7 +8,8 @@
 //! is already known on the path are folded, so no load that libpcap performs is skipped
 //! before one it also performs.
 
-use crate::ir::{Encap, Link, Node, Off, Pred};
+use crate::ir::{ArOp, Encap, Link, Node, Off, Pred, Value};
+use crate::lower::apply_op;
 
 /// A field "load(off, size)" compared for equality with a constant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,8 +143,59 @@ fn learn(n: &Node, value: bool, facts: &mut Facts) {
     }
 }
 
+/// Folds an arithmetic value as libpcap's optimizer does (`opt_stmt`): constant operands are
+/// combined; `x & 0` and `x * 0` become 0; a left operand 0 makes `* / % & << >>` 0 (and
+/// the other operand's loads are then dead and removed). Division by a constant zero is left
+/// alone (the lowering refuses it).
+fn fold_value(v: Value) -> Value {
+    match v {
+        Value::Bin(op, a, b) => {
+            let (a, b) = (fold_value(*a), fold_value(*b));
+            match (&a, &b) {
+                (Value::Const(x), Value::Const(y)) => match apply_op(op, *x, *y) {
+                    Some(r) => Value::Const(r),
+                    None => Value::Bin(op, Box::new(a), Box::new(b)),
+                },
+                (_, Value::Const(0)) if matches!(op, ArOp::And | ArOp::Mul) => Value::Const(0),
+                (Value::Const(0), _)
+                    if matches!(
+                        op,
+                        ArOp::Mul | ArOp::Div | ArOp::Mod | ArOp::And | ArOp::Lsh | ArOp::Rsh
+                    ) =>
+                {
+                    Value::Const(0)
+                }
+                _ => Value::Bin(op, Box::new(a), Box::new(b)),
+            }
+        }
+        Value::Neg(a) => match fold_value(*a) {
+            Value::Const(c) => Value::Const(c.wrapping_neg()),
+            other => Value::Neg(Box::new(other)),
+        },
+        Value::Load { base, index, size } => Value::Load {
+            base,
+            index: Box::new(fold_value(*index)),
+            size,
+        },
+        other => other,
+    }
+}
+
 fn fold(n: Node, facts: &mut Facts) -> Node {
     match n {
+        Node::Pred(Pred::Relation { lhs, op, rhs }) => {
+            let (lhs, rhs) = (fold_value(lhs), fold_value(rhs));
+            match (&lhs, &rhs) {
+                (Value::Const(a), Value::Const(b)) => {
+                    if op.apply(*a, *b) {
+                        Node::True
+                    } else {
+                        Node::False
+                    }
+                }
+                _ => Node::Pred(Pred::Relation { lhs, op, rhs }),
+            }
+        }
         Node::Pred(p) => {
             if let Some((k, v)) = simple(&p) {
                 if let Some(b) = known(facts, k, v) {
