@@ -149,6 +149,11 @@ fn learn(n: &Node, value: bool, facts: &mut Facts) {
 /// alone (the lowering refuses it).
 fn fold_value(v: Value) -> Value {
     match v {
+        // Two constants left by the lowering are `byte N & V` / `byte N | V`, libpcap's test
+        // of an accumulator whose value its optimizer does not know: not folded.
+        Value::Bin(op, a, b) if matches!((&*a, &*b), (Value::Const(_), Value::Const(_))) => {
+            Value::Bin(op, a, b)
+        }
         Value::Bin(op, a, b) => {
             let (a, b) = (fold_value(*a), fold_value(*b));
             match (&a, &b) {
