@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use como_module::{mask_addr, Cell, Interval, Module, ModuleError, Pkt, PrintParams};
+use como_module::{Cell, Interval, Module, ModuleError, Pkt, PrintParams};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -43,9 +43,22 @@ impl Default for Config {
 #[derive(Debug)]
 pub struct TopAddr {
     cfg: Config,
-    /// Addresses of the last exported interval: the capacity of the next interval's table
-    /// (no rehashing from empty at every interval).
-    addrs_hint: AtomicUsize,
+    /// IPv4 prefix mask (`mask` leading one bits).
+    mask4: u32,
+    /// IPv6 prefix mask (`mask6` leading one bits).
+    mask6: u128,
+    /// IPv4 and IPv6 addresses of the last exported interval: the capacities of the next
+    /// interval's tables (no rehashing from empty at every interval).
+    hint4: AtomicUsize,
+    hint6: AtomicUsize,
+}
+
+/// One core's counters of one interval: IPv4 and IPv6 apart, so the (usually far larger)
+/// IPv4 table has 4-byte keys and stays small enough for the core's cache.
+#[derive(Debug, Default)]
+pub struct Table {
+    v4: FxHashMap<u32, Counts>,
+    v6: FxHashMap<u128, Counts>,
 }
 
 /// Most addresses a fresh table is pre-sized for.
@@ -106,7 +119,7 @@ impl From<AddrKey> for IpAddr {
 
 impl Module for TopAddr {
     type Config = Config;
-    type State = FxHashMap<AddrKey, Counts>;
+    type State = Table;
     type Export = ();
     type Record = Record;
     const KIND: &'static str = "topaddr";
@@ -122,15 +135,26 @@ impl Module for TopAddr {
         if cfg.mask > 32 || cfg.mask6 > 128 {
             return Err(bad("mask must be 0..=32 and mask6 0..=128".into()));
         }
+        let mask4 = u32::MAX.checked_shl(32 - u32::from(cfg.mask)).unwrap_or(0);
+        let mask6 = u128::MAX
+            .checked_shl(128 - u32::from(cfg.mask6))
+            .unwrap_or(0);
         Ok(Self {
             cfg,
-            addrs_hint: AtomicUsize::new(0),
+            mask4,
+            mask6,
+            hint4: AtomicUsize::new(0),
+            hint6: AtomicUsize::new(0),
         })
     }
 
     fn new_state(&self, _: Interval) -> Self::State {
-        let n = self.addrs_hint.load(Ordering::Relaxed).min(MAX_HINT);
-        FxHashMap::with_capacity_and_hasher(n, Default::default())
+        let n4 = self.hint4.load(Ordering::Relaxed).min(MAX_HINT);
+        let n6 = self.hint6.load(Ordering::Relaxed).min(MAX_HINT);
+        Table {
+            v4: FxHashMap::with_capacity_and_hasher(n4, Default::default()),
+            v6: FxHashMap::with_capacity_and_hasher(n6, Default::default()),
+        }
     }
 
     fn update(&self, state: &mut Self::State, pkt: &Pkt<'_>) {
@@ -139,32 +163,41 @@ impl Module for TopAddr {
         } else {
             pkt.src_ip()
         };
-        if let Some(a) = addr {
-            let key = mask_addr(a, self.cfg.mask, self.cfg.mask6);
-            state
-                .entry(AddrKey::from(key))
+        match addr {
+            Some(IpAddr::V4(a)) => state
+                .v4
+                .entry(u32::from(a) & self.mask4)
                 .or_default()
-                .add(pkt.wire_len());
+                .add(pkt.wire_len()),
+            Some(IpAddr::V6(a)) => state
+                .v6
+                .entry(u128::from(a) & self.mask6)
+                .or_default()
+                .add(pkt.wire_len()),
+            None => {}
         }
     }
 
     fn merge(&self, into: &mut Self::State, other: Self::State) {
-        for (k, v) in other {
-            into.entry(k).or_default().merge(v);
+        for (k, v) in other.v4 {
+            into.v4.entry(k).or_default().merge(v);
+        }
+        for (k, v) in other.v6 {
+            into.v6.entry(k).or_default().merge(v);
         }
     }
 
     fn new_export(&self) {}
 
     fn export(&self, _: &mut (), ivl: Interval, state: Self::State, out: &mut Vec<Record>) {
-        self.addrs_hint.store(state.len(), Ordering::Relaxed);
-        if state.is_empty() {
+        self.hint4.store(state.v4.len(), Ordering::Relaxed);
+        self.hint6.store(state.v6.len(), Ordering::Relaxed);
+        if state.v4.is_empty() && state.v6.is_empty() {
             return;
         }
-        let mut top: Vec<(IpAddr, Counts)> = state
-            .into_iter()
-            .map(|(k, c)| (IpAddr::from(k), c))
-            .collect();
+        let mut top: Vec<(IpAddr, Counts)> = Vec::with_capacity(state.v4.len() + state.v6.len());
+        top.extend(state.v4.into_iter().map(|(a, c)| (IpAddr::V4(a.into()), c)));
+        top.extend(state.v6.into_iter().map(|(a, c)| (IpAddr::V6(a.into()), c)));
         rank(&mut top, self.cfg.topn);
         out.push(Record {
             ts: ivl.start_ns,
@@ -202,6 +235,42 @@ impl Module for TopAddr {
                 Cell::U64(c.pkts),
                 Cell::U64(c.bytes),
             ]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The precomputed masks keep the same bits as `como_module::mask_addr`, every length.
+    #[test]
+    fn masks_match_mask_addr() {
+        for m in 0..=32u8 {
+            let t = TopAddr::new(Config {
+                mask: m,
+                ..Config::default()
+            })
+            .expect("valid");
+            let all = IpAddr::V4(u32::MAX.into());
+            assert_eq!(
+                IpAddr::V4(t.mask4.into()),
+                como_module::mask_addr(all, m, 128),
+                "{m}"
+            );
+        }
+        for m in 0..=128u8 {
+            let t = TopAddr::new(Config {
+                mask6: m,
+                ..Config::default()
+            })
+            .expect("valid");
+            let all = IpAddr::V6(u128::MAX.into());
+            assert_eq!(
+                IpAddr::V6(t.mask6.into()),
+                como_module::mask_addr(all, 32, m),
+                "{m}"
+            );
         }
     }
 }

@@ -97,7 +97,7 @@ pub enum Cell<'a> {
 /// number, and flow tables print millions of them).
 #[inline]
 pub fn write_u64(out: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
+    let mut buf = [b'0'; 20];
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -109,9 +109,8 @@ pub fn write_u64(out: &mut String, mut n: u64) {
             break;
         }
     }
-    for &b in buf.get(i..).unwrap_or_default() {
-        out.push(char::from(b));
-    }
+    // ASCII digits: always valid UTF-8.
+    out.push_str(std::str::from_utf8(buf.get(i..).unwrap_or_default()).unwrap_or_default());
 }
 
 /// Appends `a` in dotted-quad (IPv4) or RFC 5952 (IPv6, through `Display`) form.
