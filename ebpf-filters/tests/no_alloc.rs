@@ -1,42 +1,16 @@
 //! `Filter::matches` allocates nothing, on the fast path and on the second pass taken by
-//! truncated packets. A counting global allocator counts this thread's allocations while the
-//! packet loop runs.
+//! truncated packets. `como_tests::alloc` counts this thread's allocations while the packet
+//! loop runs.
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use common::*;
 use como_packet::{LinkType, Packet};
+use como_tests::alloc::{allocations_during, CountingAlloc};
 use ebpf_filters::compile;
 
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the thread-local
-// counters are const-initialised `Cell`s, which never allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            COUNT.with(|c| c.set(c.get() + 1));
-        }
-        // SAFETY: same contract as this function's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as this function's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static ALLOC: CountingAlloc = CountingAlloc;
 
 #[test]
 fn matching_allocates_nothing() {
@@ -58,25 +32,24 @@ fn matching_allocates_nothing() {
         .iter()
         .map(|e| compile(e, LinkType::Ethernet).unwrap_or_else(|err| panic!("{e}: {err}")))
         .collect();
-    let mut matched = 0u64;
-    COUNT.with(|c| c.set(0));
-    COUNTING.with(|c| c.set(true));
-    for d in &zoo {
-        for cap in 0..=d.len() {
-            let p = Packet {
-                ts_ns: 0,
-                wire_len: d.len() as u32,
-                data: &d[..cap],
-                link: LinkType::Ethernet,
-                interface: 0,
-            };
-            for f in &filters {
-                matched += u64::from(f.matches(&p));
+    let (matched, allocations) = allocations_during(|| {
+        let mut matched = 0u64;
+        for d in &zoo {
+            for cap in 0..=d.len() {
+                let p = Packet {
+                    ts_ns: 0,
+                    wire_len: d.len() as u32,
+                    data: &d[..cap],
+                    link: LinkType::Ethernet,
+                    interface: 0,
+                };
+                for f in &filters {
+                    matched += u64::from(f.matches(&p));
+                }
             }
         }
-    }
-    COUNTING.with(|c| c.set(false));
-    std::hint::black_box(matched);
+        matched
+    });
     assert!(matched > 100);
-    assert_eq!(COUNT.with(Cell::get), 0, "allocations while matching");
+    assert_eq!(allocations, 0, "allocations while matching");
 }

@@ -4,6 +4,7 @@
 //! The tests are in `tests/tests/`, their data in `tests/data/` (provenance in
 //! `tests/data/traces/SOURCES.md` and in the header of each table).
 
+pub mod alloc;
 pub mod exprgen;
 
 use std::collections::HashMap;
