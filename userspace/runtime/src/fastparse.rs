@@ -18,9 +18,17 @@ use como_packet::{L3Proto, Layers, LinkType, Packet, MAX_MPLS, MAX_VLANS};
 /// The layers of `pkt`: the fast path when it applies, else [`Layers::parse`].
 #[inline]
 pub(crate) fn parse(pkt: &Packet<'_>) -> Layers {
-    match fast(pkt) {
-        Some(l) => l,
-        None => Layers::parse(pkt),
+    let mut l = Layers::default();
+    parse_into(pkt, &mut l);
+    l
+}
+
+/// [`parse`] written into `out` in place (no copy of the result on the fast path: a copy of a
+/// struct right after its stores stalls on store forwarding).
+#[inline]
+pub(crate) fn parse_into(pkt: &Packet<'_>, out: &mut Layers) {
+    if !fast_into(pkt, out) {
+        *out = Layers::parse(pkt);
     }
 }
 
@@ -31,8 +39,53 @@ fn be16(d: &[u8], o: usize) -> Option<u16> {
 }
 
 /// The fast path; `None` when the packet is not of the common kinds (or is cut or malformed).
-#[inline]
+#[cfg(test)]
 pub(crate) fn fast(pkt: &Packet<'_>) -> Option<Layers> {
+    let mut l = Layers::default();
+    fast_into(pkt, &mut l).then_some(l)
+}
+
+/// The fast path into `out`; false (and `out` untouched) when it does not apply.
+#[inline]
+fn fast_into(pkt: &Packet<'_>, out: &mut Layers) -> bool {
+    fast_parts(pkt).is_some_and(
+        |(outer, et, l3, vlan_depth, vlan0, l3_proto, proto, l4, payload)| {
+            let mut vlan_ids = [0u16; MAX_VLANS];
+            if let Some(v) = vlan_ids.first_mut() {
+                *v = vlan0;
+            }
+            // Offsets are below 18 + 60 + 60: they fit in u16.
+            *out = Layers {
+                l2: Some(0),
+                link_end: Some(14),
+                link_proto: Some(outer),
+                llc: None,
+                ethertype: Some(et),
+                vlan_depth,
+                vlan_ids,
+                mpls_depth: 0,
+                mpls_labels: [0; MAX_MPLS],
+                pppoe_session: None,
+                l3: Some(l3 as u16),
+                l3_proto: Some(l3_proto),
+                frag: None,
+                l4: Some(l4 as u16),
+                l4_proto: Some(proto),
+                payload: Some(payload as u16),
+                truncated: None,
+                malformed: None,
+            };
+            true
+        },
+    )
+}
+
+/// What the fast path found: outer EtherType, EtherType, L3 offset, VLAN depth and first id,
+/// L3 protocol, IP protocol, L4 offset, payload offset.
+type Parts = (u16, u16, usize, u16, u16, L3Proto, u8, usize, usize);
+
+#[inline(always)]
+fn fast_parts(pkt: &Packet<'_>) -> Option<Parts> {
     if pkt.link != LinkType::Ethernet {
         return None;
     }
@@ -78,31 +131,9 @@ pub(crate) fn fast(pkt: &Packet<'_>) -> Option<Layers> {
     if d.len() < payload {
         return None;
     }
-    let mut vlan_ids = [0u16; MAX_VLANS];
-    if let Some(v) = vlan_ids.first_mut() {
-        *v = vlan0;
-    }
-    // Offsets are below 18 + 60 + 60: they fit in u16.
-    Some(Layers {
-        l2: Some(0),
-        link_end: Some(14),
-        link_proto: Some(outer),
-        llc: None,
-        ethertype: Some(et),
-        vlan_depth,
-        vlan_ids,
-        mpls_depth: 0,
-        mpls_labels: [0; MAX_MPLS],
-        pppoe_session: None,
-        l3: Some(l3 as u16),
-        l3_proto: Some(l3_proto),
-        frag: None,
-        l4: Some(l4 as u16),
-        l4_proto: Some(proto),
-        payload: Some(payload as u16),
-        truncated: None,
-        malformed: None,
-    })
+    Some((
+        outer, et, l3, vlan_depth, vlan0, l3_proto, proto, l4, payload,
+    ))
 }
 
 #[cfg(test)]

@@ -1021,13 +1021,15 @@ impl<S: Sink> Pipeline<S> {
             // Each branch builds the `Pkt` in one place: the parser's output is not copied
             // again (a copy right after its many small stores stalls on store forwarding).
             let ok = if mask & self.layer_mask != 0 {
-                let full = Pkt {
+                // Parsed in place: the layers are not copied after the parser's stores.
+                let mut full = Pkt {
                     parsed: Parsed {
+                        layers: self.no_layers,
                         packet: *pkt,
-                        layers: fastparse::parse(pkt),
                     },
                     seq,
                 };
+                fastparse::parse_into(pkt, &mut full.parsed.layers);
                 core.process(&full, mask, ivl_ts)
             } else {
                 let bare = Pkt {
@@ -1144,22 +1146,23 @@ pub fn run_observed<S: Sink>(
     let mut idle_since: Option<Instant> = None;
     let mut last_ts = 0u64;
     loop {
-        match source.next_packet() {
+        // The packet is used where the source returned it (not copied out first).
+        let next = source.next_packet();
+        let observe_now;
+        match &next {
             Ok(Next::Packet(p)) => {
                 idle_since = None;
                 last_ts = last_ts.max(p.ts_ns);
-                if let Err(e) = pipe.packet(&p) {
+                if let Err(e) = pipe.packet(p) {
                     // Stop the threads before reporting; a failure of the export side (the
                     // sink) is the root cause of a worker that went away.
                     return Err(pipe.finish().err().unwrap_or(e));
                 }
                 n += 1;
-                if n % OBSERVE_EVERY == 0 {
-                    observe(&*source);
-                }
+                observe_now = n % OBSERVE_EVERY == 0;
             }
             Ok(Next::Idle) => {
-                observe(&*source);
+                observe_now = true;
                 let since = *idle_since.get_or_insert_with(Instant::now);
                 let idle = since.elapsed();
                 if idle >= opts.idle_timeout {
@@ -1173,9 +1176,13 @@ pub fn run_observed<S: Sink>(
             }
             Ok(Next::End) => break,
             Err(e) => {
-                pipe.set_source_error(&e);
+                pipe.set_source_error(e);
                 break;
             }
+        }
+        drop(next);
+        if observe_now {
+            observe(&*source);
         }
     }
     observe(&*source);
