@@ -88,7 +88,7 @@ done
 # The same with a filter: both sides parse every packet and evaluate the expression.
 read -r -a words <<<"$filter"
 # shellcheck disable=SC2016 # the backquotes are Markdown
-printf '\nWith the filter `%s` on both sides:\n' "$filter"
+printf '\nWith the filter `%s` on both sides:\n\n' "$filter"
 printf '| format | matches | como read -c s | tcpdump -w /dev/null s | como Mpkt/s | speed-up |\n'
 printf '|---|---:|---:|---:|---:|---:|\n'
 for f in pcap pcapng erf; do
