@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use como_module::{Cell, Interval, Module, ModuleError, Pkt, PrintParams};
 use rustc_hash::FxHashMap;
@@ -51,7 +52,13 @@ pub struct TopAddr {
     /// interval's tables (no rehashing from empty at every interval).
     hint4: AtomicUsize,
     hint6: AtomicUsize,
+    /// Emptied tables of exported intervals, reused by the next intervals (no fresh memory
+    /// for the kernel to zero at every interval).
+    spare: Mutex<Vec<Table>>,
 }
+
+/// Most emptied tables kept for reuse.
+const MAX_SPARE: usize = 4;
 
 /// One core's counters of one interval: IPv4 and IPv6 apart, so the (usually far larger)
 /// IPv4 table has 4-byte keys and stays small enough for the core's cache.
@@ -117,6 +124,23 @@ impl From<AddrKey> for IpAddr {
     }
 }
 
+impl TopAddr {
+    /// Keeps an emptied table for a next interval (up to [`MAX_SPARE`] tables, none holding
+    /// room for more than 4 × [`MAX_HINT`] entries: an exceptional interval does not pin its
+    /// memory).
+    fn recycle(&self, table: Table) {
+        if let Ok(mut spare) = self.spare.lock() {
+            if spare.len() < MAX_SPARE
+                && table.v4.is_empty()
+                && table.v6.is_empty()
+                && table.v4.capacity() + table.v6.capacity() <= 4 * MAX_HINT
+            {
+                spare.push(table);
+            }
+        }
+    }
+}
+
 impl Module for TopAddr {
     type Config = Config;
     type State = Table;
@@ -145,10 +169,14 @@ impl Module for TopAddr {
             mask6,
             hint4: AtomicUsize::new(0),
             hint6: AtomicUsize::new(0),
+            spare: Mutex::new(Vec::new()),
         })
     }
 
     fn new_state(&self, _: Interval) -> Self::State {
+        if let Some(t) = self.spare.lock().ok().and_then(|mut s| s.pop()) {
+            return t;
+        }
         let n4 = self.hint4.load(Ordering::Relaxed).min(MAX_HINT);
         let n6 = self.hint6.load(Ordering::Relaxed).min(MAX_HINT);
         Table {
@@ -178,26 +206,29 @@ impl Module for TopAddr {
         }
     }
 
-    fn merge(&self, into: &mut Self::State, other: Self::State) {
-        for (k, v) in other.v4 {
+    fn merge(&self, into: &mut Self::State, mut other: Self::State) {
+        for (k, v) in other.v4.drain() {
             into.v4.entry(k).or_default().merge(v);
         }
-        for (k, v) in other.v6 {
+        for (k, v) in other.v6.drain() {
             into.v6.entry(k).or_default().merge(v);
         }
+        self.recycle(other);
     }
 
     fn new_export(&self) {}
 
-    fn export(&self, _: &mut (), ivl: Interval, state: Self::State, out: &mut Vec<Record>) {
+    fn export(&self, _: &mut (), ivl: Interval, mut state: Self::State, out: &mut Vec<Record>) {
         self.hint4.store(state.v4.len(), Ordering::Relaxed);
         self.hint6.store(state.v6.len(), Ordering::Relaxed);
         if state.v4.is_empty() && state.v6.is_empty() {
+            self.recycle(state);
             return;
         }
         let mut top: Vec<(IpAddr, Counts)> = Vec::with_capacity(state.v4.len() + state.v6.len());
-        top.extend(state.v4.into_iter().map(|(a, c)| (IpAddr::V4(a.into()), c)));
-        top.extend(state.v6.into_iter().map(|(a, c)| (IpAddr::V6(a.into()), c)));
+        top.extend(state.v4.drain().map(|(a, c)| (IpAddr::V4(a.into()), c)));
+        top.extend(state.v6.drain().map(|(a, c)| (IpAddr::V6(a.into()), c)));
+        self.recycle(state);
         rank(&mut top, self.cfg.topn);
         out.push(Record {
             ts: ivl.start_ns,

@@ -29,6 +29,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use como_module::{Cell, Interval, LinkType, Module, ModuleError, Packet, Pkt};
 use como_packet::{Layers, Truncation};
@@ -43,7 +44,13 @@ pub struct Tuple {
     /// Flows of the last exported interval: the capacity of the next interval's table, so a
     /// busy link does not grow (rehash) its table from empty at every interval.
     flows_hint: AtomicUsize,
+    /// Emptied tables of exported intervals, reused by the next intervals: a fresh table of a
+    /// busy link is megabytes of memory the kernel would zero again at every interval.
+    spare: Mutex<Vec<FxHashMap<FlowKey, Flow>>>,
 }
+
+/// Most emptied tables kept for reuse.
+const MAX_SPARE: usize = 4;
 
 /// Most flows a fresh table is pre-sized for (about 2.5 MB of buckets).
 const MAX_HINT: usize = 1 << 16;
@@ -252,6 +259,17 @@ fn datagram_captured(l: &Layers, d: &[u8]) -> bool {
 }
 
 impl Tuple {
+    /// Keeps an emptied table for a next interval (up to [`MAX_SPARE`] tables, none holding
+    /// room for more than 4 × [`MAX_HINT`] entries: an exceptional interval does not pin its
+    /// memory).
+    fn recycle(&self, table: FxHashMap<FlowKey, Flow>) {
+        if let Ok(mut spare) = self.spare.lock() {
+            if spare.len() < MAX_SPARE && table.is_empty() && table.capacity() <= 4 * MAX_HINT {
+                spare.push(table);
+            }
+        }
+    }
+
     fn account(state: &mut State, key: FlowKey, ts: u64, bytes: u64, flags: u8) {
         let f = state.flows.entry(key).or_insert(Flow {
             first: ts,
@@ -280,9 +298,13 @@ impl Module for Tuple {
     }
 
     fn new_state(&self, _: Interval) -> State {
-        let n = self.flows_hint.load(Ordering::Relaxed).min(MAX_HINT);
+        let spare = self.spare.lock().ok().and_then(|mut s| s.pop());
+        let flows = spare.unwrap_or_else(|| {
+            let n = self.flows_hint.load(Ordering::Relaxed).min(MAX_HINT);
+            FxHashMap::with_capacity_and_hasher(n, Default::default())
+        });
         State {
-            flows: FxHashMap::with_capacity_and_hasher(n, Default::default()),
+            flows,
             frags: FxHashMap::default(),
         }
     }
@@ -383,7 +405,8 @@ impl Module for Tuple {
 
     fn merge(&self, into: &mut State, other: State) {
         // Datagrams still incomplete are dropped at export: only flows merge.
-        for (k, o) in other.flows {
+        let mut table = other.flows;
+        for (k, o) in table.drain() {
             into.flows
                 .entry(k)
                 .and_modify(|f| {
@@ -395,6 +418,7 @@ impl Module for Tuple {
                 })
                 .or_insert(o);
         }
+        self.recycle(table);
     }
 
     fn new_export(&self) {}
@@ -405,7 +429,9 @@ impl Module for Tuple {
         // dport) orders flows exactly as (first, Key) does (`IpAddr` orders IPv4 before IPv6,
         // then numerically; both addresses of a flow have the same family), but compares
         // integers instead of address enums.
-        let mut flows: Vec<(FlowKey, Flow)> = state.flows.into_iter().collect();
+        let mut table = state.flows;
+        let mut flows: Vec<(FlowKey, Flow)> = table.drain().collect();
+        self.recycle(table);
         flows.sort_unstable_by_key(|(k, f)| {
             (f.first, k.proto, k.v6, k.src, k.sport, k.dst, k.dport)
         });
