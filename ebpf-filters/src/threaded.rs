@@ -14,6 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::eval::{FastOp, ACCEPT, REJECT};
+use crate::ir::Cmp;
 
 /// Longest program compiled (bounds the call depth: successors always have higher indices).
 pub(crate) const MAX_INS: usize = 64;
@@ -168,22 +169,24 @@ impl Builder<'_, '_> {
         let (_, jt0, jf0) = *self.ins.get(at as usize)?;
         for or in [true, false] {
             let common = if or { jt0 } else { jf0 };
-            let mut tests: Vec<(u8, u64, u32, u32)> = Vec::new();
+            let mut tests: Vec<Pure> = Vec::new();
             let mut pc = at;
             let other = loop {
                 let Some(&(op, jt, jf)) = self.ins.get(pc as usize) else {
                     break None;
                 };
-                let FastOp::Eq { size, k, mask, val } = op else {
+                let Some(test) = Pure::of(&op) else {
                     break None;
                 };
                 let (same, next) = if or { (jt, jf) } else { (jf, jt) };
                 if same != common || tests.len() >= CHAIN {
                     break None;
                 }
-                tests.push((size, u64::from(k), mask, val));
+                tests.push(test);
                 let chained = match self.ins.get(next as usize) {
-                    Some((FastOp::Eq { .. }, t, f)) => (if or { *t } else { *f }) == common,
+                    Some((op, t, f)) => {
+                        Pure::of(op).is_some() && (if or { *t } else { *f }) == common
+                    }
                     _ => false,
                 };
                 if !chained || tests.len() == CHAIN {
@@ -200,14 +203,18 @@ impl Builder<'_, '_> {
             let tests = tests.into_boxed_slice();
             // Or: any test true goes to the common target, else to the last false target.
             // And: any test false goes to the common target, else to the last true target.
+            // A test whose load is outside `d` only matters if the step-by-step code reaches
+            // it, i.e. if no earlier test already decided the chain; then `seq` decides.
             return Some(Arc::new(move |d: &[u8]| {
                 let mut any = false;
                 let mut all = true;
-                for &(size, k, mask, val) in tests.iter() {
-                    let Some(v) = ld(d, k, size) else {
+                for t in tests.iter() {
+                    let Some(t) = t.test(d) else {
+                        if (or && any) || (!or && !all) {
+                            break;
+                        }
                         return seq(d);
                     };
-                    let t = v & mask == val;
                     any |= t;
                     all &= t;
                 }
@@ -331,6 +338,88 @@ impl Builder<'_, '_> {
                 None => seq(d),
             }
         }))
+    }
+}
+
+/// A test of a fused chain: an equality on an absolute offset, or a relation on a transport
+/// header field (IHL-relative `Rel`, e.g. `tcp[tcpflags] & tcp-syn != 0` after the protocol
+/// and fragment tests: fused, 13.7 -> 9.6 ns/packet on the bench).
+///
+/// Relations on absolute offsets (`ip6[6] = 6`) are not fused: a fused chain performs all its
+/// loads on every packet, while the step-by-step code stops at the first deciding test, often
+/// a well-predicted EtherType test; measured slower when fused (`ip6 and ip6[6] = 6 and
+/// ip6[53] & 2 != 0`: 6.9 -> 8.3 ns/packet, 14 with `ip6[53]` in the chain, a second cache
+/// line). Nor are `EqAny` tests (`vlan and ip`: 7.9 -> 9.3).
+enum Pure {
+    /// `load(k, size) & mask == val`.
+    Eq {
+        size: u8,
+        k: u64,
+        mask: u32,
+        val: u32,
+    },
+    /// `load(x + index + k, size) & mask cmp val`, `x = 4 * IHL(k)` when `tcp`, else 0.
+    Rel {
+        k: u32,
+        index: u32,
+        size: u8,
+        mask: u32,
+        cmp: Cmp,
+        val: u32,
+        tcp: bool,
+    },
+}
+
+impl Pure {
+    /// The chainable form of `op`, if it has one.
+    fn of(op: &FastOp<'_>) -> Option<Self> {
+        Some(match *op {
+            FastOp::Eq { size, k, mask, val } => Pure::Eq {
+                size,
+                k: u64::from(k),
+                mask,
+                val,
+            },
+            FastOp::Rel {
+                k,
+                index,
+                size,
+                mask,
+                cmp,
+                val,
+                tcp,
+            } if tcp => Pure::Rel {
+                k,
+                index,
+                size,
+                mask,
+                cmp,
+                val,
+                tcp,
+            },
+            _ => return None,
+        })
+    }
+
+    /// The test's result, or `None` if its load is outside `d`.
+    #[inline(always)]
+    fn test(&self, d: &[u8]) -> Option<bool> {
+        Some(match *self {
+            Pure::Eq { size, k, mask, val } => ld(d, k, size)? & mask == val,
+            Pure::Rel {
+                k,
+                index,
+                size,
+                mask,
+                cmp,
+                val,
+                tcp,
+            } => {
+                let x = if tcp { ihl(d, k)? } else { 0 };
+                let v = ld(d, u64::from(x.wrapping_add(index)) + u64::from(k), size)? & mask;
+                cmp.apply(v, val)
+            }
+        })
     }
 }
 
@@ -693,6 +782,9 @@ mod tests {
             "arp or (ip and not udp)",
             "portrange 50-130 and not port 80",
             "ip proto 132 or ip6",
+            "tcp[tcpflags] & tcp-syn != 0 and tcp[2:2] = 80",
+            "tcp[13] = 2 or tcp[13] = 18 or udp[0:2] = 53",
+            "not (tcp[tcpflags] & (tcp-syn|tcp-fin) != 0)",
         ];
         let frames = frames();
         let mut checked = 0;
