@@ -350,10 +350,8 @@ pub fn from_args<M: Module>(args: Option<&toml::Value>) -> Result<M, ModuleError
 
 /// Encodes a record for storage: version byte, then postcard.
 pub fn encode<M: Module>(record: &M::Record) -> Result<Vec<u8>, RecordError> {
-    let mut out = vec![M::RECORD_VERSION];
-    let body = postcard::to_allocvec(record)?;
-    out.extend_from_slice(&body);
-    Ok(out)
+    // One allocation: the body is appended after the version byte.
+    Ok(postcard::to_extend(record, vec![M::RECORD_VERSION])?)
 }
 
 /// Decodes a stored record written by [`encode`], checking its version byte.
