@@ -693,8 +693,34 @@ impl Walk<'_> {
 }
 
 impl Layers {
-    /// Parses the headers of `pkt`.
+    /// Parses the headers of `pkt`: the fast path for the common kinds of packets (Ethernet,
+    /// at most one 802.1Q tag, unfragmented IPv4 or IPv6 without extension headers, TCP, UDP,
+    /// ICMP, ICMPv6), else the general walk ([`Layers::parse_walk`]); both give the same result.
+    #[inline]
     pub fn parse(pkt: &Packet<'_>) -> Self {
+        let mut out = Self::default();
+        Self::parse_into(pkt, &mut out);
+        out
+    }
+
+    /// [`Layers::parse`] written into `out` in place (on the fast path no copy of the result
+    /// follows its stores, which would stall on store forwarding).
+    #[inline]
+    pub fn parse_into(pkt: &Packet<'_>, out: &mut Self) {
+        if !crate::fastparse::fast_into(pkt, out) {
+            *out = Self::parse_walk(pkt);
+        }
+    }
+
+    /// The fast path alone: `None` when the packet is not of the common kinds it serves (or is
+    /// cut or malformed). Exposed so tests can check it against [`Layers::parse_walk`].
+    pub fn parse_fast(pkt: &Packet<'_>) -> Option<Self> {
+        let mut out = Self::default();
+        crate::fastparse::fast_into(pkt, &mut out).then_some(out)
+    }
+
+    /// The general walk over the headers of `pkt`, every link type and encapsulation.
+    pub fn parse_walk(pkt: &Packet<'_>) -> Self {
         let mut w = Walk {
             d: pkt.data,
             l: Self::default(),

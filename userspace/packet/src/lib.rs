@@ -7,6 +7,7 @@
 //! a packet with its layers so field accessors need no arguments, and [`Summary`] prints the
 //! one-line, `tcpdump -n`-like description used by `como read`.
 
+mod fastparse;
 pub mod layers;
 mod linktype;
 mod summary;

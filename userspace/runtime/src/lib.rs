@@ -28,7 +28,6 @@
 //! and exports sort their records, so the records do not depend on the number of workers (tested
 //! with 1 and 3 workers on real traces).
 
-mod fastparse;
 mod sink;
 
 use std::net::IpAddr;
@@ -1029,7 +1028,7 @@ impl<S: Sink> Pipeline<S> {
                     },
                     seq,
                 };
-                fastparse::parse_into(pkt, &mut full.parsed.layers);
+                Layers::parse_into(pkt, &mut full.parsed.layers);
                 core.process(&full, mask, ivl_ts)
             } else {
                 let bare = Pkt {
@@ -1048,7 +1047,7 @@ impl<S: Sink> Pipeline<S> {
         }
         let parsed = Parsed {
             packet: *pkt,
-            layers: fastparse::parse(pkt),
+            layers: Layers::parse(pkt),
         };
         let n = self.batches.len();
         let worker = if n == 1 {
