@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 cargo build --release --locked -p como --quiet
-como=target/release/como
+como="${CARGO_TARGET_DIR:-target}/release/como"
 trace=tests/data/traces/nDPI/teams.pcap
 
 echo "== $como read -r $trace $* (first 25 lines)" >&2
