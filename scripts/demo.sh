@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 #! The main job of CoMo-rs as it stands: reads a bundled real trace (nDPI's Microsoft Teams
-#! capture) through `como read`, first packet by packet, then counting a few typical filters.
+#! capture) through `como read`, first packet by packet, then counting a few typical filters,
+#! then runs two of CoMo's modules over it with `como inline` (top addresses, protocols).
 #! (The live XDP demo replaces this when the kernel fast path lands.)
 #!
 #! Usage: scripts/demo.sh [EXPR...]   (the filter for the packet listing; default: none)
@@ -19,3 +20,7 @@ for expr in "" "tcp" "udp port 3478 or udp portrange 50000-50059" "ip6" "tcp[tcp
     printf '== %s read -c -r %s %-45s -> ' "$como" "$trace" "'$expr'" >&2
     "$como" read -c -r "$trace" "$expr"
 done
+echo "== $como inline -r $trace --format pretty topaddr:topn=5,interval=30s tcp (first 20 lines)" >&2
+"$como" inline -r "$trace" --format pretty topaddr:topn=5,interval=30s tcp | head -n 20
+echo "== $como inline -r $trace --format csv protocol:interval=60s" >&2
+"$como" inline -r "$trace" --format csv protocol:interval=60s
