@@ -18,24 +18,10 @@
 # BENCH_MODULES (default "traffic protocol topaddr tuple").
 set -euo pipefail
 
-packets="${1:-4000000}"
-case "$packets" in '' | *[!0-9]*) echo "usage: $0 [PACKETS]" >&2; exit 2 ;; esac
-runs="${BENCH_RUNS:-3}"
+bench_name=bench-modules
+# shellcheck source=scripts/bench-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 modules="${BENCH_MODULES:-traffic protocol topaddr tuple}"
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-target="${CARGO_TARGET_DIR:-$root/target}"
-case "$target" in /*) ;; *) target="$root/$target" ;; esac
-
-log() { printf 'bench-modules: %s\n' "$*" >&2; }
-
-command -v tcpdump >/dev/null || { log "tcpdump not found (scripts/setup.sh installs it)"; exit 1; }
-log "cargo build --release -p como -p como-benches"
-(cd "$root" && cargo build --release -q -p como --bin como && cargo build --release -q -p como-benches --bin gen-trace)
-como="$target/release/como"
-gen="$target/release/gen-trace"
-
-tmp="$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/como-bench-modules.XXXXXX")"
-trap 'rm -rf "$tmp"' EXIT
 trace="$tmp/synth.pcap"
 "$gen" -q -n "$packets" -o "$trace"
 
@@ -47,34 +33,12 @@ for m in $modules; do
     lines[$m]=$(("$("$como" inline --workers 1 -r "$trace" --format csv "$m" | wc -l)" - 1))
 done
 
-# best_seconds CMD...: the best wall time of $runs runs, in seconds (stdout to /dev/null).
-best_seconds() {
-    if command -v hyperfine >/dev/null; then
-        local csv="$tmp/hf.csv"
-        hyperfine -N --style none --warmup 1 --runs "$runs" --export-csv "$csv" -- "$(printf '%q ' "$@")" >/dev/null 2>&1
-        # command,mean,stddev,median,user,system,min,max
-        tail -1 "$csv" | awk -F, '{printf "%.4f", $(NF-1)}'
-    else
-        "$@" >/dev/null 2>&1 # warm-up (page cache)
-        local best="" i t0 t1
-        for ((i = 0; i < runs; i++)); do
-            t0=$(date +%s%N)
-            "$@" >/dev/null 2>&1
-            t1=$(date +%s%N)
-            if [ -z "$best" ] || [ $((t1 - t0)) -lt "$best" ]; then best=$((t1 - t0)); fi
-        done
-        awk -v ns="$best" 'BEGIN {printf "%.4f", ns / 1e9}'
-    fi
-}
-
 goal() {
     case "$1" in
         traffic) echo 5.4 ;; protocol) echo 4.4 ;; topaddr) echo 3.6 ;; tuple) echo 0.64 ;; *) echo - ;;
     esac
 }
 
-timer="best of $runs (loop)"
-command -v hyperfine >/dev/null && timer="best of $runs (hyperfine -N, 1 warm-up)"
 printf '%s packets (snaplen 96, 200000 Zipf flows, pcap %d MB), %s; %s; %s; load average %s\n' \
     "$packets" $(($(stat -c %s "$trace") / 1000000)) "$timer" \
     "$("$como" --version 2>/dev/null || echo como)" "$(tcpdump --version 2>&1 | head -1)" \

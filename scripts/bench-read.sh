@@ -15,24 +15,10 @@
 # BENCH_RUNS, BENCH_TMP (parent of the temporary directory, default $TMPDIR or /tmp).
 set -euo pipefail
 
-packets="${1:-4000000}"
-case "$packets" in '' | *[!0-9]*) echo "usage: $0 [PACKETS]" >&2; exit 2 ;; esac
-runs="${BENCH_RUNS:-3}"
+bench_name=bench-read
+# shellcheck source=scripts/bench-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 filter="${BENCH_FILTER:-tcp port 80}"
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-target="${CARGO_TARGET_DIR:-$root/target}"
-case "$target" in /*) ;; *) target="$root/$target" ;; esac
-
-log() { printf 'bench-read: %s\n' "$*" >&2; }
-
-command -v tcpdump >/dev/null || { log "tcpdump not found (scripts/setup.sh installs it)"; exit 1; }
-log "cargo build --release -p como -p como-benches"
-(cd "$root" && cargo build --release -q -p como --bin como && cargo build --release -q -p como-benches --bin gen-trace)
-como="$target/release/como"
-gen="$target/release/gen-trace"
-
-tmp="$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/como-bench-read.XXXXXX")"
-trap 'rm -rf "$tmp"' EXIT
 for f in pcap pcapng erf; do
     "$gen" -q -n "$packets" -f "$f" -o "$tmp/synth.$f"
 done
@@ -47,28 +33,6 @@ for f in pcap pcapng; do
     [ "$got" = "$packets" ] || { log "tcpdump --count on synth.$f printed '$got', expected $packets"; exit 1; }
 done
 
-# best_seconds CMD...: the best wall time of $runs runs, in seconds.
-best_seconds() {
-    if command -v hyperfine >/dev/null; then
-        local csv="$tmp/hf.csv"
-        hyperfine -N --style none --warmup 1 --runs "$runs" --export-csv "$csv" -- "$(printf '%q ' "$@")" >/dev/null 2>&1
-        # command,mean,stddev,median,user,system,min,max
-        tail -1 "$csv" | awk -F, '{printf "%.4f", $(NF-1)}'
-    else
-        "$@" >/dev/null 2>&1 # warm-up (page cache)
-        local best="" i t0 t1
-        for ((i = 0; i < runs; i++)); do
-            t0=$(date +%s%N)
-            "$@" >/dev/null 2>&1
-            t1=$(date +%s%N)
-            if [ -z "$best" ] || [ $((t1 - t0)) -lt "$best" ]; then best=$((t1 - t0)); fi
-        done
-        awk -v ns="$best" 'BEGIN {printf "%.4f", ns / 1e9}'
-    fi
-}
-
-timer="best of $runs (loop)"
-command -v hyperfine >/dev/null && timer="best of $runs (hyperfine -N, 1 warm-up)"
 printf '%s packets (snaplen 96), %s; como %s; %s\n' "$packets" "$timer" "$("$como" --version 2>/dev/null || echo como)" "$(tcpdump --version 2>&1 | head -1)"
 printf '| format | file MB | como read -c s | tcpdump -w /dev/null s | como Mpkt/s | speed-up |\n'
 printf '|---|---:|---:|---:|---:|---:|\n'
