@@ -319,6 +319,14 @@ impl Module for Tuple {
         let (dst, _) = to_bits(dst);
         let ts = pkt.ts_ns();
         let ports = |l: &Layers| (l.src_port(data).unwrap_or(0), l.dst_port(data).unwrap_or(0));
+        let key = |(sport, dport): (u16, u16)| FlowKey {
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+            v6,
+        };
         let Some(frag) = l.frag else {
             if l.truncated == Some(Truncation::Transport)
                 || l.malformed == Some(Truncation::Transport)
@@ -327,22 +335,8 @@ impl Module for Tuple {
                 // tap: the packet is in no conversation.
                 return;
             }
-            let (sport, dport) = ports(&l);
-            let key = FlowKey {
-                src,
-                dst,
-                sport,
-                dport,
-                proto,
-                v6,
-            };
-            Self::account(
-                state,
-                key,
-                ts,
-                pkt.wire_len(),
-                l.tcp_flags(data).unwrap_or(0),
-            );
+            let flags = l.tcp_flags(data).unwrap_or(0);
+            Self::account(state, key(ports(&l)), ts, pkt.wire_len(), flags);
             return;
         };
         let fkey = FragKey {
@@ -359,22 +353,8 @@ impl Module for Tuple {
             // tshark reassembles only fragments whose bytes were all captured; otherwise a
             // first fragment is dissected (and counted) on its own, the others not at all.
             if frag.offset == 0 {
-                let (sport, dport) = ports(&l);
-                let key = FlowKey {
-                    src,
-                    dst,
-                    sport,
-                    dport,
-                    proto,
-                    v6,
-                };
-                Self::account(
-                    state,
-                    key,
-                    ts,
-                    pkt.wire_len(),
-                    l.tcp_flags(data).unwrap_or(0),
-                );
+                let flags = l.tcp_flags(data).unwrap_or(0);
+                Self::account(state, key(ports(&l)), ts, pkt.wire_len(), flags);
             }
             return;
         }
@@ -389,15 +369,7 @@ impl Module for Tuple {
         }
         if entry.complete() {
             if let Some((sport, dport, flags)) = entry.first {
-                let key = FlowKey {
-                    src,
-                    dst,
-                    sport,
-                    dport,
-                    proto,
-                    v6,
-                };
-                Self::account(state, key, ts, pkt.wire_len(), flags);
+                Self::account(state, key((sport, dport)), ts, pkt.wire_len(), flags);
             }
             state.frags.remove(&fkey);
         }
