@@ -3,21 +3,17 @@
 //! runtime (`trace` replay), hand-built traffic (`ewma`), plus record versioning and config
 //! errors.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
+use common::{bin, data, run_module, spec};
 use como_module::{decode, encode, Module, RecordError};
 use como_modules::{application, ethtypes, ewma, flowcount, topports, trace, traffic, Counts};
 use como_runtime::{run, CollectSink, ModuleSpec, Options, Pipeline, TraceSource};
 use como_tracefile::{LinkType, Packet, TraceReader};
-
-fn data(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/data")
-        .join(rel)
-}
 
 const TRACES: &[&str] = &[
     "nDPI/teams.pcap",
@@ -67,39 +63,14 @@ fn frames(trace: &str) -> Vec<Frame> {
         .collect()
 }
 
-fn spec(kind: &str, args: &str, filter: &str, interval: Duration) -> ModuleSpec {
-    let args: toml::Value = toml::from_str(args).expect("args");
-    ModuleSpec {
-        name: kind.to_owned(),
-        module: como_modules::build(kind, Some(&args)).expect("build"),
-        filter: filter.to_owned(),
-        interval,
-    }
-}
-
 fn records<M: Module>(trace: &str, spec: ModuleSpec) -> Vec<M::Record> {
-    let mut src = TraceSource::open(data(&format!("traces/{trace}"))).expect("open");
-    let opts = Options {
-        workers: 2,
-        ..Options::default()
-    };
-    let (_, sink) = run(vec![spec], &opts, &mut src, CollectSink::default()).expect("run");
-    sink.intervals
-        .iter()
-        .flat_map(|(_, _, r)| r.iter())
-        .map(|r| decode::<M>(&r.bytes).expect("decode"))
-        .collect()
+    run_module::<M>(trace, spec).1
 }
 
 /// A ranking of (protocol, port) with counters.
 type Ranking = Vec<((u8, u16), Counts)>;
 /// protocol, source, source port, destination, destination port.
 type FiveTuple = (u8, IpAddr, u16, IpAddr, u16);
-
-fn bin(ts: u64, len: Duration) -> u64 {
-    let len = len.as_nanos() as u64;
-    ts - ts % len
-}
 
 #[test]
 fn topports_equals_tshark_destination_port_ranking() {

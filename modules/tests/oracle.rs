@@ -14,14 +14,16 @@
 //! to what both see, and the test says which rows it skipped and why. None of these traces has
 //! IP fragments (tshark reassembles them; see the `tuple` module docs).
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use como_module::{decode, mask_addr, Module};
+use common::{bin, data, run_module, spec};
+use como_module::{mask_addr, Module};
 use como_modules::{protocol, topaddr, traffic, tuple, Counts};
-use como_runtime::{run, CollectSink, ModuleSpec, Options, TraceSource};
+use como_runtime::ModuleSpec;
 
 const TRACES: &[&str] = &[
     "nDPI/teams.pcap",
@@ -47,12 +49,6 @@ const TUNNELED: &[&str] = &[
     "nDPI/6in4tunnel.pcap",
     "pcap-parser/wireshark_samples-test.pcapng",
 ];
-
-fn data(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/data")
-        .join(rel)
-}
 
 /// Rows of an oracle table (after its version comment and header).
 fn table(trace: &str, kind: &str) -> Vec<Vec<String>> {
@@ -122,35 +118,11 @@ fn frames(trace: &str) -> Vec<Frame> {
         .collect()
 }
 
-fn spec(kind: &str, args: &str, filter: &str, interval: Duration) -> ModuleSpec {
-    let args: toml::Value = toml::from_str(args).expect("args");
-    ModuleSpec {
-        name: kind.to_owned(),
-        module: como_modules::build(kind, Some(&args)).expect("build"),
-        filter: filter.to_owned(),
-        interval,
-    }
-}
-
 /// Runs one module over a trace (2 workers) and decodes its records.
 fn records<M: Module>(trace: &str, spec: ModuleSpec) -> Vec<M::Record> {
-    let mut src = TraceSource::open(data(&format!("traces/{trace}"))).expect("open");
-    let opts = Options {
-        workers: 2,
-        ..Options::default()
-    };
-    let (report, sink) = run(vec![spec], &opts, &mut src, CollectSink::default()).expect("run");
-    assert_eq!(report.source_error, None, "{trace}");
-    sink.intervals
-        .iter()
-        .flat_map(|(_, _, recs)| recs.iter())
-        .map(|r| decode::<M>(&r.bytes).expect("decode"))
-        .collect()
-}
-
-fn bin(ts: u64, len: Duration) -> u64 {
-    let len = len.as_nanos() as u64;
-    ts - ts % len
+    let (source_error, records) = run_module::<M>(trace, spec);
+    assert_eq!(source_error, None, "{trace}");
+    records
 }
 
 /// One interval long enough to hold every trace whole (2^40 s, epoch-aligned).
