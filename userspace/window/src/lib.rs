@@ -1,0 +1,1 @@
+//! The packet trace window of CoMo-rs (work in progress).
