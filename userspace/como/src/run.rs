@@ -247,6 +247,11 @@ fn open_source(s: &SourceConfig) -> anyhow::Result<(TraceSource, Option<f64>)> {
             let t = TraceSource::open(path).with_context(|| format!("source {}", s.name()))?;
             Ok((t, *speed))
         }
+        SourceKind::Xdp(x) => Err(anyhow!(
+            "source {}: live capture is not wired into `como run` yet (interface {})",
+            s.name(),
+            x.interface
+        )),
     }
 }
 
@@ -482,7 +487,7 @@ fn drive(
                         return Err(pipe.finish().err().unwrap_or(e).into());
                     }
                     n += 1;
-                    if n % PUBLISH_EVERY == 0 {
+                    if n.is_multiple_of(PUBLISH_EVERY) {
                         publish(&pipe, &mut published);
                         if let Some((done, _)) = source.progress() {
                             bar.set_position(done);

@@ -11,9 +11,24 @@
 //! listen = "127.0.0.1:44444"  # the HTTP query server (the default)
 //!
 //! [[source]]
-//! type = "file"               # trace file: pcap, pcapng or ERF (live types come later)
+//! type = "file"               # trace file: pcap, pcapng or ERF
 //! path = "/data/trace.pcap"
 //! speed = 1.0                 # optional: pace the file at this multiple of its own time
+//!
+//! [[source]]
+//! type = "xdp"                # live capture: XDP program + one AF_XDP socket per queue
+//! interface = "eth1"          # required
+//! queues = "all"              # "all" (every RX queue of the interface) or a list: [0, 1]
+//! mode = "auto"               # XDP attach mode: native, skb or auto (native, else skb)
+//! zero_copy = "auto"          # auto (zero-copy if the driver has it), on (required), off
+//! frame_size = 4096           # UMEM frame size: 2048 or 4096
+//! frames = 4096               # UMEM frames per queue (power of two)
+//! rx_ring = 2048              # RX ring entries (power of two); fill_ring likewise
+//! fill_ring = 4096
+//! hugepages = "auto"          # UMEM on 2 MiB hugepages: auto (if available), on, off
+//! cpus = [1]                  # cores for the queue workers (worker i on cpus[i % len]);
+//!                             # default: not pinned
+//! unmatched = "pass"          # packets no module wants: pass (to the kernel) or drop
 //!
 //! [[module]]
 //! name = "traffic"            # unique; names the database and the URL (/traffic)
@@ -168,6 +183,117 @@ pub struct Query {
 /// Default address of the query server.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:44444";
 
+/// XDP attach mode of an `xdp` source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native (driver) mode if the driver supports it, else generic (skb) mode.
+    #[default]
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (skb) mode.
+    Skb,
+}
+
+/// A three-way switch: `auto`, `on`, `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    /// Use it when available, else go on without it (logged).
+    #[default]
+    Auto,
+    /// Required: fail when not available.
+    On,
+    /// Never.
+    Off,
+}
+
+/// Which RX queues an `xdp` source reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Queues {
+    /// Every RX queue of the interface.
+    #[default]
+    All,
+    /// These queues (distinct, sorted).
+    List(Vec<u32>),
+}
+
+/// What happens to packets no module wants (in the XDP program).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unmatched {
+    /// `XDP_PASS`: the kernel stack gets them.
+    #[default]
+    Pass,
+    /// `XDP_DROP`.
+    Drop,
+}
+
+/// An `xdp` source: the XDP program on `interface`, one AF_XDP socket and one worker per queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XdpSource {
+    /// Network interface name.
+    pub interface: String,
+    /// RX queues to read.
+    pub queues: Queues,
+    /// Attach mode.
+    pub mode: XdpMode,
+    /// Zero-copy bind.
+    pub zero_copy: Switch,
+    /// UMEM frame size in bytes (2048 or 4096).
+    pub frame_size: u32,
+    /// UMEM frames per queue (power of two).
+    pub frames: u32,
+    /// RX ring entries (power of two).
+    pub rx_ring: u32,
+    /// Fill ring entries (power of two).
+    pub fill_ring: u32,
+    /// UMEM on 2 MiB hugepages.
+    pub hugepages: Switch,
+    /// Cores for the workers (worker `i` on `cpus[i % len]`); empty: not pinned.
+    pub cpus: Vec<usize>,
+    /// Packets no module wants.
+    pub unmatched: Unmatched,
+}
+
+impl XdpSource {
+    /// Default UMEM frame size.
+    pub const DEFAULT_FRAME_SIZE: u32 = 4096;
+    /// Default UMEM frames per queue.
+    pub const DEFAULT_FRAMES: u32 = 4096;
+    /// Default RX ring entries.
+    pub const DEFAULT_RX_RING: u32 = 2048;
+    /// Default fill ring entries.
+    pub const DEFAULT_FILL_RING: u32 = 4096;
+
+    /// An `xdp` source on `interface` with every default.
+    pub fn new(interface: impl Into<String>) -> Self {
+        Self {
+            interface: interface.into(),
+            queues: Queues::All,
+            mode: XdpMode::Auto,
+            zero_copy: Switch::Auto,
+            frame_size: Self::DEFAULT_FRAME_SIZE,
+            frames: Self::DEFAULT_FRAMES,
+            rx_ring: Self::DEFAULT_RX_RING,
+            fill_ring: Self::DEFAULT_FILL_RING,
+            hugepages: Switch::Auto,
+            cpus: Vec::new(),
+            unmatched: Unmatched::Pass,
+        }
+    }
+
+    /// The core of worker `i` (`None`: not pinned).
+    pub fn cpu_of(&self, i: usize) -> Option<usize> {
+        if self.cpus.is_empty() {
+            None
+        } else {
+            self.cpus.get(i % self.cpus.len()).copied()
+        }
+    }
+}
+
 /// The kind of a `[[source]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceKind {
@@ -178,6 +304,8 @@ pub enum SourceKind {
         /// Pacing: replay at this multiple of the trace's own time (`None`: as fast as possible).
         speed: Option<f64>,
     },
+    /// A live capture through XDP and AF_XDP sockets.
+    Xdp(XdpSource),
 }
 
 /// One `[[source]]`.
@@ -192,6 +320,7 @@ impl SourceConfig {
     pub fn name(&self) -> String {
         match &self.kind {
             SourceKind::File { path, .. } => format!("file:{}", path.display()),
+            SourceKind::Xdp(x) => format!("xdp:{}", x.interface),
         }
     }
 
@@ -199,6 +328,7 @@ impl SourceConfig {
     pub fn type_name(&self) -> &'static str {
         match self.kind {
             SourceKind::File { .. } => "file",
+            SourceKind::Xdp(_) => "xdp",
         }
     }
 }
@@ -292,16 +422,41 @@ struct RawQuery {
 #[serde(rename_all = "lowercase")]
 enum RawSourceType {
     File,
+    Xdp,
+}
+
+/// `queues = "all"` or a list of queue numbers.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawQueues {
+    Word(String),
+    List(Vec<i64>),
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSource {
     #[serde(rename = "type")]
-    kind: RawSourceType,
-    path: Option<PathBuf>,
+    kind: Spanned<RawSourceType>,
+    path: Option<Spanned<PathBuf>>,
     speed: Option<Spanned<f64>>,
+    interface: Option<Spanned<String>>,
+    queues: Option<Spanned<RawQueues>>,
+    mode: Option<Spanned<XdpMode>>,
+    zero_copy: Option<Spanned<Switch>>,
+    frame_size: Option<Spanned<i64>>,
+    frames: Option<Spanned<i64>>,
+    rx_ring: Option<Spanned<i64>>,
+    fill_ring: Option<Spanned<i64>>,
+    hugepages: Option<Spanned<Switch>>,
+    cpus: Option<Spanned<Vec<i64>>>,
+    unmatched: Option<Spanned<Unmatched>>,
 }
+
+/// Most RX queues an `xdp` source reads (entries of the XDP program's socket map).
+pub const MAX_QUEUES: u32 = 64;
+/// Largest ring or UMEM size accepted (entries or frames).
+pub const MAX_RING: u32 = 1 << 20;
 
 /// A duration as a string or a number of seconds, through `como_module`'s parser.
 struct Dur(Duration);
@@ -385,6 +540,174 @@ fn valid_name(name: &str) -> bool {
         && !matches!(name, "status" | "modules" | "metrics")
 }
 
+/// A power of two in `min..=MAX_RING` (ring and UMEM sizes), or the error at its span.
+fn pow2(
+    cx: &Ctx<'_>,
+    v: Option<Spanned<i64>>,
+    key: &str,
+    min: u32,
+    default: u32,
+) -> Result<u32, ConfigError> {
+    let Some(v) = v else {
+        return Ok(default);
+    };
+    match u32::try_from(*v.get_ref()) {
+        Ok(n) if n.is_power_of_two() && (min..=MAX_RING).contains(&n) => Ok(n),
+        _ => Err(cx.span(
+            v.span(),
+            format!("{key} must be a power of two from {min} to {MAX_RING}"),
+        )),
+    }
+}
+
+/// Fields of one source type that another type's source does not take.
+const FILE_ONLY: &[&str] = &["path", "speed"];
+
+/// Validates one `[[source]]` table.
+fn source_kind(cx: &Ctx<'_>, span: Range<usize>, s: RawSource) -> Result<SourceKind, ConfigError> {
+    let kind = *s.kind.get_ref();
+    let type_span = s.kind.span();
+    match kind {
+        RawSourceType::File => {
+            let xdp_keys = [
+                ("interface", s.interface.as_ref().map(Spanned::span)),
+                ("queues", s.queues.as_ref().map(Spanned::span)),
+                ("mode", s.mode.as_ref().map(Spanned::span)),
+                ("zero_copy", s.zero_copy.as_ref().map(Spanned::span)),
+                ("frame_size", s.frame_size.as_ref().map(Spanned::span)),
+                ("frames", s.frames.as_ref().map(Spanned::span)),
+                ("rx_ring", s.rx_ring.as_ref().map(Spanned::span)),
+                ("fill_ring", s.fill_ring.as_ref().map(Spanned::span)),
+                ("hugepages", s.hugepages.as_ref().map(Spanned::span)),
+                ("cpus", s.cpus.as_ref().map(Spanned::span)),
+                ("unmatched", s.unmatched.as_ref().map(Spanned::span)),
+            ];
+            if let Some((key, Some(at))) = xdp_keys.into_iter().find(|(_, sp)| sp.is_some()) {
+                return Err(cx.span(at, format!("`{key}` is for xdp sources, not file sources")));
+            }
+            let path = s
+                .path
+                .ok_or_else(|| cx.span(span.clone(), "a file source needs `path`"))?
+                .into_inner();
+            let speed = match s.speed {
+                Some(sp) if !(sp.get_ref().is_finite() && *sp.get_ref() > 0.0) => {
+                    return Err(cx.span(sp.span(), "speed must be a positive number"));
+                }
+                Some(sp) => Some(sp.into_inner()),
+                None => None,
+            };
+            Ok(SourceKind::File { path, speed })
+        }
+        RawSourceType::Xdp => {
+            let file_keys = [
+                s.path.as_ref().map(Spanned::span),
+                s.speed.as_ref().map(Spanned::span),
+            ];
+            if let Some((key, Some(at))) =
+                FILE_ONLY.iter().zip(file_keys).find(|(_, sp)| sp.is_some())
+            {
+                return Err(cx.span(at, format!("`{key}` is for file sources, not xdp sources")));
+            }
+            let interface = s
+                .interface
+                .ok_or_else(|| cx.span(type_span.clone(), "an xdp source needs `interface`"))?;
+            let name = interface.get_ref();
+            // IFNAMSIZ is 16 with the terminating NUL.
+            if name.is_empty()
+                || name.len() > 15
+                || name
+                    .chars()
+                    .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+            {
+                return Err(cx.span(
+                    interface.span(),
+                    format!(
+                        "bad interface name `{name}` (1 to 15 characters, no '/', ':' or space)"
+                    ),
+                ));
+            }
+            let mut x = XdpSource::new(interface.into_inner());
+            if let Some(q) = s.queues {
+                let qspan = q.span();
+                x.queues = match q.into_inner() {
+                    RawQueues::Word(w) if w == "all" => Queues::All,
+                    RawQueues::Word(w) => {
+                        return Err(cx.span(
+                            qspan,
+                            format!("queues must be \"all\" or a list of queue numbers, not `{w}`"),
+                        ))
+                    }
+                    RawQueues::List(l) => {
+                        if l.is_empty() {
+                            return Err(cx.span(qspan, "queues: the list is empty"));
+                        }
+                        let mut v = Vec::with_capacity(l.len());
+                        for n in l {
+                            match u32::try_from(n) {
+                                Ok(q) if q < MAX_QUEUES => v.push(q),
+                                _ => {
+                                    return Err(cx.span(
+                                        qspan,
+                                        format!("queue {n} out of range (0 to {})", MAX_QUEUES - 1),
+                                    ))
+                                }
+                            }
+                        }
+                        v.sort_unstable();
+                        if v.windows(2).any(|w| w.first() == w.get(1)) {
+                            return Err(cx.span(qspan, "queues: a queue is listed twice"));
+                        }
+                        Queues::List(v)
+                    }
+                };
+            }
+            if let Some(m) = s.mode {
+                x.mode = m.into_inner();
+            }
+            if let Some(z) = s.zero_copy {
+                x.zero_copy = z.into_inner();
+            }
+            if let Some(h) = s.hugepages {
+                x.hugepages = h.into_inner();
+            }
+            if let Some(u) = s.unmatched {
+                x.unmatched = u.into_inner();
+            }
+            if let Some(fs) = s.frame_size {
+                x.frame_size = match *fs.get_ref() {
+                    2048 => 2048,
+                    4096 => 4096,
+                    _ => return Err(cx.span(fs.span(), "frame_size must be 2048 or 4096")),
+                };
+            }
+            x.frames = pow2(cx, s.frames, "frames", 64, XdpSource::DEFAULT_FRAMES)?;
+            x.rx_ring = pow2(cx, s.rx_ring, "rx_ring", 64, XdpSource::DEFAULT_RX_RING)?;
+            x.fill_ring = pow2(
+                cx,
+                s.fill_ring,
+                "fill_ring",
+                64,
+                XdpSource::DEFAULT_FILL_RING,
+            )?;
+            if let Some(c) = s.cpus {
+                let cspan = c.span();
+                let mut v = Vec::new();
+                for n in c.into_inner() {
+                    match usize::try_from(n) {
+                        Ok(cpu) if cpu < 4096 => v.push(cpu),
+                        _ => return Err(cx.span(cspan, format!("bad cpu number {n}"))),
+                    }
+                }
+                if v.is_empty() {
+                    return Err(cx.span(cspan, "cpus: the list is empty (leave it out to not pin)"));
+                }
+                x.cpus = v;
+            }
+            Ok(SourceKind::Xdp(x))
+        }
+    }
+}
+
 impl Config {
     /// The embedded [`DEFAULT_CONFIG`].
     pub fn default_config() -> Result<Self, ConfigError> {
@@ -437,22 +760,18 @@ impl Config {
         let mut sources = Vec::with_capacity(raw.source.len());
         for s in raw.source {
             let span = s.span();
-            let s = s.into_inner();
-            let kind = match s.kind {
-                RawSourceType::File => {
-                    let path = s
-                        .path
-                        .ok_or_else(|| cx.span(span.clone(), "a file source needs `path`"))?;
-                    let speed = match s.speed {
-                        Some(sp) if !(sp.get_ref().is_finite() && *sp.get_ref() > 0.0) => {
-                            return Err(cx.span(sp.span(), "speed must be a positive number"));
-                        }
-                        Some(sp) => Some(sp.into_inner()),
-                        None => None,
-                    };
-                    SourceKind::File { path, speed }
+            let kind = source_kind(&cx, span.clone(), s.into_inner())?;
+            if let SourceKind::Xdp(x) = &kind {
+                let twice = sources
+                    .iter()
+                    .any(|o: &SourceConfig| matches!(&o.kind, SourceKind::Xdp(y) if y.interface == x.interface));
+                if twice {
+                    return Err(cx.span(
+                        span,
+                        format!("two xdp sources on interface `{}`", x.interface),
+                    ));
                 }
-            };
+            }
             sources.push(SourceConfig { kind });
         }
         if raw.module.len() > MAX_MODULES {

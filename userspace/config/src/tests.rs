@@ -159,3 +159,119 @@ fn sizes() {
     let e = err(&format!("{MINIMAL}streamsize = \"lots\"\n"));
     assert_eq!((e.line, e.column), (4, 14), "{e}");
 }
+
+#[test]
+fn xdp_source_every_field() {
+    let text = format!(
+        r#"[[source]]
+type = "xdp"
+interface = "veth-c0"
+queues = [1, 0]
+mode = "skb"
+zero_copy = "off"
+frame_size = 2048
+frames = 8192
+rx_ring = 1024
+fill_ring = 2048
+hugepages = "on"
+cpus = [1]
+unmatched = "drop"
+{MINIMAL}"#
+    );
+    let c = Config::parse(&text, "t.toml").expect("parse");
+    let SourceKind::Xdp(x) = &c.sources[0].kind else {
+        panic!("not xdp: {:?}", c.sources[0]);
+    };
+    assert_eq!(x.interface, "veth-c0");
+    assert_eq!(x.queues, Queues::List(vec![0, 1]));
+    assert_eq!(x.mode, XdpMode::Skb);
+    assert_eq!(x.zero_copy, Switch::Off);
+    assert_eq!(
+        (x.frame_size, x.frames, x.rx_ring, x.fill_ring),
+        (2048, 8192, 1024, 2048)
+    );
+    assert_eq!(x.hugepages, Switch::On);
+    assert_eq!(x.cpus, vec![1]);
+    assert_eq!((x.cpu_of(0), x.cpu_of(1)), (Some(1), Some(1)));
+    assert_eq!(x.unmatched, Unmatched::Drop);
+    assert_eq!(c.sources[0].name(), "xdp:veth-c0");
+    assert_eq!(c.sources[0].type_name(), "xdp");
+}
+
+#[test]
+fn xdp_source_defaults() {
+    let text = format!("[[source]]\ntype = \"xdp\"\ninterface = \"eth0\"\n{MINIMAL}");
+    let c = Config::parse(&text, "t.toml").expect("parse");
+    assert_eq!(c.sources[0].kind, SourceKind::Xdp(XdpSource::new("eth0")));
+    let x = XdpSource::new("eth0");
+    assert_eq!(x.queues, Queues::All);
+    assert_eq!(x.mode, XdpMode::Auto);
+    assert_eq!(x.unmatched, Unmatched::Pass);
+    assert_eq!(x.cpu_of(3), None);
+}
+
+/// The error of `[[source]] type = "xdp"` plus `extra` lines (line 4 on).
+fn xdp_err(extra: &str) -> ConfigError {
+    err(&format!(
+        "[[source]]\ntype = \"xdp\"\ninterface = \"eth0\"\n{extra}\n{MINIMAL}"
+    ))
+}
+
+#[test]
+fn xdp_source_errors_have_positions() {
+    let e = err(&format!("[[source]]\ntype = \"xdp\"\n{MINIMAL}"));
+    assert_eq!((e.line, e.column), (2, 8), "{e}");
+    assert!(e.message.contains("needs `interface`"), "{e}");
+    let e = xdp_err("queues = \"some\"");
+    assert_eq!((e.line, e.column), (4, 10), "{e}");
+    assert!(e.message.contains("\"all\""), "{e}");
+    let e = xdp_err("queues = [0, 64]");
+    assert_eq!(e.line, 4, "{e}");
+    assert!(e.message.contains("out of range"), "{e}");
+    let e = xdp_err("queues = [2, 2]");
+    assert!(e.message.contains("twice"), "{e}");
+    let e = xdp_err("queues = []");
+    assert!(e.message.contains("empty"), "{e}");
+    let e = xdp_err("mode = \"fast\"");
+    assert_eq!((e.line, e.column), (4, 8), "{e}");
+    assert!(e.message.contains("native"), "{e}");
+    let e = xdp_err("zero_copy = \"yes\"");
+    assert_eq!((e.line, e.column), (4, 13), "{e}");
+    let e = xdp_err("hugepages = true");
+    assert_eq!(e.line, 4, "{e}");
+    let e = xdp_err("frame_size = 3000");
+    assert_eq!((e.line, e.column), (4, 14), "{e}");
+    assert!(e.message.contains("2048 or 4096"), "{e}");
+    let e = xdp_err("rx_ring = 1000");
+    assert_eq!((e.line, e.column), (4, 11), "{e}");
+    assert!(e.message.contains("power of two"), "{e}");
+    let e = xdp_err("fill_ring = 16");
+    assert!(e.message.contains("power of two"), "{e}");
+    let e = xdp_err("frames = -1");
+    assert_eq!(e.line, 4, "{e}");
+    let e = xdp_err("cpus = [-1]");
+    assert!(e.message.contains("cpu"), "{e}");
+    let e = xdp_err("cpus = []");
+    assert!(e.message.contains("empty"), "{e}");
+    let e = xdp_err("unmatched = \"reject\"");
+    assert_eq!((e.line, e.column), (4, 13), "{e}");
+    let e = xdp_err("ring = 4");
+    assert_eq!((e.line, e.column), (4, 1), "{e}");
+    assert!(e.message.contains("unknown field `ring`"), "{e}");
+    let e = xdp_err("path = \"x.pcap\"");
+    assert_eq!((e.line, e.column), (4, 8), "{e}");
+    assert!(e.message.contains("for file sources"), "{e}");
+    let e = err(&format!(
+        "[[source]]\ntype = \"file\"\npath = \"a\"\ninterface = \"eth0\"\n{MINIMAL}"
+    ));
+    assert_eq!((e.line, e.column), (4, 13), "{e}");
+    assert!(e.message.contains("for xdp sources"), "{e}");
+    let e = err(&format!(
+        "[[source]]\ntype = \"xdp\"\ninterface = \"a/b\"\n{MINIMAL}"
+    ));
+    assert_eq!((e.line, e.column), (3, 13), "{e}");
+    let e = err(&format!(
+        "[[source]]\ntype = \"xdp\"\ninterface = \"a\"\n[[source]]\ntype = \"xdp\"\ninterface = \"a\"\n{MINIMAL}"
+    ));
+    assert!(e.message.contains("two xdp sources"), "{e}");
+}

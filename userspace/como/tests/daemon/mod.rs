@@ -214,8 +214,8 @@ pub fn synth_trace(path: &Path, start_ns: u64, secs: u64, pps: u64, flows: u16) 
             1 + flow % 50,
             100 + flow,
             1000 + flow,
-            if flow % 3 == 0 { 80 } else { 53 },
-            flow % 3 == 0,
+            if flow.is_multiple_of(3) { 80 } else { 53 },
+            flow.is_multiple_of(3),
             (i % 200) as usize,
         );
         let p = Packet {
