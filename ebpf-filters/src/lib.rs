@@ -11,7 +11,8 @@
 //! `vlan`/`mpls`/`pppoes`/`geneve` in source order) → [`ir`] → [`eval`] (a jump program
 //! over specialized tests; register-free programs also run as threaded code with jump
 //! threading and branch-free fused tails, falling back to the jump program on any
-//! out-of-bounds load).
+//! out-of-bounds load). [`kernel`] compiles the filters of up to 64 rules into the XDP
+//! program's classification tables (and holds the userspace reference of that program).
 //!
 //! Supported: `host/net/port/portrange` with `src/dst/src or dst/src and dst` and the
 //! `ip/ip6/arp/rarp/tcp/udp/sctp` qualifiers; `net A/len`, `net A mask M`, partial nets;
@@ -57,6 +58,7 @@
 pub mod ast;
 pub mod eval;
 pub mod ir;
+pub mod kernel;
 pub mod lexer;
 pub mod lower;
 pub mod names;
