@@ -28,6 +28,7 @@
 //! and exports sort their records, so the records do not depend on the number of workers (tested
 //! with 1 and 3 workers on real traces).
 
+mod live;
 mod sink;
 
 use std::net::IpAddr;
@@ -42,6 +43,10 @@ use como_tracefile::TraceReader;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use ebpf_filters::{Filter, FilterError};
 
+pub use live::{
+    decode_meta, Frame, LiveEnd, LiveOptions, LivePipeline, LiveQueue, QueueStats, WorkerCounters,
+    LIVE_BATCH, MAX_SLEEP, MIN_SLEEP, SPIN_POLLS, STATS_EVERY,
+};
 pub use sink::{CollectSink, PrintSink, StorageSink};
 
 /// Most modules one runtime runs (bits of the classification mask).
@@ -671,7 +676,7 @@ impl WorkerCore {
     #[inline]
     fn process(&mut self, pkt: &Pkt<'_>, mut mask: u64, ivl_ts: u64) -> bool {
         self.tick = self.tick.wrapping_add(1);
-        let timed = self.tick % CPU_SAMPLE_EVERY == 0;
+        let timed = self.tick.is_multiple_of(CPU_SAMPLE_EVERY);
         while mask != 0 {
             let i = mask.trailing_zeros() as usize;
             mask &= mask - 1;
@@ -1158,7 +1163,7 @@ pub fn run_observed<S: Sink>(
                     return Err(pipe.finish().err().unwrap_or(e));
                 }
                 n += 1;
-                observe_now = n % OBSERVE_EVERY == 0;
+                observe_now = n.is_multiple_of(OBSERVE_EVERY);
             }
             Ok(Next::Idle) => {
                 observe_now = true;
@@ -1188,5 +1193,7 @@ pub fn run_observed<S: Sink>(
     pipe.finish()
 }
 
+#[cfg(test)]
+mod live_tests;
 #[cfg(test)]
 mod tests;
