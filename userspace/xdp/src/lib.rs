@@ -1,0 +1,545 @@
+//! The XDP loader of CoMo-rs: the XDP program of `xdp-prog` (built by `build.rs` with the
+//! nightly eBPF toolchain and embedded here), attach and detach, table installs with a
+//! generation switch, the program's counters, and `BPF_PROG_TEST_RUN` for tests and benchmarks.
+//!
+//! The contract between this loader and the program is `ebpf_filters_common` (map names,
+//! layouts, generations, [`XdpMeta`]); the tables come from `ebpf_filters::kernel::Tables`.
+//!
+//! # Installing tables
+//! [`XdpProgram::install`] writes the *other* generation's entries (LPM trie, array fields,
+//! term→rule tables, `COMO_GEN`), flips `COMO_CONFIG[0].gen`, waits a grace period
+//! ([`GRACE`]: every run of the program that read the old generation has ended), then deletes
+//! the old generation's LPM entries. No packet is ever classified under a half-written table.
+//! Array and term-rule entries are written only where they differ from what that generation
+//! held (a shadow copy is kept here), and array fields no term uses are not written at all
+//! (the program does not look them up).
+//!
+//! # Attaching
+//! [`XdpProgram::attach`] creates a BPF link (it goes away with the process, so a crashed run
+//! leaves nothing behind). A program attached the old way (netlink, e.g. by `ip link set xdp`
+//! or an older loader) makes the link fail with `EBUSY`: it is then removed and the attach
+//! retried once.
+
+mod netlink;
+
+use std::{
+    os::fd::{AsRawFd, BorrowedFd},
+    sync::{Mutex, MutexGuard},
+    time::Duration,
+};
+
+use aya::{
+    maps::{lpm_trie::Key, Array, LpmTrie, MapData, MapError, PerCpuArray, XskMap},
+    programs::{xdp::XdpLinkId, ProgramError, TestRun, TestRunOptions, Xdp, XdpMode as AyaMode},
+    Ebpf,
+};
+use ebpf_filters_common::{
+    array_field_base, array_field_len, field, flags, stat, ARRAY_FIELDS_LEN, MAX_QUEUES, MAX_RULES,
+    META_MAGIC, TERM_RULES_LEN,
+};
+pub use ebpf_filters_common::{Config, GenConfig, LpmData, Terms, XdpMeta};
+
+/// The XDP object built from `xdp-prog` (see `build.rs`).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/como-xdp.o"));
+
+/// Name of the program in the object.
+const PROGRAM: &str = "como_xdp";
+
+/// How long [`XdpProgram::install`] waits after the generation flip before it reuses the old
+/// generation: far longer than one run of the program (microseconds), which is all the time a
+/// packet can spend classified under the old generation.
+pub const GRACE: Duration = Duration::from_millis(10);
+
+/// Size of the metadata the program writes in front of a packet.
+pub const META_LEN: usize = core::mem::size_of::<XdpMeta>();
+
+/// What can go wrong loading, attaching or feeding the XDP program.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    /// The embedded object could not be loaded (not root, no BPF, or the verifier refused it).
+    #[error("loading the XDP object failed: {0}")]
+    Load(#[source] aya::EbpfError),
+    /// The embedded object lacks the program or one of the contract's maps.
+    #[error("the XDP object has no {0}")]
+    Missing(&'static str),
+    /// A map of the object has not the contract's type.
+    #[error("map {name}: {source}")]
+    Map {
+        /// The map.
+        name: &'static str,
+        /// What aya said.
+        #[source]
+        source: MapError,
+    },
+    /// The kernel refused the program, an attach, a detach or a test run.
+    #[error("XDP program: {0}")]
+    Program(#[from] ProgramError),
+    /// The interface does not exist (in this thread's network namespace).
+    #[error("no interface named {0:?}")]
+    UnknownInterface(String),
+    /// A netlink request (removing a leftover program) failed.
+    #[error("netlink request on interface index {ifindex} failed: {source}")]
+    Netlink {
+        /// The interface.
+        ifindex: u32,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A test-run input shorter than an Ethernet header (the kernel refuses it).
+    #[error("a test run needs at least 14 bytes of packet, got {0}")]
+    ShortInput(usize),
+    /// Tables whose parts do not have the contract's sizes.
+    #[error("tables do not fit the contract: {0}")]
+    BadTables(String),
+    /// A queue index past the XSK map.
+    #[error("queue {0} is past the XSK map ({MAX_QUEUES} entries)")]
+    Queue(u32),
+}
+
+/// Where the program runs on an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpMode {
+    /// In the driver (native XDP).
+    Native,
+    /// In the generic path after the skb is built (works everywhere, slower).
+    Skb,
+    /// Native when the driver supports it, else skb.
+    Auto,
+}
+
+/// The program's counters summed over the CPUs (see `ebpf_filters_common::stat`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XdpStats {
+    /// Packets the program saw.
+    pub seen: u64,
+    /// Packets some rule matched.
+    pub matched: u64,
+    /// Matched packets redirected to an AF_XDP socket.
+    pub redirected: u64,
+    /// Matched packets whose redirect failed (no socket on their queue).
+    pub redirect_failed: u64,
+    /// Packets passed to the kernel stack.
+    pub passed: u64,
+    /// Unmatched packets dropped.
+    pub dropped: u64,
+    /// Packets classified as uncertain (a used field past the packet end).
+    pub parse_errors: u64,
+    /// Wire bytes of the matched packets.
+    pub matched_bytes: u64,
+    /// Packets each rule matched.
+    pub per_rule: [u64; MAX_RULES],
+}
+
+/// The parts of one generation of kernel tables, generation 0 indexing (what
+/// `ebpf_filters::kernel::Tables` provides; public so tests can hand-build tables).
+#[derive(Clone, Copy, Debug)]
+pub struct TableParts<'a> {
+    /// `COMO_GEN` entry.
+    pub gen: GenConfig,
+    /// LPM entries: prefix length (including the 16 bits of generation and field), data (its
+    /// generation byte is rewritten), terms.
+    pub lpm: &'a [(u32, LpmData, Terms)],
+    /// `ARRAY_FIELDS_LEN` array-field entries.
+    pub array: &'a [Terms],
+    /// `TERM_RULES_LEN` term-byte → rules entries.
+    pub term_rules: &'a [u64],
+}
+
+/// The contract's maps, with what this loader knows they hold.
+struct Maps {
+    config: Array<MapData, Config>,
+    gens: Array<MapData, GenConfig>,
+    lpm: LpmTrie<MapData, LpmData, Terms>,
+    array: Array<MapData, Terms>,
+    term_rules: Array<MapData, u64>,
+    stats: PerCpuArray<MapData, u64>,
+    xsks: XskMap<MapData>,
+    /// What `COMO_CONFIG[0]` holds.
+    cfg: Config,
+    /// What each generation's part of `COMO_ARRAY` holds.
+    shadow_array: [Vec<Terms>; 2],
+    /// What each generation's part of `COMO_TERM_RULES` holds.
+    shadow_rules: [Vec<u64>; 2],
+    /// The LPM keys each generation holds.
+    lpm_keys: [Vec<Key<LpmData>>; 2],
+}
+
+/// Where the program is attached.
+struct Attachment {
+    link: XdpLinkId,
+    iface: String,
+    mode: XdpMode,
+}
+
+/// The loaded XDP program and its maps.
+pub struct XdpProgram {
+    ebpf: Ebpf,
+    maps: Mutex<Maps>,
+    attached: Option<Attachment>,
+}
+
+impl std::fmt::Debug for XdpProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpProgram")
+            .field(
+                "attached",
+                &self.attached.as_ref().map(|a| (&a.iface, a.mode)),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Takes map `name` out of `ebpf` as type `T`.
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, XdpError>
+where
+    T: TryFrom<aya::maps::Map, Error = MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(XdpError::Missing(name))?;
+    T::try_from(map).map_err(|source| XdpError::Map { name, source })
+}
+
+/// Wraps a map error with the map's name.
+fn map_err(name: &'static str) -> impl Fn(MapError) -> XdpError {
+    move |source| XdpError::Map { name, source }
+}
+
+impl XdpProgram {
+    /// Loads the embedded program into the kernel (root or CAP_BPF + CAP_NET_ADMIN), not
+    /// attached to any interface, with empty tables (generation 0, no rule: every packet
+    /// passes).
+    pub fn load() -> Result<Self, XdpError> {
+        let mut ebpf = Ebpf::load(OBJECT).map_err(XdpError::Load)?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM)
+            .ok_or(XdpError::Missing("program como_xdp"))?
+            .try_into()?;
+        prog.load()?;
+        let maps = Maps {
+            config: take(&mut ebpf, "COMO_CONFIG")?,
+            gens: take(&mut ebpf, "COMO_GEN")?,
+            lpm: take(&mut ebpf, "COMO_LPM")?,
+            array: take(&mut ebpf, "COMO_ARRAY")?,
+            term_rules: take(&mut ebpf, "COMO_TERM_RULES")?,
+            stats: take(&mut ebpf, "COMO_STATS")?,
+            xsks: take(&mut ebpf, "COMO_XSKS")?,
+            cfg: Config::default(),
+            shadow_array: [
+                vec![Terms::NONE; ARRAY_FIELDS_LEN as usize],
+                vec![Terms::NONE; ARRAY_FIELDS_LEN as usize],
+            ],
+            shadow_rules: [
+                vec![0; TERM_RULES_LEN as usize],
+                vec![0; TERM_RULES_LEN as usize],
+            ],
+            lpm_keys: [Vec::new(), Vec::new()],
+        };
+        Ok(Self {
+            ebpf,
+            maps: Mutex::new(maps),
+            attached: None,
+        })
+    }
+
+    fn maps(&self) -> MutexGuard<'_, Maps> {
+        // A panic while holding the lock leaves the maps as consistent as the kernel has them.
+        self.maps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn prog(&self) -> Result<&Xdp, XdpError> {
+        Ok(self
+            .ebpf
+            .program(PROGRAM)
+            .ok_or(XdpError::Missing("program como_xdp"))?
+            .try_into()?)
+    }
+
+    fn prog_mut(&mut self) -> Result<&mut Xdp, XdpError> {
+        Ok(self
+            .ebpf
+            .program_mut(PROGRAM)
+            .ok_or(XdpError::Missing("program como_xdp"))?
+            .try_into()?)
+    }
+
+    /// The kernel's id of the loaded program (what `ip link` shows as `prog/xdp id N`).
+    pub fn id(&self) -> Result<u32, XdpError> {
+        Ok(self.prog()?.info()?.id())
+    }
+
+    /// Attaches the program to `iface` (in the calling thread's network namespace), replacing
+    /// a program attached there the old way (netlink) by a run that did not detach. Detaches
+    /// first from where it was attached before.
+    pub fn attach(&mut self, iface: &str, mode: XdpMode) -> Result<XdpMode, XdpError> {
+        self.detach()?;
+        let ifindex =
+            netlink::if_index(iface).ok_or_else(|| XdpError::UnknownInterface(iface.to_owned()))?;
+        let modes: &[XdpMode] = match mode {
+            XdpMode::Auto => &[XdpMode::Native, XdpMode::Skb],
+            XdpMode::Native => &[XdpMode::Native],
+            XdpMode::Skb => &[XdpMode::Skb],
+        };
+        let mut last = None;
+        for &m in modes {
+            match self.attach_one(ifindex, m) {
+                Ok(link) => {
+                    self.attached = Some(Attachment {
+                        link,
+                        iface: iface.to_owned(),
+                        mode: m,
+                    });
+                    return Ok(m);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(XdpError::UnknownInterface(iface.to_owned())))
+    }
+
+    /// One attach in mode `m`, removing a leftover netlink program once on `EBUSY`/`EEXIST`.
+    fn attach_one(&mut self, ifindex: u32, m: XdpMode) -> Result<XdpLinkId, XdpError> {
+        let aya_mode = match m {
+            XdpMode::Skb => AyaMode::Skb,
+            XdpMode::Native | XdpMode::Auto => AyaMode::Driver,
+        };
+        match self.prog_mut()?.attach_to_if_index(ifindex, aya_mode) {
+            Ok(link) => Ok(link),
+            Err(ProgramError::SyscallError(e))
+                if matches!(e.io_error.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)) =>
+            {
+                netlink::detach_all(ifindex)
+                    .map_err(|source| XdpError::Netlink { ifindex, source })?;
+                Ok(self.prog_mut()?.attach_to_if_index(ifindex, aya_mode)?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Where the program is attached: interface and the mode in force.
+    pub fn attached(&self) -> Option<(&str, XdpMode)> {
+        self.attached.as_ref().map(|a| (a.iface.as_str(), a.mode))
+    }
+
+    /// Detaches the program from its interface (nothing when not attached). Also done on drop.
+    pub fn detach(&mut self) -> Result<(), XdpError> {
+        if let Some(a) = self.attached.take() {
+            self.prog_mut()?.detach(a.link)?;
+        }
+        Ok(())
+    }
+
+    /// The generation in force.
+    pub fn generation(&self) -> u32 {
+        self.maps().cfg.gen
+    }
+
+    /// [`XdpProgram::install`] from the tables' parts.
+    pub fn install_parts(&self, t: &TableParts<'_>) -> Result<u32, XdpError> {
+        if t.array.len() != ARRAY_FIELDS_LEN as usize {
+            return Err(XdpError::BadTables(format!(
+                "{} array entries, the contract has {ARRAY_FIELDS_LEN}",
+                t.array.len()
+            )));
+        }
+        if t.term_rules.len() != TERM_RULES_LEN as usize {
+            return Err(XdpError::BadTables(format!(
+                "{} term-rule entries, the contract has {TERM_RULES_LEN}",
+                t.term_rules.len()
+            )));
+        }
+        let mut guard = self.maps();
+        let m = &mut *guard;
+        let old = m.cfg.gen & 1;
+        let new = old ^ 1;
+        let ni = new as usize;
+
+        // Leftovers of an install that failed half-way.
+        for key in std::mem::take(&mut m.lpm_keys[ni]) {
+            m.lpm.remove(&key).map_err(map_err("COMO_LPM"))?;
+        }
+        for (prefix, data, terms) in t.lpm {
+            let mut data = *data;
+            data.bytes[0] = new as u8;
+            let key = Key::new(*prefix, data);
+            m.lpm.insert(&key, terms, 0).map_err(map_err("COMO_LPM"))?;
+            m.lpm_keys[ni].push(key);
+        }
+
+        let base = new * ARRAY_FIELDS_LEN;
+        for f in field::FIRST_ARRAY..field::COUNT {
+            if t.gen.used & (1 << f) == 0 {
+                continue;
+            }
+            let start = array_field_base(f) as usize;
+            let end = start + array_field_len(f) as usize;
+            for i in start..end {
+                let (Some(want), Some(have)) = (t.array.get(i), m.shadow_array[ni].get_mut(i))
+                else {
+                    continue;
+                };
+                if want != have {
+                    m.array
+                        .set(base + i as u32, want, 0)
+                        .map_err(map_err("COMO_ARRAY"))?;
+                    *have = *want;
+                }
+            }
+        }
+        let base = new * TERM_RULES_LEN;
+        for (i, (want, have)) in t
+            .term_rules
+            .iter()
+            .zip(m.shadow_rules[ni].iter_mut())
+            .enumerate()
+        {
+            if want != have {
+                m.term_rules
+                    .set(base + i as u32, want, 0)
+                    .map_err(map_err("COMO_TERM_RULES"))?;
+                *have = *want;
+            }
+        }
+        m.gens.set(new, t.gen, 0).map_err(map_err("COMO_GEN"))?;
+
+        let cfg = Config {
+            gen: new,
+            flags: m.cfg.flags,
+        };
+        m.config.set(0, cfg, 0).map_err(map_err("COMO_CONFIG"))?;
+        m.cfg = cfg;
+
+        std::thread::sleep(GRACE);
+        for key in std::mem::take(&mut m.lpm_keys[old as usize]) {
+            m.lpm.remove(&key).map_err(map_err("COMO_LPM"))?;
+        }
+        Ok(new)
+    }
+
+    /// Drops (`true`) or passes to the kernel stack (`false`, the default) the packets no
+    /// rule matches.
+    pub fn set_drop_unmatched(&self, drop: bool) -> Result<(), XdpError> {
+        let mut m = self.maps();
+        let mut cfg = m.cfg;
+        if drop {
+            cfg.flags |= flags::DROP_UNMATCHED;
+        } else {
+            cfg.flags &= !flags::DROP_UNMATCHED;
+        }
+        m.config.set(0, cfg, 0).map_err(map_err("COMO_CONFIG"))?;
+        m.cfg = cfg;
+        Ok(())
+    }
+
+    /// Puts the AF_XDP socket `fd` in the XSK map for RX queue `queue`: matched packets of
+    /// that queue are redirected to it.
+    pub fn set_socket(&self, queue: u32, fd: BorrowedFd<'_>) -> Result<(), XdpError> {
+        if queue >= MAX_QUEUES {
+            return Err(XdpError::Queue(queue));
+        }
+        self.maps()
+            .xsks
+            .set(queue, fd.as_raw_fd(), 0)
+            .map_err(map_err("COMO_XSKS"))
+    }
+
+    /// Removes the socket of RX queue `queue` (its matched packets then pass).
+    pub fn clear_socket(&self, queue: u32) -> Result<(), XdpError> {
+        if queue >= MAX_QUEUES {
+            return Err(XdpError::Queue(queue));
+        }
+        match self.maps().xsks.unset(queue) {
+            Ok(()) => Ok(()),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+                Ok(())
+            }
+            Err(source) => Err(XdpError::Map {
+                name: "COMO_XSKS",
+                source,
+            }),
+        }
+    }
+
+    /// The counters, summed over the CPUs.
+    pub fn stats(&self) -> Result<XdpStats, XdpError> {
+        let m = self.maps();
+        let get = |i: u32| -> Result<u64, XdpError> {
+            let v = m.stats.get(&i, 0).map_err(map_err("COMO_STATS"))?;
+            Ok(v.iter().fold(0u64, |a, b| a.wrapping_add(*b)))
+        };
+        let mut per_rule = [0u64; MAX_RULES];
+        for (r, slot) in per_rule.iter_mut().enumerate() {
+            *slot = get(stat::RULE_BASE + r as u32)?;
+        }
+        Ok(XdpStats {
+            seen: get(stat::SEEN)?,
+            matched: get(stat::MATCHED)?,
+            redirected: get(stat::REDIRECTED)?,
+            redirect_failed: get(stat::REDIRECT_FAILED)?,
+            passed: get(stat::PASSED)?,
+            dropped: get(stat::DROPPED)?,
+            parse_errors: get(stat::PARSE_ERRORS)?,
+            matched_bytes: get(stat::MATCHED_BYTES)?,
+            per_rule,
+        })
+    }
+
+    /// Runs the program once on `packet` (`BPF_PROG_TEST_RUN`, RX queue 0, no socket
+    /// redirect is performed): the action it returned and the metadata it wrote (`None` when
+    /// it wrote none, or not this program's).
+    pub fn test_run(&self, packet: &[u8]) -> Result<(u32, Option<XdpMeta>), XdpError> {
+        if packet.len() < 14 {
+            return Err(XdpError::ShortInput(packet.len()));
+        }
+        let mut out = vec![0u8; packet.len() + 256];
+        let res = self.prog()?.test_run(TestRunOptions {
+            data_in: Some(packet),
+            data_out: Some(&mut out),
+            ..TestRunOptions::default()
+        })?;
+        // data_out starts at data_meta: the metadata, then the packet.
+        let meta_len = (res.data_size_out as usize).saturating_sub(packet.len());
+        let meta = if meta_len == META_LEN {
+            out.get(..META_LEN).and_then(parse_meta)
+        } else {
+            None
+        };
+        Ok((res.return_value, meta))
+    }
+
+    /// Runs the program `repeat` times on `packet` in the kernel; the kernel's mean time per
+    /// run (for benchmarks).
+    pub fn test_run_repeat(&self, packet: &[u8], repeat: u32) -> Result<Duration, XdpError> {
+        if packet.len() < 14 {
+            return Err(XdpError::ShortInput(packet.len()));
+        }
+        let res = self.prog()?.test_run(TestRunOptions {
+            data_in: Some(packet),
+            repeat: repeat.max(1),
+            ..TestRunOptions::default()
+        })?;
+        Ok(res.duration)
+    }
+}
+
+impl Drop for XdpProgram {
+    fn drop(&mut self) {
+        // Closing the link would detach too; a failure here has nobody to report to.
+        let _ = self.detach();
+    }
+}
+
+/// Reads an [`XdpMeta`] (native byte order) from `b`; `None` unless its magic is
+/// [`META_MAGIC`].
+pub fn parse_meta(b: &[u8]) -> Option<XdpMeta> {
+    let u64_at =
+        |o: usize| -> Option<u64> { Some(u64::from_ne_bytes(b.get(o..o + 8)?.try_into().ok()?)) };
+    let u32_at =
+        |o: usize| -> Option<u32> { Some(u32::from_ne_bytes(b.get(o..o + 4)?.try_into().ok()?)) };
+    let meta = XdpMeta {
+        rules: u64_at(0)?,
+        recheck: u64_at(8)?,
+        magic: u32_at(16)?,
+        gen: u32_at(20)?,
+    };
+    (meta.magic == META_MAGIC).then_some(meta)
+}
