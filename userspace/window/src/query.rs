@@ -1,0 +1,319 @@
+//! Queries on the stored window: the packets of a time range that match a filter, in segment
+//! order (and, within a segment, in file order).
+//!
+//! Steps: segments whose time range (from the name) misses the query's are skipped; each
+//! remaining closed segment is share-locked, its index loaded, and only the groups that
+//! overlap the time range and hold a key of every clause of the filter's requirement
+//! ([`crate::keys`]) are read (adjacent groups in one read); every packet read then passes the
+//! time test and the exact filter ([`ebpf_filters::Filter::matches`], libpcap's semantics).
+//! The open segment, and a closed one whose index is missing or unreadable, is scanned whole up
+//! to its last complete block.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use como_packet::{LinkType, Packet};
+use ebpf_filters::Filter;
+
+use crate::block::{Blocks, BT_IDB};
+use crate::index::Index;
+use crate::keys::{requirement, Requirement};
+use crate::segment::{self, ReadLock};
+
+/// A query.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// pcap-filter expression (empty: every packet).
+    pub filter: String,
+    /// First nanosecond of the range (inclusive).
+    pub start_ns: u64,
+    /// Last nanosecond of the range (inclusive).
+    pub end_ns: u64,
+}
+
+impl Query {
+    /// Every packet matching `filter`, at any time.
+    pub fn all(filter: impl Into<String>) -> Query {
+        Query {
+            filter: filter.into(),
+            start_ns: 0,
+            end_ns: u64::MAX,
+        }
+    }
+}
+
+/// What a query read and found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryStats {
+    /// Segments in the folder.
+    pub segments: u64,
+    /// Segments opened.
+    pub segments_read: u64,
+    /// Groups in the opened segments' indexes.
+    pub groups: u64,
+    /// Groups read.
+    pub groups_read: u64,
+    /// Bytes read from segments.
+    pub bytes_read: u64,
+    /// Packets examined.
+    pub packets_seen: u64,
+    /// Packets returned.
+    pub packets: u64,
+}
+
+/// Errors of a query.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The filter does not compile.
+    #[error("filter: {0}")]
+    Filter(#[from] ebpf_filters::FilterError),
+    /// Reading the window failed.
+    #[error("trace window {path}: {source}")]
+    Io {
+        /// File or folder.
+        path: std::path::PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+    /// The sink failed (e.g. the client went away).
+    #[error("output: {0}")]
+    Sink(io::Error),
+}
+
+/// Compiled filters per link type (None: the filter rejects every packet of that link type).
+struct Filters {
+    /// The expression.
+    expr: String,
+    /// Cache.
+    by_link: Vec<(LinkType, Option<Filter>)>,
+}
+
+impl Filters {
+    fn get(&mut self, link: LinkType) -> Option<&Filter> {
+        let i = match self.by_link.iter().position(|(l, _)| *l == link) {
+            Some(i) => i,
+            None => {
+                let f = ebpf_filters::compile(&self.expr, link).ok();
+                self.by_link.push((link, f));
+                self.by_link.len() - 1
+            }
+        };
+        self.by_link.get(i).and_then(|(_, f)| f.as_ref())
+    }
+
+    /// Union of the requirements for `links` (sound for packets of any of them).
+    fn requirement(&mut self, links: &[LinkType]) -> Requirement {
+        let mut acc: Requirement = None;
+        for &l in links {
+            let Some(r) = self.get(l).map(|f| requirement(f.ir())) else {
+                continue; // the filter rejects this link type: no packet of it matches
+            };
+            acc = match (acc, r) {
+                (None, r) => r,
+                (a, None) => a,
+                // Two link types: keep only what both require (a clause present in both).
+                (Some(a), Some(b)) => Some(a.into_iter().filter(|c| b.contains(c)).collect()),
+            };
+        }
+        acc
+    }
+}
+
+/// Runs `q` over the window in `dir`, handing every matching packet to `sink`.
+pub fn query(
+    dir: &Path,
+    q: &Query,
+    sink: &mut dyn FnMut(&Packet<'_>) -> io::Result<()>,
+) -> Result<QueryStats, QueryError> {
+    // Syntax errors are reported for any link type: check once on Ethernet.
+    if let Err(e) = ebpf_filters::compile(&q.filter, LinkType::Ethernet) {
+        if e.kind != ebpf_filters::ErrorKind::LinkType {
+            return Err(e.into());
+        }
+    }
+    let mut filters = Filters {
+        expr: q.filter.clone(),
+        by_link: Vec::new(),
+    };
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| QueryError::Io { path, source }
+    };
+    let segs = segment::list(dir).map_err(io_err(dir))?;
+    let mut st = QueryStats {
+        segments: segs.len() as u64,
+        ..QueryStats::default()
+    };
+    for s in &segs {
+        if let Some((a, b)) = s.range {
+            if b < q.start_ns || a > q.end_ns {
+                continue;
+            }
+        }
+        let lock = match ReadLock::open(&s.path) {
+            Ok(l) => l,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // aged out meanwhile
+            Err(e) => return Err(io_err(&s.path)(e)),
+        };
+        st.segments_read += 1;
+        let idx = if s.open {
+            None
+        } else {
+            Index::load(&s.index_path())
+        };
+        match idx {
+            Some(idx) => read_indexed(&lock.file, &idx, q, &mut filters, &mut st, sink)
+                .map_err(|e| wrap(e, &s.path))?,
+            None => {
+                scan(&lock.file, q, &mut filters, &mut st, sink).map_err(|e| wrap(e, &s.path))?
+            }
+        }
+    }
+    Ok(st)
+}
+
+/// Sink errors stay sink errors; the rest names the segment.
+fn wrap(e: Inner, path: &Path) -> QueryError {
+    match e {
+        Inner::Sink(e) => QueryError::Sink(e),
+        Inner::Io(source) => QueryError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+/// Error inside one segment.
+enum Inner {
+    /// Reading.
+    Io(io::Error),
+    /// Writing.
+    Sink(io::Error),
+}
+
+/// Hands the matching EPBs of `bytes` to the sink.
+fn emit(
+    bytes: &[u8],
+    links: &mut Vec<LinkType>,
+    q: &Query,
+    filters: &mut Filters,
+    st: &mut QueryStats,
+    sink: &mut dyn FnMut(&Packet<'_>) -> io::Result<()>,
+) -> Result<usize, Inner> {
+    let mut blocks = Blocks::new(bytes);
+    for b in blocks.by_ref() {
+        if b.btype == BT_IDB {
+            if let Some(lt) = b.bytes.get(8..10).and_then(|s| s.try_into().ok()) {
+                links.push(LinkType::from_linktype(u32::from(u16::from_le_bytes(lt))));
+            }
+            continue;
+        }
+        let Some(e) = b.epb() else {
+            continue;
+        };
+        st.packets_seen += 1;
+        if e.ts_ns < q.start_ns || e.ts_ns > q.end_ns {
+            continue;
+        }
+        let Some(&link) = links.get(e.iface as usize) else {
+            continue;
+        };
+        let p = Packet {
+            ts_ns: e.ts_ns,
+            wire_len: e.wire_len,
+            data: e.data,
+            link,
+            interface: e.iface,
+        };
+        let Some(f) = filters.get(link) else {
+            continue;
+        };
+        if f.matches(&p) {
+            st.packets += 1;
+            sink(&p).map_err(Inner::Sink)?;
+        }
+    }
+    Ok(blocks.end())
+}
+
+/// Reads the candidate groups of an indexed segment.
+fn read_indexed(
+    file: &File,
+    idx: &Index,
+    q: &Query,
+    filters: &mut Filters,
+    st: &mut QueryStats,
+    sink: &mut dyn FnMut(&Packet<'_>) -> io::Result<()>,
+) -> Result<(), Inner> {
+    st.groups += idx.groups.len() as u64;
+    let req = filters.requirement(&idx.links);
+    let cand = idx.candidates(q.start_ns, q.end_ns, &req);
+    st.groups_read += cand.len() as u64;
+    let mut links = idx.links.clone();
+    let mut buf = Vec::new();
+    let mut i = 0;
+    while i < cand.len() {
+        // Merge a run of adjacent groups (up to 8 MiB) into one read.
+        let Some(first) = cand.get(i).and_then(|&g| idx.groups.get(g)) else {
+            break;
+        };
+        let start = first.off;
+        let mut end = first.off + u64::from(first.len);
+        let mut j = i + 1;
+        while let Some(g) = cand.get(j).and_then(|&g| idx.groups.get(g)) {
+            if g.off != end || end - start > (8 << 20) {
+                break;
+            }
+            end += u64::from(g.len);
+            j += 1;
+        }
+        buf.resize((end - start) as usize, 0);
+        file.read_exact_at(&mut buf, start).map_err(Inner::Io)?;
+        st.bytes_read += end - start;
+        emit(&buf, &mut links, q, filters, st, sink)?;
+        i = j;
+    }
+    Ok(())
+}
+
+/// Scans a whole segment (open, or without index) up to its last complete block.
+fn scan(
+    file: &File,
+    q: &Query,
+    filters: &mut Filters,
+    st: &mut QueryStats,
+    sink: &mut dyn FnMut(&Packet<'_>) -> io::Result<()>,
+) -> Result<(), Inner> {
+    let mut f = file;
+    let mut links = Vec::new();
+    let mut buf = vec![0u8; 8 << 20];
+    let mut have = 0;
+    loop {
+        let n = f
+            .read(buf.get_mut(have..).unwrap_or(&mut []))
+            .map_err(Inner::Io)?;
+        st.bytes_read += n as u64;
+        have += n;
+        let end = emit(
+            buf.get(..have).unwrap_or(&[]),
+            &mut links,
+            q,
+            filters,
+            st,
+            sink,
+        )?;
+        buf.copy_within(end..have, 0);
+        have -= end;
+        if n == 0 {
+            return Ok(());
+        }
+        if have == buf.len() {
+            if buf.len() >= 64 << 20 {
+                return Ok(());
+            }
+            buf.resize(buf.len() * 2, 0);
+        }
+    }
+}
