@@ -4,8 +4,10 @@
 //! protocol check before the field test it guards. For every literal to keep the literals
 //! that guard it in its term, negations are expanded in evaluation order:
 //! `not (a and b and c)` = `not a` or `(a and not b)` or `(a and b and not c)`, and
-//! `not (a or b)` = `not a and not b`; `a and (b or c)` distributes. A term is the list of
-//! literals (predicate, polarity) in evaluation order.
+//! `not (a or b)` = `not a and not b`; `a and (b or c)` distributes; in `a or b`, the terms
+//! of `b` also hold the literals that `a` being false implies (`not ip or igmp`: the `igmp`
+//! term holds `ip`, which libpcap's optimizer, and the IR simplifier, removed from `igmp`'s own
+//! checks). A term is the list of literals (predicate, polarity) in evaluation order.
 //!
 //! A sub-expression whose expansion would exceed [`MAX_RAW_TERMS`] terms is replaced by
 //! `true` (an over-approximation: after the expansion every negation sits on a literal, so
@@ -97,12 +99,27 @@ fn go<'a>(node: &'a Node, pos: bool, approximated: &mut bool) -> Vec<RawTerm<'a>
             }
             acc
         }
-        // a or b or c: union.
+        // a or b or c: union; b is evaluated only when a is false, so b's terms also get
+        // the literals a false implies (libpcap's optimizer, and `opt`, drop the checks of b
+        // those literals decide: `not ip or igmp` tests the protocol without `ip`).
         (Node::Or(cs), true) => {
             let mut acc = Vec::new();
+            let mut known: RawTerm<'a> = Vec::new();
             for c in cs {
-                let d = go(c, true, approximated);
+                let mut d = go(c, true, approximated);
+                if !known.is_empty() {
+                    for t in d.iter_mut() {
+                        let mut with = known.clone();
+                        for l in t.iter() {
+                            if !with.contains(l) {
+                                with.push(*l);
+                            }
+                        }
+                        *t = with;
+                    }
+                }
                 acc = sum(acc, d, approximated);
+                learn(c, false, &mut known);
             }
             acc
         }
@@ -122,6 +139,18 @@ fn go<'a>(node: &'a Node, pos: bool, approximated: &mut bool) -> Vec<RawTerm<'a>
             }
             acc
         }
+    }
+}
+
+/// Literals that hold whenever `n` evaluates to `value` and that appear in every term of its
+/// expansion with that polarity (what libpcap's optimizer learns on a path).
+fn learn<'a>(n: &'a Node, value: bool, out: &mut RawTerm<'a>) {
+    match n {
+        Node::Pred(p) if !out.contains(&(p, value)) => out.push((p, value)),
+        Node::Not(c) => learn(c, !value, out),
+        Node::And(cs) if value => cs.iter().for_each(|c| learn(c, true, out)),
+        Node::Or(cs) if !value => cs.iter().for_each(|c| learn(c, false, out)),
+        _ => {}
     }
 }
 
@@ -179,7 +208,10 @@ mod tests {
         let n = Node::And(vec![lit(1), Node::Or(vec![lit(2), lit(3)])]);
         assert_eq!(
             show(&expand(&n, true)),
-            vec![vec![(1, true), (2, true)], vec![(1, true), (3, true)]]
+            vec![
+                vec![(1, true), (2, true)],
+                vec![(1, true), (2, false), (3, true)]
+            ]
         );
         let n = Node::Not(Box::new(Node::Or(vec![lit(2), lit(3)])));
         assert_eq!(show(&expand(&n, true)), vec![vec![(2, false), (3, false)]]);

@@ -42,6 +42,8 @@ pub enum Mapped {
     },
     /// Not expressible: why (a sentence for the user).
     Inexact(&'static str),
+    /// Always true or always false (a relation without loads).
+    Const(bool),
 }
 
 /// Bits of an LPM field's value (0 for array fields).
@@ -450,7 +452,10 @@ fn relation(lhs: &Value, op: Cmp, rhs: &Value) -> Result<Mapped, &'static str> {
     inputs(lhs, &mut acc)?;
     inputs(rhs, &mut acc)?;
     let Some((f, guard)) = acc else {
-        return Err("constant relations are not classified in the kernel");
+        return match (eval(lhs, 0), eval(rhs, 0)) {
+            (Some(a), Some(b)) => Ok(Mapped::Const(op.apply(a, b))),
+            _ => Err("relations that divide by zero are not classified in the kernel"),
+        };
     };
     let size = ebpf_filters_common::array_field_len(f);
     let mut failed = false;

@@ -138,6 +138,11 @@ fn build_term(raw: &dnf::RawTerm<'_>, reasons: &mut Vec<String>) -> Option<Term>
     for (p, pos) in raw {
         match lits::map(p) {
             lits::Mapped::Inexact(r) => add_reason(reasons, r),
+            lits::Mapped::Const(b) => {
+                if b != *pos {
+                    dead = true;
+                }
+            }
             lits::Mapped::Field {
                 field: f,
                 set,
