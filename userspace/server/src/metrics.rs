@@ -9,16 +9,133 @@
 //! | `como_module_cpu_seconds_total` | counter | `module` | estimated time in the module's code: sampled `update`s (one packet in 64 per worker, scaled) plus every interval's export (`como_runtime::ModuleCpu`) |
 //! | `como_module_stored_bytes` | gauge | `module` | read from the database at each scrape |
 //! | `como_uptime_seconds` | gauge | | at each scrape |
+//! | `como_capture_packets_total` | counter | `device`, `queue` | live capture: frames the queue's worker received (from a [`CaptureProbe`] at each scrape) |
+//! | `como_capture_bytes_total` | counter | `device`, `queue` | their bytes |
+//! | `como_capture_drops_total` | counter | `device`, `queue`, `reason` | live capture: packets lost, one reason per XDP program counter (`queue="all"`: the program's counters are per CPU, not per queue) and per AF_XDP socket statistic (see [`DropReason`]) |
+//! | `como_xdp_packets_total` | counter | `device`, `action` | the XDP program's verdicts: `seen`, `matched`, `redirected`, `passed` |
+//! | `como_worker_busy_ratio` | gauge | `worker` | fraction of the time a live worker spent on polls that returned packets |
 //!
-//! Counters are never updated per packet: the packet path adds batch totals.
+//! Counters are never updated per packet: the packet path adds batch totals, and the live
+//! capture's counters are atomics of the workers read by a [`CaptureProbe`] at scrape time.
 
 use std::sync::{Mutex, PoisonError};
 
 use prometheus::{
-    Counter, CounterVec, Gauge, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Counter, CounterVec, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::NodeState;
+
+/// Why a live capture lost packets (the `reason` label of `como_capture_drops_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// XDP program: a matched packet's redirect to the queue's socket failed (no socket, or
+    /// the socket's ring was full in the kernel's redirect path).
+    RedirectFailed,
+    /// XDP program: a field the rules use lay past the packet end (the packet went to every
+    /// module to be re-checked; counted here as the program could not classify it).
+    ParseError,
+    /// XDP program: no module wanted the packet and `unmatched = "drop"`.
+    Unmatched,
+    /// AF_XDP socket: dropped by the kernel (no free frame in copy mode, or other causes).
+    RxDropped,
+    /// AF_XDP socket: the RX ring was full (the worker did not keep up).
+    RxRingFull,
+    /// AF_XDP socket: the kernel found the fill ring empty.
+    FillRingEmpty,
+    /// AF_XDP socket: invalid descriptors.
+    InvalidDescs,
+}
+
+impl DropReason {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::RedirectFailed => "redirect_failed",
+            Self::ParseError => "parse_error",
+            Self::Unmatched => "unmatched_dropped",
+            Self::RxDropped => "rx_dropped",
+            Self::RxRingFull => "rx_ring_full",
+            Self::FillRingEmpty => "fill_ring_empty",
+            Self::InvalidDescs => "invalid_descs",
+        }
+    }
+}
+
+/// One capture queue's cumulative counters, as a [`CaptureProbe`] reports them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueSample {
+    /// Device name.
+    pub device: String,
+    /// Queue label (`"0"`, `"1"` ..., or `"all"` for the device-wide XDP counters).
+    pub queue: String,
+    /// Frames received by the worker.
+    pub packets: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Cumulative drops by reason.
+    pub drops: Vec<(DropReason, u64)>,
+}
+
+/// The XDP program's verdict counters of one device.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct XdpSample {
+    /// Device name.
+    pub device: String,
+    /// Packets the program saw.
+    pub seen: u64,
+    /// Packets some rule matched.
+    pub matched: u64,
+    /// Packets redirected to a socket.
+    pub redirected: u64,
+    /// Packets passed to the kernel stack.
+    pub passed: u64,
+}
+
+/// Everything a probe reports at one scrape.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CaptureSample {
+    /// Per queue (and per device with `queue = "all"`).
+    pub queues: Vec<QueueSample>,
+    /// Per device.
+    pub xdp: Vec<XdpSample>,
+    /// Busy ratio per worker (label, ratio 0..1).
+    pub workers: Vec<(String, f64)>,
+    /// Cumulative packets per module (index in the module list), counted by the live workers.
+    pub module_packets: Vec<u64>,
+}
+
+/// The live capture's counters, read at scrape time (the workers keep atomics; nothing is
+/// pushed to the registry from the packet path).
+pub trait CaptureProbe: Send + Sync {
+    /// The cumulative counters now.
+    fn sample(&self) -> CaptureSample;
+}
+
+/// Adds to a counter of a vector the growth of a cumulative value since the last scrape.
+#[derive(Default)]
+struct Deltas {
+    seen: std::collections::HashMap<Vec<String>, u64>,
+}
+
+impl Deltas {
+    /// `metric` names the counter vector (the key of the last values is metric + labels).
+    fn add(&mut self, metric: &str, vec: &IntCounterVec, labels: &[&str], now: u64) {
+        let mut key: Vec<String> = Vec::with_capacity(labels.len() + 1);
+        key.push(metric.to_owned());
+        key.extend(labels.iter().map(|s| (*s).to_owned()));
+        let old = self.seen.entry(key).or_insert(0);
+        // The series exists from the first scrape on, also at 0 (a drop reason that never
+        // happened shows as 0, not as missing).
+        let c = vec.with_label_values(labels);
+        if now > *old {
+            c.inc_by(now - *old);
+        }
+        // A source whose count restarted (a new probe) is followed from its new value.
+        *old = now;
+    }
+}
 
 /// The node's metrics.
 pub struct Metrics {
@@ -32,6 +149,15 @@ pub struct Metrics {
     module_cpu: Vec<Counter>,
     /// Nanoseconds of CPU already added to `module_cpu`.
     cpu_seen: Mutex<Vec<u64>>,
+    capture_packets: IntCounterVec,
+    capture_bytes: IntCounterVec,
+    capture_drops: IntCounterVec,
+    xdp_packets: IntCounterVec,
+    busy: GaugeVec,
+    probe: Mutex<Option<std::sync::Arc<dyn CaptureProbe>>>,
+    deltas: Mutex<Deltas>,
+    /// Module packets of the probe already added to `module_packets`.
+    probe_modules: Mutex<Vec<u64>>,
 }
 
 fn counters(
@@ -103,7 +229,55 @@ impl Metrics {
             .iter()
             .map(|m| cpu.with_label_values(&[m.as_str()]))
             .collect();
+        let capture_packets = IntCounterVec::new(
+            Opts::new(
+                "como_capture_packets_total",
+                "Frames a live capture queue's worker received",
+            ),
+            &["device", "queue"],
+        )?;
+        registry.register(Box::new(capture_packets.clone()))?;
+        let capture_bytes = IntCounterVec::new(
+            Opts::new(
+                "como_capture_bytes_total",
+                "Bytes of the frames a live capture queue's worker received",
+            ),
+            &["device", "queue"],
+        )?;
+        registry.register(Box::new(capture_bytes.clone()))?;
+        let capture_drops = IntCounterVec::new(
+            Opts::new(
+                "como_capture_drops_total",
+                "Packets a live capture lost, by reason (XDP program and AF_XDP socket counters)",
+            ),
+            &["device", "queue", "reason"],
+        )?;
+        registry.register(Box::new(capture_drops.clone()))?;
+        let xdp_packets = IntCounterVec::new(
+            Opts::new(
+                "como_xdp_packets_total",
+                "The XDP program's verdicts (seen, matched, redirected, passed)",
+            ),
+            &["device", "action"],
+        )?;
+        registry.register(Box::new(xdp_packets.clone()))?;
+        let busy = GaugeVec::new(
+            Opts::new(
+                "como_worker_busy_ratio",
+                "Fraction of the time a live worker spent on polls that returned packets",
+            ),
+            &["worker"],
+        )?;
+        registry.register(Box::new(busy.clone()))?;
         Ok(Self {
+            capture_packets,
+            capture_bytes,
+            capture_drops,
+            xdp_packets,
+            busy,
+            probe: Mutex::new(None),
+            deltas: Mutex::new(Deltas::default()),
+            probe_modules: Mutex::new(vec![0; modules.len()]),
             registry,
             source_packets,
             source_bytes,
@@ -138,8 +312,77 @@ impl Metrics {
         }
     }
 
+    /// Reads the live capture's counters from `probe` at every scrape (replaces a previous
+    /// probe; the counters go on from the new probe's values).
+    pub fn set_capture_probe(&self, probe: std::sync::Arc<dyn CaptureProbe>) {
+        *self.probe.lock().unwrap_or_else(PoisonError::into_inner) = Some(probe);
+        // A new probe's module counters start from zero.
+        for v in self
+            .probe_modules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter_mut()
+        {
+            *v = 0;
+        }
+    }
+
+    /// Adds what the capture probe counted since the last scrape.
+    fn scrape_capture(&self) {
+        let probe = self
+            .probe
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(probe) = probe else {
+            return;
+        };
+        let s = probe.sample();
+        let mut d = self.deltas.lock().unwrap_or_else(PoisonError::into_inner);
+        for q in &s.queues {
+            let (dev, queue) = (q.device.as_str(), q.queue.as_str());
+            if queue != "all" {
+                d.add("packets", &self.capture_packets, &[dev, queue], q.packets);
+                d.add("bytes", &self.capture_bytes, &[dev, queue], q.bytes);
+            }
+            for &(reason, n) in &q.drops {
+                d.add(
+                    "drops",
+                    &self.capture_drops,
+                    &[dev, queue, reason.label()],
+                    n,
+                );
+            }
+        }
+        for x in &s.xdp {
+            for (action, n) in [
+                ("seen", x.seen),
+                ("matched", x.matched),
+                ("redirected", x.redirected),
+                ("passed", x.passed),
+            ] {
+                d.add("xdp", &self.xdp_packets, &[x.device.as_str(), action], n);
+            }
+        }
+        drop(d);
+        for (w, r) in &s.workers {
+            self.busy.with_label_values(&[w.as_str()]).set(*r);
+        }
+        let mut seen = self
+            .probe_modules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (i, (&now, old)) in s.module_packets.iter().zip(seen.iter_mut()).enumerate() {
+            if now > *old {
+                self.add_module_packets(i, now - *old);
+            }
+            *old = now;
+        }
+    }
+
     /// The text exposition (refreshing the gauges from `node`).
     pub fn render(&self, node: &NodeState) -> Result<String, prometheus::Error> {
+        self.scrape_capture();
         for m in &node.modules {
             self.stored_bytes
                 .with_label_values(&[m.config.name.as_str()])
@@ -155,5 +398,100 @@ impl Metrics {
             }
         }
         TextEncoder::new().encode_to_string(&self.registry.gather())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    struct Fake(Mutex<CaptureSample>);
+
+    impl CaptureProbe for Fake {
+        fn sample(&self) -> CaptureSample {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        }
+    }
+
+    fn text(m: &Metrics) -> String {
+        m.scrape_capture();
+        TextEncoder::new()
+            .encode_to_string(&m.registry.gather())
+            .expect("encode")
+    }
+
+    fn sample(packets: u64, ring_full: u64) -> CaptureSample {
+        CaptureSample {
+            queues: vec![
+                QueueSample {
+                    device: "veth0".into(),
+                    queue: "0".into(),
+                    packets,
+                    bytes: packets * 60,
+                    drops: vec![
+                        (DropReason::RxRingFull, ring_full),
+                        (DropReason::RxDropped, 0),
+                    ],
+                },
+                QueueSample {
+                    device: "veth0".into(),
+                    queue: "all".into(),
+                    packets: 0,
+                    bytes: 0,
+                    drops: vec![(DropReason::RedirectFailed, 2)],
+                },
+            ],
+            xdp: vec![XdpSample {
+                device: "veth0".into(),
+                seen: packets + ring_full + 2,
+                matched: packets + ring_full + 2,
+                redirected: packets + ring_full,
+                passed: 0,
+            }],
+            workers: vec![("0".into(), 0.25)],
+            module_packets: vec![packets, 1],
+        }
+    }
+
+    #[test]
+    fn capture_probe_is_read_at_scrape_time_with_node_exporter_names() {
+        let m = Metrics::new(&[], &["a".into(), "b".into()]).expect("metrics");
+        let probe = Arc::new(Fake(Mutex::new(sample(10, 3))));
+        m.set_capture_probe(Arc::clone(&probe) as Arc<dyn CaptureProbe>);
+        let t = text(&m);
+        for line in [
+            "como_capture_packets_total{device=\"veth0\",queue=\"0\"} 10",
+            "como_capture_bytes_total{device=\"veth0\",queue=\"0\"} 600",
+            "como_capture_drops_total{device=\"veth0\",queue=\"0\",reason=\"rx_ring_full\"} 3",
+            "como_capture_drops_total{device=\"veth0\",queue=\"0\",reason=\"rx_dropped\"} 0",
+            "como_capture_drops_total{device=\"veth0\",queue=\"all\",reason=\"redirect_failed\"} 2",
+            "como_xdp_packets_total{action=\"seen\",device=\"veth0\"} 15",
+            "como_worker_busy_ratio{worker=\"0\"} 0.25",
+            "como_module_packets_total{module=\"a\"} 10",
+            "como_module_packets_total{module=\"b\"} 1",
+        ] {
+            assert!(t.contains(line), "missing {line} in\n{t}");
+        }
+        // The counters grow with the probe's values, not by re-adding them.
+        *probe.0.lock().expect("lock") = sample(25, 3);
+        let t = text(&m);
+        assert!(
+            t.contains("como_capture_packets_total{device=\"veth0\",queue=\"0\"} 25"),
+            "{t}"
+        );
+        assert!(
+            t.contains("como_module_packets_total{module=\"a\"} 25"),
+            "{t}"
+        );
+        let t = text(&m);
+        assert!(
+            t.contains("como_module_packets_total{module=\"a\"} 25"),
+            "{t}"
+        );
     }
 }
