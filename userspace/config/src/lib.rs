@@ -29,6 +29,8 @@
 //! cpus = [1]                  # cores for the queue workers (worker i on cpus[i % len]);
 //!                             # default: not pinned
 //! unmatched = "pass"          # packets no module wants: pass (to the kernel) or drop
+//! netns = "capture"           # optional: the interface is in this network namespace
+//!                             # (/run/netns/NAME); the daemon and its queries stay outside
 //!
 //! [[module]]
 //! name = "traffic"            # unique; names the database and the URL (/traffic)
@@ -255,6 +257,8 @@ pub struct XdpSource {
     pub cpus: Vec<usize>,
     /// Packets no module wants.
     pub unmatched: Unmatched,
+    /// Network namespace of the interface (a name under `/run/netns`); `None`: the daemon's.
+    pub netns: Option<String>,
 }
 
 impl XdpSource {
@@ -281,6 +285,7 @@ impl XdpSource {
             hugepages: Switch::Auto,
             cpus: Vec::new(),
             unmatched: Unmatched::Pass,
+            netns: None,
         }
     }
 
@@ -451,6 +456,7 @@ struct RawSource {
     hugepages: Option<Spanned<Switch>>,
     cpus: Option<Spanned<Vec<i64>>>,
     unmatched: Option<Spanned<Unmatched>>,
+    netns: Option<Spanned<String>>,
 }
 
 /// Most RX queues an `xdp` source reads (entries of the XDP program's socket map).
@@ -581,6 +587,7 @@ fn source_kind(cx: &Ctx<'_>, span: Range<usize>, s: RawSource) -> Result<SourceK
                 ("hugepages", s.hugepages.as_ref().map(Spanned::span)),
                 ("cpus", s.cpus.as_ref().map(Spanned::span)),
                 ("unmatched", s.unmatched.as_ref().map(Spanned::span)),
+                ("netns", s.netns.as_ref().map(Spanned::span)),
             ];
             if let Some((key, Some(at))) = xdp_keys.into_iter().find(|(_, sp)| sp.is_some()) {
                 return Err(cx.span(at, format!("`{key}` is for xdp sources, not file sources")));
@@ -672,6 +679,22 @@ fn source_kind(cx: &Ctx<'_>, span: Range<usize>, s: RawSource) -> Result<SourceK
             }
             if let Some(u) = s.unmatched {
                 x.unmatched = u.into_inner();
+            }
+            if let Some(ns) = s.netns {
+                let name = ns.get_ref();
+                if name.is_empty()
+                    || name.len() > 255
+                    || name == "."
+                    || name == ".."
+                    || name.contains('/')
+                    || name.contains('\0')
+                {
+                    return Err(cx.span(
+                        ns.span(),
+                        format!("bad netns name `{name}` (a name under /run/netns)"),
+                    ));
+                }
+                x.netns = Some(ns.into_inner());
             }
             if let Some(fs) = s.frame_size {
                 x.frame_size = match *fs.get_ref() {

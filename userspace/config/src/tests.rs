@@ -176,6 +176,7 @@ fill_ring = 2048
 hugepages = "on"
 cpus = [1]
 unmatched = "drop"
+netns = "cap-1"
 {MINIMAL}"#
     );
     let c = Config::parse(&text, "t.toml").expect("parse");
@@ -194,6 +195,7 @@ unmatched = "drop"
     assert_eq!(x.cpus, vec![1]);
     assert_eq!((x.cpu_of(0), x.cpu_of(1)), (Some(1), Some(1)));
     assert_eq!(x.unmatched, Unmatched::Drop);
+    assert_eq!(x.netns.as_deref(), Some("cap-1"));
     assert_eq!(c.sources[0].name(), "xdp:veth-c0");
     assert_eq!(c.sources[0].type_name(), "xdp");
 }
@@ -255,6 +257,8 @@ fn xdp_source_errors_have_positions() {
     assert!(e.message.contains("empty"), "{e}");
     let e = xdp_err("unmatched = \"reject\"");
     assert_eq!((e.line, e.column), (4, 13), "{e}");
+    let e = xdp_err("netns = \"../etc\"");
+    assert_eq!((e.line, e.column), (4, 9), "{e}");
     let e = xdp_err("ring = 4");
     assert_eq!((e.line, e.column), (4, 1), "{e}");
     assert!(e.message.contains("unknown field `ring`"), "{e}");
