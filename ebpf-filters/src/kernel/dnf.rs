@@ -142,11 +142,19 @@ fn go<'a>(node: &'a Node, pos: bool, approximated: &mut bool) -> Vec<RawTerm<'a>
     }
 }
 
-/// Literals that hold whenever `n` evaluates to `value` and that appear in every term of its
-/// expansion with that polarity (what libpcap's optimizer learns on a path).
+/// Protocol literals that hold whenever `n` evaluates to `value` and that appear in every
+/// term of its expansion with that polarity (what libpcap's optimizer learns on a path and
+/// uses to drop later protocol checks: link type and IP protocol equality tests).
 fn learn<'a>(n: &'a Node, value: bool, out: &mut RawTerm<'a>) {
     match n {
-        Node::Pred(p) if !out.contains(&(p, value)) => out.push((p, value)),
+        Node::Pred(
+            p @ (Pred::LinkProto { .. }
+            | Pred::Ipv4Proto { .. }
+            | Pred::Ipv6Proto {
+                via_fragment: false,
+                ..
+            }),
+        ) if !out.contains(&(p, value)) => out.push((p, value)),
         Node::Not(c) => learn(c, !value, out),
         Node::And(cs) if value => cs.iter().for_each(|c| learn(c, true, out)),
         Node::Or(cs) if !value => cs.iter().for_each(|c| learn(c, false, out)),
