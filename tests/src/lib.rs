@@ -6,6 +6,7 @@
 
 pub mod alloc;
 pub mod exprgen;
+pub mod netns;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,545 @@
+//! AF_XDP receive tests on a veth pair between two network namespaces (privileged: they fail
+//! under `COMO_REQUIRE_PRIVILEGED=1` when they cannot run, and skip with a reason otherwise).
+//!
+//! A hand-assembled XDP program (tests/common) redirects every packet of the receiving end to
+//! the socket of its queue and writes an `XdpMeta`-shaped block in front of it; the peer sends
+//! numbered raw Ethernet frames with `como_tests::netns::PacketSender`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use af_xdp::{
+    Error, Frame, HugePages, Mode, SocketConfig, Statistics, Umem, UmemConfig, XskSocket, ZeroCopy,
+};
+use common::{Redirect, XdpMode, META_LEN};
+use como_tests::netns::{
+    privileged, test_frame, test_frame_seq, NetNs, Pace, PacketSender, VethPair,
+};
+use ebpf_filters_common::META_MAGIC;
+
+/// Two namespaces, a veth pair, the redirect program on the receiving end, a socket on queue
+/// 0 and a sender on the peer. Fields drop in order: socket, program, sender, link, namespaces.
+struct Rig {
+    sock: XskSocket,
+    redirect: Redirect,
+    sender: PacketSender,
+    _veth: VethPair,
+    _tx: NetNs,
+    rx: NetNs,
+    rx_if: String,
+    ifindex: u32,
+}
+
+fn small_umem(frames: u32) -> UmemConfig {
+    UmemConfig {
+        frame_size: 2048,
+        frame_count: frames,
+        headroom: 0,
+        hugepages: HugePages::Off,
+    }
+}
+
+fn rings(fill: u32, rx: u32) -> SocketConfig {
+    SocketConfig {
+        rx_size: rx,
+        fill_size: fill,
+        tx_size: 64,
+        comp_size: 64,
+        ..SocketConfig::default()
+    }
+}
+
+impl Rig {
+    fn new(name: &str, mode: XdpMode, umem: &UmemConfig, cfg: &SocketConfig) -> Self {
+        let rx = NetNs::new(name).expect("rx netns");
+        let tx = NetNs::new(name).expect("tx netns");
+        let veth = VethPair::new(&rx, Some(&tx)).expect("veth pair");
+        let rx_if = veth.a.clone();
+        let (sock, redirect, ifindex) = rx
+            .run(|| {
+                let ifindex = como_tests::netns::ifindex(&rx_if).expect("ifindex");
+                let redirect = Redirect::attach(ifindex, mode, 4).expect("attach XDP");
+                let umem = Umem::new(umem).expect("umem");
+                let sock = XskSocket::new(umem, ifindex, 0, cfg).expect("socket");
+                redirect.set_socket(0, sock.fd()).expect("xskmap");
+                (sock, redirect, ifindex)
+            })
+            .expect("run in rx netns");
+        let sender = PacketSender::in_ns(&tx, &veth.b).expect("sender");
+        Self {
+            sock,
+            redirect,
+            sender,
+            _veth: veth,
+            _tx: tx,
+            rx,
+            rx_if,
+            ifindex,
+        }
+    }
+}
+
+/// Reads until `n` packets came or `timeout` passed; spins while packets flow, polls 1 ms
+/// when idle. Returns the number read.
+fn receive(
+    sock: &mut XskSocket,
+    n: usize,
+    timeout: Duration,
+    mut f: impl FnMut(&Frame<'_>),
+) -> usize {
+    let deadline = Instant::now() + timeout;
+    let mut got = 0usize;
+    let mut idle = 0u32;
+    while got < n && Instant::now() < deadline {
+        let k = sock.rx_batch(64, &mut f).expect("rx_batch");
+        got += k as usize;
+        if k == 0 {
+            idle += 1;
+            if idle > 64 {
+                sock.wait(1).expect("poll");
+            }
+        } else {
+            idle = 0;
+        }
+    }
+    got
+}
+
+/// Sends `frames` from a thread while this thread receives; returns what arrived, in order.
+fn send_and_receive(rig: &mut Rig, frames: &[Vec<u8>], pace: Pace) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut got = Vec::with_capacity(frames.len());
+    let sender = &mut rig.sender;
+    let sock = &mut rig.sock;
+    std::thread::scope(|s| {
+        let h = s.spawn(move || sender.send(frames, pace).expect("send"));
+        receive(sock, frames.len(), Duration::from_secs(20), |f| {
+            got.push((f.data.to_vec(), f.meta.to_vec()))
+        });
+        let report = h.join().expect("sender thread");
+        assert_eq!(report.sent, frames.len() as u64, "sender: {report:?}");
+    });
+    got
+}
+
+/// The receive-side counters (`tx_ring_empty_descs` grows with every wakeup/poll syscall,
+/// which also kicks the idle TX ring in copy mode: not a drop).
+fn rx_counters(st: &Statistics) -> [u64; 5] {
+    [
+        st.rx_dropped,
+        st.rx_invalid_descs,
+        st.tx_invalid_descs,
+        st.rx_ring_full,
+        st.rx_fill_ring_empty_descs,
+    ]
+}
+
+fn frames_of_every_length(n: u64) -> Vec<Vec<u8>> {
+    // 60 .. 1514 bytes, cycling, so lengths and alignments vary.
+    (0..n)
+        .map(|i| test_frame(i, 60 + (i as usize * 37) % 1455))
+        .collect()
+}
+
+fn check_identical(mode: XdpMode, name: &str) {
+    let mut rig = Rig::new(name, mode, &small_umem(256), &rings(256, 256));
+    assert_eq!(rig.sock.mode(), Mode::Copy, "veth has copy mode only");
+    assert!(!rig.sock.hugepages());
+    let frames = frames_of_every_length(2000);
+    let got = send_and_receive(&mut rig, &frames, Pace::Pps(20_000));
+    assert_eq!(got.len(), frames.len(), "every frame arrives ({mode:?})");
+    for (i, ((data, meta), sent)) in got.iter().zip(&frames).enumerate() {
+        assert_eq!(test_frame_seq(data), Some(i as u64), "frame {i} in order");
+        assert_eq!(data.len(), sent.len(), "frame {i} length");
+        assert!(data == sent, "frame {i} byte-identical");
+        assert_eq!(meta.len(), META_LEN, "meta bytes in front of frame {i}");
+        let f = Frame {
+            data,
+            meta,
+            addr: 0,
+            len: data.len() as u32,
+            options: 0,
+        };
+        let m = f.xdp_meta().expect("XdpMeta with its magic");
+        assert_eq!(m.magic, META_MAGIC);
+        assert_eq!(m.rules, data.len() as u64, "program saw frame {i}'s length");
+        assert_eq!(m.recheck, !(data.len() as u64));
+        assert_eq!(m.gen, 0, "queue 0");
+    }
+    let st = rig.sock.statistics().expect("statistics");
+    assert_eq!(
+        rx_counters(&st),
+        [0; 5],
+        "no kernel drops at a paced rate: {st:?}"
+    );
+    assert_eq!(rig.sock.invalid_descs(), 0);
+}
+
+#[test]
+fn frames_arrive_byte_identical_in_order_native() {
+    if !privileged("frames_arrive_byte_identical_in_order_native") {
+        return;
+    }
+    check_identical(XdpMode::Native, "xsk-nat");
+}
+
+#[test]
+fn frames_arrive_byte_identical_in_order_skb() {
+    if !privileged("frames_arrive_byte_identical_in_order_skb") {
+        return;
+    }
+    check_identical(XdpMode::Skb, "xsk-skb");
+}
+
+#[test]
+fn zero_copy_on_is_refused_on_veth_and_auto_falls_back_to_copy() {
+    if !privileged("zero_copy_on_is_refused_on_veth_and_auto_falls_back_to_copy") {
+        return;
+    }
+    let ns = NetNs::new("xsk-zc").expect("netns");
+    let peer = NetNs::new("xsk-zc").expect("netns");
+    let veth = VethPair::new(&ns, Some(&peer)).expect("veth");
+    let name = veth.a.clone();
+    ns.run(|| {
+        let ifindex = como_tests::netns::ifindex(&name).expect("ifindex");
+        let _prog = Redirect::attach(ifindex, XdpMode::Native, 1).expect("attach");
+        let cfg = |zero_copy| SocketConfig {
+            zero_copy,
+            ..rings(64, 64)
+        };
+        let on = XskSocket::new(
+            Umem::new(&small_umem(64)).expect("umem"),
+            ifindex,
+            0,
+            &cfg(ZeroCopy::On),
+        );
+        match on {
+            Err(e @ Error::Bind { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("zero-copy mode"), "{msg}");
+                assert!(msg.contains("zero_copy = \"auto\" or \"off\""), "{msg}");
+            }
+            other => panic!("zero_copy = on on veth: expected a bind error, got {other:?}"),
+        }
+        let auto = XskSocket::new(
+            Umem::new(&small_umem(64)).expect("umem"),
+            ifindex,
+            0,
+            &cfg(ZeroCopy::Auto),
+        )
+        .expect("auto binds");
+        assert_eq!(auto.mode(), Mode::Copy);
+        drop(auto);
+        let off = XskSocket::new(
+            Umem::new(&small_umem(64)).expect("umem"),
+            ifindex,
+            0,
+            &cfg(ZeroCopy::Off),
+        )
+        .expect("off binds");
+        assert_eq!(off.mode(), Mode::Copy);
+    })
+    .expect("run");
+}
+
+#[test]
+fn bind_errors_name_the_cause() {
+    if !privileged("bind_errors_name_the_cause") {
+        return;
+    }
+    let ns = NetNs::new("xsk-err").expect("netns");
+    let peer = NetNs::new("xsk-err").expect("netns");
+    let veth = VethPair::new(&ns, Some(&peer)).expect("veth");
+    let name = veth.a.clone();
+    ns.run(|| {
+        let ifindex = como_tests::netns::ifindex(&name).expect("ifindex");
+        let bind = |ifindex, queue| {
+            XskSocket::new(
+                Umem::new(&small_umem(64)).expect("umem"),
+                ifindex,
+                queue,
+                &SocketConfig {
+                    zero_copy: ZeroCopy::Off,
+                    ..rings(64, 64)
+                },
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        let busy_fails_at_once = |ifindex, queue| {
+            XskSocket::new(
+                Umem::new(&small_umem(64)).expect("umem"),
+                ifindex,
+                queue,
+                &SocketConfig {
+                    bind_busy_timeout: Duration::ZERO,
+                    ..rings(64, 64)
+                },
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        let e = bind(ifindex, 7).expect_err("queue 7 of a one-queue veth");
+        assert!(e.contains("queue 7") && e.contains("no such queue"), "{e}");
+        let e = bind(99_999, 0).expect_err("no such interface");
+        assert!(
+            e.contains("ifindex 99999") && e.contains("no such interface"),
+            "{e}"
+        );
+        // A second socket on a taken queue.
+        let first = XskSocket::new(
+            Umem::new(&small_umem(64)).expect("umem"),
+            ifindex,
+            0,
+            &rings(64, 64),
+        )
+        .expect("first socket");
+        let t = Instant::now();
+        let e = bind(ifindex, 0).expect_err("queue taken");
+        assert!(
+            t.elapsed() >= Duration::from_millis(900),
+            "retried EBUSY for 1 s"
+        );
+        assert!(e.contains("another AF_XDP socket"), "{e}");
+        let e = busy_fails_at_once(ifindex, 0).expect_err("queue taken");
+        assert!(e.contains("another AF_XDP socket"), "{e}");
+        drop(first);
+        // The kernel frees the queue a few tens of ms after the close; bind waits for it.
+        bind(ifindex, 0).expect("the queue is free again once the socket is dropped");
+    })
+    .expect("run");
+}
+
+#[test]
+fn rx_ring_full_counts_packets_dropped_while_not_consuming() {
+    if !privileged("rx_ring_full_counts_packets_dropped_while_not_consuming") {
+        return;
+    }
+    // More frames than RX slots: the RX ring fills up first.
+    let mut rig = Rig::new(
+        "xsk-full",
+        XdpMode::Native,
+        &small_umem(128),
+        &rings(128, 32),
+    );
+    let frames: Vec<Vec<u8>> = (0..200).map(|i| test_frame(i, 64)).collect();
+    let report = rig.sender.send(&frames, Pace::Pps(20_000)).expect("send");
+    assert_eq!(report.sent, 200);
+    std::thread::sleep(Duration::from_millis(100));
+    let st = rig.sock.statistics().expect("statistics");
+    assert!(st.rx_ring_full > 0, "{st:?}");
+    let mut seqs = Vec::new();
+    let got = receive(&mut rig.sock, 200, Duration::from_millis(300), |f| {
+        seqs.push(test_frame_seq(f.data))
+    });
+    assert_eq!(got, 32, "what the RX ring held");
+    assert_eq!(
+        seqs,
+        (0..32).map(Some).collect::<Vec<_>>(),
+        "the first 32, in order"
+    );
+    assert_eq!(
+        st.rx_ring_full + got as u64,
+        200,
+        "every packet received or counted: {st:?}"
+    );
+    assert_eq!(st.rx_dropped, 0, "{st:?}");
+    // Consuming again: new packets arrive.
+    let more: Vec<Vec<u8>> = (1000..1010).map(|i| test_frame(i, 64)).collect();
+    let got = send_and_receive(&mut rig, &more, Pace::Pps(10_000));
+    assert_eq!(got.len(), 10, "reception resumes");
+    let counts = rig.sock.frame_counts();
+    assert_eq!(counts.unaccounted(), 0, "{counts:?}");
+}
+
+#[test]
+fn rx_dropped_counts_packets_with_no_free_frame() {
+    if !privileged("rx_dropped_counts_packets_with_no_free_frame") {
+        return;
+    }
+    // Fewer frames than RX slots: the fill ring runs dry first.
+    let mut rig = Rig::new("xsk-drop", XdpMode::Skb, &small_umem(16), &rings(16, 64));
+    let frames: Vec<Vec<u8>> = (0..100).map(|i| test_frame(i, 64)).collect();
+    rig.sender.send(&frames, Pace::Pps(20_000)).expect("send");
+    std::thread::sleep(Duration::from_millis(100));
+    let st = rig.sock.statistics().expect("statistics");
+    assert!(st.rx_dropped > 0, "{st:?}");
+    assert!(st.rx_fill_ring_empty_descs > 0, "{st:?}");
+    let got = receive(&mut rig.sock, 100, Duration::from_millis(300), |_| {});
+    assert_eq!(got, 16, "one packet per frame");
+    assert_eq!(
+        st.rx_dropped + got as u64,
+        100,
+        "every packet received or counted: {st:?}"
+    );
+    assert_eq!(st.rx_ring_full, 0, "{st:?}");
+    let more: Vec<Vec<u8>> = (1000..1010).map(|i| test_frame(i, 64)).collect();
+    assert_eq!(
+        send_and_receive(&mut rig, &more, Pace::Pps(10_000)).len(),
+        10
+    );
+}
+
+/// Raises /proc/sys/vm/nr_hugepages by `n` for the life of the guard (then lowers it by what
+/// it added). Serialised within this test binary.
+struct HugeReserve {
+    added: u64,
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+static HUGE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
+
+fn meminfo(key: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").expect("meminfo");
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.split_whitespace().next()?.parse().ok())
+        .expect("meminfo key")
+}
+
+fn nr_hugepages() -> u64 {
+    std::fs::read_to_string(NR_HUGEPAGES)
+        .expect("nr_hugepages")
+        .trim()
+        .parse()
+        .expect("number")
+}
+
+impl HugeReserve {
+    fn new(n: u64) -> Self {
+        let lock = HUGE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let before = nr_hugepages();
+        std::fs::write(NR_HUGEPAGES, (before + n).to_string()).expect("write nr_hugepages");
+        let added = nr_hugepages().saturating_sub(before);
+        Self { added, _lock: lock }
+    }
+}
+
+impl Drop for HugeReserve {
+    fn drop(&mut self) {
+        let now = nr_hugepages();
+        let _ = std::fs::write(NR_HUGEPAGES, now.saturating_sub(self.added).to_string());
+    }
+}
+
+#[test]
+fn umem_on_hugepages_when_on_and_small_pages_when_off() {
+    if !privileged("umem_on_hugepages_when_on_and_small_pages_when_off") {
+        return;
+    }
+    let reserve = HugeReserve::new(4);
+    assert!(
+        reserve.added >= 2,
+        "the kernel gave {} of 4 hugepages (memory too fragmented?)",
+        reserve.added
+    );
+    // 2048 frames × 2 KiB = 4 MiB = 2 hugepages.
+    let huge = UmemConfig {
+        frame_count: 2048,
+        hugepages: HugePages::On,
+        ..small_umem(0)
+    };
+    let mut rig = Rig::new("xsk-huge", XdpMode::Native, &huge, &rings(2048, 256));
+    assert!(rig.sock.hugepages(), "hugepages = on");
+    assert_eq!(rig.sock.umem().mapped_len(), 4 << 20);
+    let frames = frames_of_every_length(300);
+    let got = send_and_receive(&mut rig, &frames, Pace::Pps(20_000));
+    assert_eq!(got.len(), 300);
+    assert!(
+        got.iter().zip(&frames).all(|((d, _), s)| d == s),
+        "byte-identical on hugepages"
+    );
+    drop(rig);
+    drop(reserve);
+
+    let mut rig = Rig::new(
+        "xsk-4k",
+        XdpMode::Native,
+        &small_umem(2048),
+        &rings(2048, 256),
+    );
+    assert!(!rig.sock.hugepages(), "hugepages = off");
+    let got = send_and_receive(&mut rig, &frames, Pace::Pps(20_000));
+    assert_eq!(got.len(), 300);
+}
+
+#[test]
+fn hugepages_on_fails_clearly_and_auto_falls_back() {
+    if !privileged("hugepages_on_fails_clearly_and_auto_falls_back") {
+        return;
+    }
+    let _lock = HUGE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // More hugepages than are free (nothing is touched: the mapping fails or stays virtual).
+    let pages = meminfo("HugePages_Free:") + 64;
+    let cfg = |hugepages| UmemConfig {
+        frame_size: 4096,
+        frame_count: (pages * 512) as u32,
+        headroom: 0,
+        hugepages,
+    };
+    match Umem::new(&cfg(HugePages::On)) {
+        Err(e @ Error::HugePages { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("hugepages = \"on\""), "{msg}");
+            assert!(msg.contains(&format!("{pages} 2 MiB hugepages")), "{msg}");
+            assert!(msg.contains("/proc/sys/vm/nr_hugepages"), "{msg}");
+        }
+        other => panic!("expected a hugepage error, got {other:?}"),
+    }
+    let auto = Umem::new(&cfg(HugePages::Auto)).expect("auto falls back");
+    assert!(!auto.hugepages());
+    assert_eq!(auto.len() as u64, pages * (2 << 20));
+}
+
+#[test]
+fn hundred_thousand_packets_through_64_frames_lose_none_and_leak_none() {
+    if !privileged("hundred_thousand_packets_through_64_frames_lose_none_and_leak_none") {
+        return;
+    }
+    const N: u64 = 100_000;
+    let mut rig = Rig::new("xsk-100k", XdpMode::Native, &small_umem(64), &rings(64, 64));
+    let frames: Vec<Vec<u8>> = (0..N)
+        .map(|i| test_frame(i, 64 + (i % 8) as usize * 8))
+        .collect();
+    let mut next = 0u64;
+    let mut bad = 0u64;
+    let sender = &mut rig.sender;
+    let sock = &mut rig.sock;
+    let start = Instant::now();
+    let got = std::thread::scope(|s| {
+        let h = s.spawn(|| sender.send(&frames, Pace::Pps(25_000)).expect("send"));
+        let got = receive(sock, N as usize, Duration::from_secs(60), |f| {
+            let ok = test_frame_seq(f.data) == Some(next)
+                && frames
+                    .get(next as usize)
+                    .is_some_and(|s| s.as_slice() == f.data);
+            bad += u64::from(!ok);
+            next += 1;
+        });
+        let report = h.join().expect("sender");
+        assert_eq!(report.sent, N);
+        eprintln!(
+            "100k: sent at {:.0} pps, received {got} in {:.2} s",
+            report.pps(),
+            start.elapsed().as_secs_f64()
+        );
+        got
+    });
+    let st = rig.sock.statistics().expect("statistics");
+    assert_eq!(
+        got as u64,
+        N,
+        "lost {} packets; kernel statistics {st:?}",
+        N - got as u64
+    );
+    assert_eq!(bad, 0, "packets out of order or altered");
+    assert_eq!(rx_counters(&st), [0; 5], "{st:?}");
+    let counts = rig.sock.frame_counts();
+    assert_eq!(counts.total, 64);
+    assert_eq!(counts.unaccounted(), 0, "frames leaked: {counts:?}");
+    assert_eq!(
+        counts.fill, 64,
+        "every frame back in the fill ring: {counts:?}"
+    );
+    let _ = (&rig.rx, &rig.rx_if, rig.ifindex, rig.redirect.fds());
+}
