@@ -181,19 +181,31 @@ fn kernel_classification_matches_on_random_expressions() {
     packets.extend(frames);
     let mut gen = ExprGen::new(seed, seen).with_max_depth(4);
     let mut filters: Vec<(String, Filter)> = Vec::new();
-    while filters.len() < 320 {
+    while filters.len() < 192 {
         let e = gen.next_expr();
         if let Ok(f) = compile(&e, LinkType::Ethernet) {
             filters.push((e, f));
         }
     }
     let mut exact = 0;
+    let mut by_reason: std::collections::BTreeMap<String, usize> = Default::default();
     let mut failures = Vec::new();
     for batch in filters.chunks(64) {
         let rules: Vec<Option<&Filter>> = batch.iter().map(|(_, f)| Some(f)).collect();
         let tables = Tables::compile(&rules).unwrap_or_else(|e| panic!("compile: {e}"));
         let flagged = tables.gen_config().flagged;
         exact += batch.len() - flagged.count_ones() as usize;
+        for i in 0..batch.len() {
+            if let Some(r) = tables.rule_report(i).filter(|r| !r.exact) {
+                for reason in &r.reasons {
+                    *by_reason.entry(reason.clone()).or_default() += 1;
+                }
+                if std::env::var_os("COMO_KERNEL_VERBOSE").is_some() {
+                    let e = batch.get(i).map(|(e, _)| e.as_str()).unwrap_or_default();
+                    println!("flagged {e:?}: {}", r.reasons.join("; "));
+                }
+            }
+        }
         for (d, w) in &packets {
             let meta = tables.classify(&PacketKey::extract(d, *w));
             for (i, (e, f)) in batch.iter().enumerate() {
@@ -227,6 +239,9 @@ fn kernel_classification_matches_on_random_expressions() {
         filters.len(),
         packets.len()
     );
+    for (r, n) in &by_reason {
+        println!("  {n:4}  {r}");
+    }
     assert!(
         failures.is_empty(),
         "seed {seed}: disagreements:\n{}",

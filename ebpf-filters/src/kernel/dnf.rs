@@ -48,24 +48,78 @@ fn truth() -> Vec<RawTerm<'static>> {
 }
 
 fn product<'a>(a: &[RawTerm<'a>], b: &[RawTerm<'a>], approximated: &mut bool) -> Vec<RawTerm<'a>> {
-    if a.len().saturating_mul(b.len()) > MAX_RAW_TERMS {
-        *approximated = true;
-        return truth();
-    }
-    let mut out = Vec::with_capacity(a.len() * b.len());
+    let mut out = Vec::new();
     for x in a {
         for y in b {
             let mut t = Vec::with_capacity(x.len() + y.len());
             t.extend_from_slice(x);
+            let mut dead = false;
             for l in y {
                 if !t.contains(l) {
+                    dead |= t.iter().any(|m| contradicts(m, l));
                     t.push(*l);
                 }
+            }
+            if dead {
+                continue;
+            }
+            if out.len() >= MAX_RAW_TERMS {
+                *approximated = true;
+                return truth();
             }
             out.push(t);
         }
     }
     out
+}
+
+/// Whether two literals cannot hold together: a predicate and its negation, or two
+/// equality tests of the same header field (link type above 1500, IP protocol) in the same
+/// context with different values. A cheap early pruning; the field sets find the rest.
+fn contradicts(a: &Lit<'_>, b: &Lit<'_>) -> bool {
+    let (pa, sa) = *a;
+    let (pb, sb) = *b;
+    if pa == pb {
+        return sa != sb;
+    }
+    if !(sa && sb) {
+        return false;
+    }
+    match (pa, pb) {
+        (
+            Pred::LinkProto {
+                encap: ea,
+                proto: x,
+            },
+            Pred::LinkProto {
+                encap: eb,
+                proto: y,
+            },
+        )
+        | (
+            Pred::Ipv4Proto {
+                encap: ea,
+                proto: x,
+            },
+            Pred::Ipv4Proto {
+                encap: eb,
+                proto: y,
+            },
+        ) => ea == eb && x != y && *x > 1500 && *y > 1500,
+        (
+            Pred::Ipv6Proto {
+                encap: ea,
+                proto: x,
+                via_fragment: false,
+            },
+            Pred::Ipv6Proto {
+                encap: eb,
+                proto: y,
+                via_fragment: false,
+            },
+        ) => ea == eb && x != y,
+        _ => false,
+    }
 }
 
 fn sum<'a>(

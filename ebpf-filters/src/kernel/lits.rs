@@ -8,7 +8,7 @@
 use ebpf_filters_common::{field, tpid_class, MAX_VLAN, VLAN_DEEP};
 
 use super::sets::{FieldSet, Prefix, PrefixSet, RangeSet};
-use crate::ir::{Base, Cmp, Encap, Link, LoadBase, Off, Pred, Side, V4Field, Value};
+use crate::ir::{Cmp, Encap, Link, LoadBase, Off, Pred, Side, V4Field, Value};
 use crate::lower::apply_op;
 
 /// EtherTypes of VLAN tags (libpcap's `vlan`).
@@ -193,9 +193,14 @@ fn map_inner(p: &Pred) -> Result<Mapped, &'static str> {
                 }
             } else {
                 let k = shift_ok(k)?;
+                let set = if proto > 0xffff {
+                    PrefixSet::empty(40)
+                } else {
+                    ethertype_at(k, proto)
+                };
                 Mapped::Field {
                     field: field::L3,
-                    set: FieldSet::Prefixes(ethertype_at(k, proto)),
+                    set: FieldSet::Prefixes(set),
                     guard: Guard::Below(k),
                 }
             }
@@ -415,9 +420,6 @@ fn inputs(v: &Value, acc: &mut Option<(u8, Guard)>) -> Result<(), &'static str> 
                     return Err("network-header loads (ip[...]) are not classified in the kernel")
                 }
             };
-            if e.linkpl.base != Base::Packet {
-                return Err("only Ethernet links are classified in the kernel");
-            }
             let k = shift_ok(plain_ethernet(e)?)?;
             let f = match (size, i) {
                 (1, 0) => field::L4B0,
