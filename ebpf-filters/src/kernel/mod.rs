@@ -18,7 +18,8 @@
 //!    another are dropped.
 //! 4. Over [`MAX_TERMS`] terms in all, the rules with the most terms are coarsened (their
 //!    least selective field constraints dropped, in the order of [`COARSEN_ORDER`]) and
-//!    flagged, until the terms fit.
+//!    flagged, until the terms fit; likewise, over half of [`LPM_MAX_ENTRIES`] LPM entries
+//!    (one generation), the rules with the most prefixes.
 //! 5. Tables: per LPM field, the *chain* construction: every prefix any term uses, plus the
 //!    root; the entry of prefix `p` holds the terms one of whose prefixes is an ancestor of
 //!    `p` or `p` itself (the longest-prefix match of an address is the longest collected
@@ -289,12 +290,27 @@ fn coarsen(r: &mut RuleBuild) -> bool {
             merge(&mut r.terms);
             add_reason(
                 &mut r.reasons,
-                "coarsened: the rules need more terms than the kernel tables hold (256)",
+                "coarsened: the rules need more terms or LPM entries than the kernel tables hold",
             );
             return true;
         }
     }
     false
+}
+
+/// LPM entries the rules need: distinct prefixes per LPM field, plus the roots.
+fn lpm_count<'a>(builds: impl Iterator<Item = &'a RuleBuild>) -> usize {
+    let mut seen: std::collections::HashSet<(usize, Prefix)> = std::collections::HashSet::new();
+    for b in builds {
+        for t in &b.terms {
+            for (f, s) in t.iter().enumerate() {
+                if let Some(FieldSet::Prefixes(p)) = s {
+                    seen.extend(p.items.iter().map(|q| (f, *q)));
+                }
+            }
+        }
+    }
+    seen.len() + usize::from(field::FIRST_ARRAY)
 }
 
 /// The LPM data bytes of prefix `p` of field `f` in generation 0.
@@ -361,6 +377,24 @@ impl Tables {
                 return Err(KernelError::TooManyTerms(total));
             }
         }
+        // LPM budget: coarsen the rules with the most prefixes until the entries fit.
+        loop {
+            let count = lpm_count(builds.iter().flatten());
+            if count <= (LPM_MAX_ENTRIES / 2) as usize {
+                break;
+            }
+            let worst = (0..builds.len()).max_by_key(|&i| match builds.get(i) {
+                Some(Some(b)) => lpm_count(std::iter::once(b)),
+                _ => 0,
+            });
+            let coarsened = match worst.and_then(|i| builds.get_mut(i)) {
+                Some(Some(b)) => coarsen(b),
+                _ => false,
+            };
+            if !coarsened {
+                return Err(KernelError::TooManyLpmEntries(count));
+            }
+        }
         Self::build(builds)
     }
 
@@ -416,16 +450,30 @@ impl Tables {
             collected.sort_unstable();
             collected.dedup();
             let base = free.get(usize::from(f)).copied().unwrap_or(Terms::ALL);
-            let mut lens: Vec<u8> = Vec::new();
-            for p in &collected {
-                let mut ts = base;
-                for (ti, (_, t)) in terms.iter().enumerate() {
-                    if let Some(Some(FieldSet::Prefixes(s))) = t.get(usize::from(f)) {
-                        if s.items.iter().any(|q| q.contains(p)) {
+            let mut entry_terms = vec![base; collected.len()];
+            // Term t is in the entry of every collected prefix one of its prefixes q contains:
+            // those sort right after q (bits in q's range, length at least q's).
+            for (ti, (_, t)) in terms.iter().enumerate() {
+                let Some(Some(FieldSet::Prefixes(s))) = t.get(usize::from(f)) else {
+                    continue;
+                };
+                for q in &s.items {
+                    let end = q.bits | !sets::top_mask(q.len);
+                    let start = collected.partition_point(|p| p.bits < q.bits);
+                    for (p, ts) in collected
+                        .iter()
+                        .zip(entry_terms.iter_mut())
+                        .skip(start)
+                        .take_while(|(p, _)| p.bits <= end)
+                    {
+                        if p.len >= q.len {
                             ts.set(ti);
                         }
                     }
                 }
+            }
+            let mut lens: Vec<u8> = Vec::new();
+            for (p, ts) in collected.iter().zip(entry_terms) {
                 lpm.push((LPM_ROOT_PREFIX + u32::from(p.len), lpm_data(f, p), ts));
                 lpm_map.insert((f, p.len, p.bits), ts);
                 if !lens.contains(&p.len) {

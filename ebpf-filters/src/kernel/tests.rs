@@ -372,3 +372,37 @@ fn errors() {
         Some(KernelError::NotEthernet(0))
     );
 }
+
+#[test]
+fn lpm_budget_coarsens_the_rules_with_most_prefixes() {
+    // The complement of four far-apart IPv6 addresses takes about 500 prefixes per address
+    // field: 64 such rules need about 40 000 distinct entries, one generation holds 32 768.
+    let filters: Vec<Filter> = (1..=64)
+        .map(|i| {
+            f(&format!(
+                "not (host {i:x}::1 or host 2001:db8:{i:x}::1 or host fe80::{i:x} or host 3fff:{i:x}::9)"
+            ))
+        })
+        .collect();
+    let rules: Vec<Option<&Filter>> = filters.iter().map(Some).collect();
+    let t = Tables::compile(&rules).expect("compile");
+    assert!(t.lpm_entries().len() <= (LPM_MAX_ENTRIES / 2) as usize);
+    let g = t.gen_config();
+    assert_ne!(g.flagged, 0, "some rules coarsened");
+    assert_ne!(g.flagged, g.rules, "not all of them");
+    let mut v6 = vec![0u8; 14 + 40 + 8];
+    v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+    v6[14] = 0x60;
+    v6[14 + 6] = 17;
+    v6[14 + 8] = 0x20;
+    v6[14 + 9] = 0x01;
+    v6[14 + 24] = 0xfe;
+    v6[14 + 25] = 0x80;
+    let mut pkts = vec![v6.clone()];
+    for i in [1u8, 7, 64] {
+        let mut p = v6.clone();
+        p[14 + 24 + 15] = i;
+        pkts.push(p);
+    }
+    check(&filters, &t, &pkts);
+}
