@@ -15,6 +15,7 @@
 //! counters cost one increment per rule that matched.
 #![no_std]
 #![no_main]
+#![feature(asm_experimental_arch)]
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -63,8 +64,8 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_ARP: u16 = 0x0806;
 const ETH_P_RARP: u16 = 0x8035;
-/// The wire length field is capped here (the LEN array has 65536 entries).
-const LEN_CAP: u32 = 65_535;
+/// Largest wire length the LEN array holds (a longer packet has LEN absent).
+const LEN_MAX: u32 = 65_535;
 
 /// The program.
 #[xdp]
@@ -83,15 +84,36 @@ fn count(idx: u32, n: u64) {
 }
 
 /// Reads `N` bytes at `off` of the packet, `None` when they are not all in it.
+///
+/// The bounds check is written in assembly so that it stays in the one form the verifier
+/// turns into a packet range (`p + N > data_end` on a copy of `p`): LLVM rewrites
+/// `p + 1 > end` into `p >= end`, which gives no range when `p` has no constant offset.
 #[inline(always)]
 fn bytes<const N: usize>(ctx: &XdpContext, off: usize) -> Option<[u8; N]> {
-    let start = ctx.data();
+    let mut p = ctx.data() + off;
     let end = ctx.data_end();
-    if start + off + N > end {
+    let mut ok: u64 = 0;
+    // SAFETY: register arithmetic and one conditional jump over the next instruction; no
+    // memory is touched.
+    unsafe {
+        core::arch::asm!(
+            "{e} = {p}",
+            "{e} += {n}",
+            "if {e} > {end} goto +1",
+            "{ok} = 1",
+            p = inout(reg) p,
+            e = out(reg) _,
+            end = in(reg) end,
+            n = const N,
+            ok = inout(reg) ok,
+            options(nostack),
+        );
+    }
+    if ok == 0 {
         return None;
     }
-    // SAFETY: `off..off + N` is inside the packet (checked just above against `data_end`).
-    Some(unsafe { core::ptr::read_unaligned((start + off) as *const [u8; N]) })
+    // SAFETY: `p..p + N` is inside the packet (checked just above against `data_end`).
+    Some(unsafe { core::ptr::read_unaligned(p as *const [u8; N]) })
 }
 
 /// Reads the big-endian `u16` at `off`.
@@ -106,91 +128,136 @@ fn byte(ctx: &XdpContext, off: usize) -> Option<u8> {
     bytes::<1>(ctx, off).map(|b| b[0])
 }
 
-/// Where the layers of one packet start (offsets from the start of the frame).
+/// Fields that depend on the L3 header (absent together when the walk or the L3 key is cut).
+const L3_DEP: u32 = (1 << field::SADDR4)
+    | (1 << field::DADDR4)
+    | (1 << field::SADDR6)
+    | (1 << field::DADDR6)
+    | (1 << field::SPORT)
+    | (1 << field::DPORT)
+    | (1 << field::L4B0)
+    | (1 << field::L4B1)
+    | (1 << field::L4B13);
+
+/// Where the layers of one packet start (offsets from the start of the frame), after the
+/// contract's extraction rules (`ebpf_filters::kernel::PacketKey::extract`). A field is
+/// *present* (a value or an offset), *not applicable* (`None` and its bit clear in `absent`:
+/// no lookup) or *absent* (its bit set in `absent`: uncertain when used).
 struct Layout {
-    /// The L3 key, `None` when its bytes are not all in the packet.
-    l3: Option<[u8; 5]>,
-    /// EtherType after the tags (0 when deeper than [`MAX_VLAN`]).
+    /// Fields whose header is there but whose bytes are past the end of the packet.
+    absent: u32,
+    /// The L3 key (meaningful unless its bit is set in `absent`).
+    l3: [u8; 5],
+    /// EtherType after the tags (0 when deeper than [`MAX_VLAN`] or when the walk was cut).
     ethertype: u16,
     /// Offset of the L3 header.
     l3_off: usize,
-    /// Transport offset (IPv4: `l3 + 4 * IHL`; IPv6: `l3 + 40`), `None` for other EtherTypes or
-    /// when the IHL byte is not in the packet.
-    l4_off: Option<usize>,
-    /// VLAN ids of the first two tags, `None` when absent.
-    vid: [Option<u16>; MAX_VLAN as usize],
+    /// Transport offset (IPv4: `l3 + 4 * IHL`; IPv6: `l3 + 40`); 0: not applicable.
+    l4_off: usize,
+    /// VLAN ids of the first two tags.
+    vid: [u16; MAX_VLAN as usize],
+    /// Bit `k`: tag `k` was walked and its VLAN id is in `vid[k]`.
+    vid_present: u8,
 }
 
-/// The VLAN walk and the L3 key.
+/// The VLAN walk, the L3 key and the offsets of the other fields.
 #[inline(always)]
 fn layout(ctx: &XdpContext) -> Layout {
     let mut out = Layout {
-        l3: None,
+        absent: 0,
+        l3: [0; 5],
         ethertype: 0,
         l3_off: 0,
-        l4_off: None,
-        vid: [None; MAX_VLAN as usize],
+        l4_off: 0,
+        vid: [0; MAX_VLAN as usize],
+        vid_present: 0,
     };
     // The VLAN stack: a bounded walk of at most VLAN_WALK tags.
     let mut depth: u8 = 0;
     let mut tpids = [0u8; MAX_VLAN as usize];
     let mut off: usize = 12;
-    let mut ethertype: Option<u16> = None;
+    let mut ethertype: u16 = 0;
     let mut i: u8 = 0;
     while i < VLAN_WALK {
-        let Some(t) = be16(ctx, off) else { break };
+        let Some(t) = be16(ctx, off) else {
+            // Cut inside the tag stack: the L3 key and what depends on it are absent, and
+            // so are the VLAN ids of the tags not reached.
+            out.absent |= (1 << field::L3) | L3_DEP;
+            if depth == 0 {
+                out.absent |= 1 << field::VID0;
+            }
+            if depth <= 1 {
+                out.absent |= 1 << field::VID1;
+            }
+            return out;
+        };
         let class = tpid_class(t);
         if class == 0 {
-            ethertype = Some(t);
+            ethertype = t;
             break;
         }
         if depth >= MAX_VLAN {
             depth = VLAN_DEEP;
-            ethertype = Some(0);
             break;
         }
         if let Some(slot) = tpids.get_mut(depth as usize) {
             *slot = class;
         }
-        if let Some(slot) = out.vid.get_mut(depth as usize) {
-            *slot = be16(ctx, off + 2).map(|tci| tci & 0x0fff);
+        match be16(ctx, off + 2) {
+            Some(tci) => {
+                if let Some(slot) = out.vid.get_mut(depth as usize) {
+                    *slot = tci & 0x0fff;
+                }
+                out.vid_present |= 1 << depth;
+            }
+            None => out.absent |= 1 << (field::VID0 + depth),
         }
         depth += 1;
         off += 4;
         i += 1;
     }
-    let Some(ethertype) = ethertype else {
-        return out;
-    };
     let (tpid0, tpid1) = (tpids[0], tpids[1]);
     let l3 = off + 2;
-    out.ethertype = ethertype;
     out.l3_off = l3;
-    out.l3 = match ethertype {
-        ETH_P_IP if depth < VLAN_DEEP => {
-            if let Some(vihl) = byte(ctx, l3) {
-                out.l4_off = Some(l3 + 4 * usize::from(vihl & 0x0f));
+    if depth == VLAN_DEEP {
+        out.l3 = l3_key(depth, tpid0, tpid1, 0, 0, 0);
+        return out;
+    }
+    out.ethertype = ethertype;
+    let (a, b) = match ethertype {
+        ETH_P_IP => match (be16(ctx, l3 + 6), byte(ctx, l3 + 9)) {
+            (Some(frag), Some(proto)) => (u8::from(frag & 0x1fff == 0), proto),
+            _ => {
+                out.absent |= (1 << field::L3) | L3_DEP;
+                return out;
             }
-            match (be16(ctx, l3 + 6), byte(ctx, l3 + 9)) {
-                (Some(frag), Some(proto)) => {
-                    let first = u8::from(frag & 0x1fff == 0);
-                    Some(l3_key(depth, tpid0, tpid1, ethertype, first, proto))
+        },
+        ETH_P_IPV6 => match byte(ctx, l3 + 6) {
+            Some(44) => match byte(ctx, l3 + 40) {
+                Some(b) => (44, b),
+                None => {
+                    out.absent |= (1 << field::L3) | L3_DEP;
+                    return out;
                 }
-                _ => None,
+            },
+            Some(nh) => (nh, 0),
+            None => {
+                out.absent |= (1 << field::L3) | L3_DEP;
+                return out;
             }
-        }
-        ETH_P_IPV6 if depth < VLAN_DEEP => {
-            out.l4_off = Some(l3 + 40);
-            match byte(ctx, l3 + 6) {
-                Some(44) => {
-                    byte(ctx, l3 + 40).map(|b| l3_key(depth, tpid0, tpid1, ethertype, 44, b))
-                }
-                Some(nh) => Some(l3_key(depth, tpid0, tpid1, ethertype, nh, 0)),
-                None => None,
-            }
-        }
-        _ => Some(l3_key(depth, tpid0, tpid1, ethertype, 0, 0)),
+        },
+        _ => (0, 0),
     };
+    out.l3 = l3_key(depth, tpid0, tpid1, ethertype, a, b);
+    match ethertype {
+        ETH_P_IP => match byte(ctx, l3) {
+            Some(vihl) => out.l4_off = l3 + 4 * usize::from(vihl & 0x0f),
+            // Not reached: `l3 + 10` bytes are in the packet.
+            None => out.absent |= L3_DEP,
+        },
+        ETH_P_IPV6 => out.l4_off = l3 + 40,
+        _ => {}
+    }
     out
 }
 
@@ -219,14 +286,14 @@ impl Acc {
         }
     }
 
-    /// ANDs the LPM lookup of the `N`-byte value at `off` of the packet (`None` or not all
-    /// in the packet: absent, uncertain).
+    /// ANDs the LPM lookup of the `N`-byte value at `off` of the packet (`!applicable`: no
+    /// lookup; bytes past the end: absent, uncertain).
     #[inline(always)]
-    fn lpm_at<const N: usize>(&mut self, ctx: &XdpContext, f: u8, off: Option<usize>) {
-        if !self.uses(f) {
+    fn lpm_at<const N: usize>(&mut self, ctx: &XdpContext, f: u8, off: usize, applicable: bool) {
+        if !applicable || !self.uses(f) {
             return;
         }
-        let Some(v) = off.and_then(|off| bytes::<N>(ctx, off)) else {
+        let Some(v) = bytes::<N>(ctx, off) else {
             self.uncertain = true;
             return;
         };
@@ -242,14 +309,10 @@ impl Acc {
 
     /// ANDs the LPM lookup of the L3 key.
     #[inline(always)]
-    fn lpm_l3(&mut self, v: Option<[u8; 5]>) {
+    fn lpm_l3(&mut self, v: &[u8; 5]) {
         if !self.uses(field::L3) {
             return;
         }
-        let Some(v) = v else {
-            self.uncertain = true;
-            return;
-        };
         self.key.prefix_len = LPM_ROOT_PREFIX + L3_KEY_BITS;
         self.key.data.bytes[1] = field::L3;
         let mut i = 0;
@@ -260,16 +323,32 @@ impl Acc {
         self.lpm_lookup();
     }
 
-    /// ANDs the array lookup of value `v` of array field `f` (absent: uncertain).
+    /// ANDs the array lookup of the big-endian `N`-byte value at `off` (bytes past the end:
+    /// absent, uncertain).
     #[inline(always)]
-    fn array(&mut self, f: u8, v: Option<u32>) {
+    fn array_at<const N: usize>(&mut self, ctx: &XdpContext, f: u8, off: usize) {
         if !self.uses(f) {
             return;
         }
-        let Some(v) = v else {
+        let Some(v) = bytes::<N>(ctx, off) else {
             self.uncertain = true;
             return;
         };
+        let mut x = 0u32;
+        let mut i = 0;
+        while i < N {
+            x = (x << 8) | u32::from(v[i]);
+            i += 1;
+        }
+        self.array(f, x);
+    }
+
+    /// ANDs the array lookup of value `v` of array field `f`.
+    #[inline(always)]
+    fn array(&mut self, f: u8, v: u32) {
+        if !self.uses(f) {
+            return;
+        }
         match COMO_ARRAY.get(array_index(self.gen, f, v)) {
             Some(t) => self.terms.and_with(t),
             None => self.uncertain = true,
@@ -293,14 +372,17 @@ fn classify_and_route(ctx: &XdpContext) -> u32 {
     };
     let (gen_rules, gen_flagged, used, nterms) = (g.rules, g.flagged, g.used, g.nterms);
 
-    let wire = (ctx.data_end() - ctx.data()) as u32;
-    let wire_len = if wire > LEN_CAP { LEN_CAP } else { wire };
+    let wire_len = (ctx.data_end() - ctx.data()) as u32;
     let lay = layout(ctx);
+    let mut absent = lay.absent;
+    if wire_len > LEN_MAX {
+        absent |= 1 << field::LEN;
+    }
     let mut acc = Acc {
         gen,
         used,
         terms: Terms::ALL,
-        uncertain: false,
+        uncertain: used & absent != 0,
         key: Key::new(
             0,
             LpmData {
@@ -308,39 +390,38 @@ fn classify_and_route(ctx: &XdpContext) -> u32 {
             },
         ),
     };
-    acc.key.data.bytes[0] = gen as u8;
-    acc.lpm_l3(lay.l3);
-    // IPv4 addresses (ARP/RARP: sender and target protocol addresses).
-    let (a4s, a4d) = match lay.ethertype {
-        ETH_P_IP => (Some(lay.l3_off + 12), Some(lay.l3_off + 16)),
-        ETH_P_ARP | ETH_P_RARP => (Some(lay.l3_off + 14), Some(lay.l3_off + 24)),
-        _ => (None, None),
-    };
-    acc.lpm_at::<4>(ctx, field::SADDR4, a4s);
-    acc.lpm_at::<4>(ctx, field::DADDR4, a4d);
-    let v6 = lay.ethertype == ETH_P_IPV6;
-    acc.lpm_at::<16>(ctx, field::SADDR6, v6.then_some(lay.l3_off + 8));
-    acc.lpm_at::<16>(ctx, field::DADDR6, v6.then_some(lay.l3_off + 24));
-    acc.lpm_at::<6>(ctx, field::SMAC, Some(6));
-    acc.lpm_at::<6>(ctx, field::DMAC, Some(0));
-    let l4 = lay.l4_off;
-    acc.array(field::SPORT, l4.and_then(|t| be16(ctx, t)).map(u32::from));
-    acc.array(
-        field::DPORT,
-        l4.and_then(|t| be16(ctx, t + 2)).map(u32::from),
-    );
-    acc.array(field::VID0, lay.vid[0].map(u32::from));
-    acc.array(field::VID1, lay.vid[1].map(u32::from));
-    acc.array(field::LEN, Some(wire_len));
-    acc.array(field::L4B0, l4.and_then(|t| byte(ctx, t)).map(u32::from));
-    acc.array(
-        field::L4B1,
-        l4.and_then(|t| byte(ctx, t + 1)).map(u32::from),
-    );
-    acc.array(
-        field::L4B13,
-        l4.and_then(|t| byte(ctx, t + 13)).map(u32::from),
-    );
+    if !acc.uncertain {
+        acc.key.data.bytes[0] = gen as u8;
+        acc.lpm_l3(&lay.l3);
+        // IPv4 addresses (ARP/RARP: sender and target protocol addresses).
+        let (a4s, a4d, v4) = match lay.ethertype {
+            ETH_P_IP => (lay.l3_off + 12, lay.l3_off + 16, true),
+            ETH_P_ARP | ETH_P_RARP => (lay.l3_off + 14, lay.l3_off + 24, true),
+            _ => (0, 0, false),
+        };
+        acc.lpm_at::<4>(ctx, field::SADDR4, a4s, v4);
+        acc.lpm_at::<4>(ctx, field::DADDR4, a4d, v4);
+        let v6 = lay.ethertype == ETH_P_IPV6;
+        acc.lpm_at::<16>(ctx, field::SADDR6, lay.l3_off + 8, v6);
+        acc.lpm_at::<16>(ctx, field::DADDR6, lay.l3_off + 24, v6);
+        acc.lpm_at::<6>(ctx, field::SMAC, 6, true);
+        acc.lpm_at::<6>(ctx, field::DMAC, 0, true);
+        if lay.vid_present & 1 != 0 {
+            acc.array(field::VID0, u32::from(lay.vid[0]));
+        }
+        if lay.vid_present & 2 != 0 {
+            acc.array(field::VID1, u32::from(lay.vid[1]));
+        }
+        acc.array(field::LEN, wire_len);
+        let t = lay.l4_off;
+        if t != 0 {
+            acc.array_at::<2>(ctx, field::SPORT, t);
+            acc.array_at::<2>(ctx, field::DPORT, t + 2);
+            acc.array_at::<1>(ctx, field::L4B0, t);
+            acc.array_at::<1>(ctx, field::L4B1, t + 1);
+            acc.array_at::<1>(ctx, field::L4B13, t + 13);
+        }
+    }
 
     let (rules, recheck) = if acc.uncertain {
         count(stat::PARSE_ERRORS, 1);

@@ -50,6 +50,12 @@ const PROGRAM: &str = "como_xdp";
 /// packet can spend classified under the old generation.
 pub const GRACE: Duration = Duration::from_millis(10);
 
+/// The longest frame [`XdpProgram::test_run`] takes: what fits in one page after the XDP
+/// headroom (256) and the skb shared info (320 on x86-64). A longer test frame would be
+/// split into fragments the program does not see (it is not multi-buffer aware, and cannot be
+/// attached to an interface whose MTU needs fragments).
+pub const MAX_TEST_FRAME: usize = 4096 - 256 - 320;
+
 /// Size of the metadata the program writes in front of a packet.
 pub const META_LEN: usize = core::mem::size_of::<XdpMeta>();
 
@@ -72,7 +78,7 @@ pub enum XdpError {
         source: MapError,
     },
     /// The kernel refused the program, an attach, a detach or a test run.
-    #[error("XDP program: {0}")]
+    #[error("XDP program: {}", chain(.0))]
     Program(#[from] ProgramError),
     /// The interface does not exist (in this thread's network namespace).
     #[error("no interface named {0:?}")]
@@ -89,12 +95,28 @@ pub enum XdpError {
     /// A test-run input shorter than an Ethernet header (the kernel refuses it).
     #[error("a test run needs at least 14 bytes of packet, got {0}")]
     ShortInput(usize),
+    /// A test-run input longer than [`MAX_TEST_FRAME`].
+    #[error("a test run takes at most {MAX_TEST_FRAME} bytes of packet, got {0}")]
+    LongInput(usize),
     /// Tables whose parts do not have the contract's sizes.
     #[error("tables do not fit the contract: {0}")]
     BadTables(String),
     /// A queue index past the XSK map.
     #[error("queue {0} is past the XSK map ({MAX_QUEUES} entries)")]
     Queue(u32),
+}
+
+/// An error and its sources, `: `-separated (aya's syscall errors keep the errno in the
+/// source).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// Where the program runs on an interface.
@@ -333,6 +355,18 @@ impl XdpProgram {
         self.maps().cfg.gen
     }
 
+    /// Installs the tables compiled for a set of rules: see the crate doc. Returns the
+    /// generation now in force.
+    pub fn install(&self, tables: &ebpf_filters::kernel::Tables) -> Result<u32, XdpError> {
+        let lpm = tables.lpm_entries();
+        self.install_parts(&TableParts {
+            gen: tables.gen_config(),
+            lpm: &lpm,
+            array: tables.array_entries(),
+            term_rules: tables.term_rules(),
+        })
+    }
+
     /// [`XdpProgram::install`] from the tables' parts.
     pub fn install_parts(&self, t: &TableParts<'_>) -> Result<u32, XdpError> {
         if t.array.len() != ARRAY_FIELDS_LEN as usize {
@@ -487,9 +521,7 @@ impl XdpProgram {
     /// redirect is performed): the action it returned and the metadata it wrote (`None` when
     /// it wrote none, or not this program's).
     pub fn test_run(&self, packet: &[u8]) -> Result<(u32, Option<XdpMeta>), XdpError> {
-        if packet.len() < 14 {
-            return Err(XdpError::ShortInput(packet.len()));
-        }
+        check_test_frame(packet)?;
         let mut out = vec![0u8; packet.len() + 256];
         let res = self.prog()?.test_run(TestRunOptions {
             data_in: Some(packet),
@@ -509,9 +541,7 @@ impl XdpProgram {
     /// Runs the program `repeat` times on `packet` in the kernel; the kernel's mean time per
     /// run (for benchmarks).
     pub fn test_run_repeat(&self, packet: &[u8], repeat: u32) -> Result<Duration, XdpError> {
-        if packet.len() < 14 {
-            return Err(XdpError::ShortInput(packet.len()));
-        }
+        check_test_frame(packet)?;
         let res = self.prog()?.test_run(TestRunOptions {
             data_in: Some(packet),
             repeat: repeat.max(1),
@@ -525,6 +555,15 @@ impl Drop for XdpProgram {
     fn drop(&mut self) {
         // Closing the link would detach too; a failure here has nobody to report to.
         let _ = self.detach();
+    }
+}
+
+/// Refuses test frames the program would not see whole.
+fn check_test_frame(packet: &[u8]) -> Result<(), XdpError> {
+    match packet.len() {
+        n if n < 14 => Err(XdpError::ShortInput(n)),
+        n if n > MAX_TEST_FRAME => Err(XdpError::LongInput(n)),
+        _ => Ok(()),
     }
 }
 

@@ -1,0 +1,351 @@
+//! The XDP program in the kernel (`BPF_PROG_TEST_RUN`) against its userspace reference and the
+//! exact evaluator, packet by packet (privileged: needs root for BPF; under
+//! `COMO_REQUIRE_PRIVILEGED=1` it fails instead of skipping when it cannot run).
+//!
+//! Every Ethernet trace of `tests/data/traces` × every corpus expression that compiles for
+//! Ethernet, 64 rules per install: for every frame of 14 to `MAX_TEST_FRAME` bytes
+//! (the kernel refuses shorter ones; longer ones would reach the program cut into fragments it
+//! does not see, and cannot arrive whole at an XDP program that is not multi-buffer aware), the
+//! [`XdpMeta`] the program writes equals `Tables::classify(PacketKey::extract(..))` (rules and
+//! recheck; its generation is the one installed), its rule bit equals `Filter::matches` for
+//! exact rules and is a superset for flagged ones.
+//!
+//! The program sees a frame's captured bytes as the whole frame, so the reference, the exact
+//! evaluator and the program all get `wire_len = captured length` (a trace cut by its
+//! snaplen is classified as if those bytes were the frame on the wire).
+//!
+//! Also: the generation switch (install A, classify, install B, classify; and a thread that
+//! classifies in a loop while another installs A and B alternately never sees a mix).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use como_packet::{LinkType, Packet};
+use como_tests::{corpus_section, load_trace, traces_dir, OwnedPacket};
+use como_xdp::{XdpMeta, XdpProgram, MAX_TEST_FRAME};
+use ebpf_filters::kernel::{PacketKey, Tables};
+use ebpf_filters::{compile, Filter};
+
+/// Loads the program, or skips (`None`) when not allowed and not required.
+fn load(test: &str) -> Option<XdpProgram> {
+    match XdpProgram::load() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            if std::env::var_os("COMO_REQUIRE_PRIVILEGED").is_some_and(|v| v == "1") {
+                panic!("{test}: cannot load the XDP program (COMO_REQUIRE_PRIVILEGED=1): {e}");
+            }
+            eprintln!("{test}: SKIPPED (privileged test): cannot load the XDP program: {e}");
+            None
+        }
+    }
+}
+
+fn trace_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            trace_files(&p, out);
+        } else if !matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("md" | "tsv" | "txt")
+        ) {
+            out.push(p);
+        }
+    }
+}
+
+/// Ethernet frames of 14 to `MAX_TEST_FRAME` bytes of every trace (at most `cap` per trace, evenly
+/// spread), with the trace's name; and the number of such frames before sampling.
+fn ethernet_packets(cap: usize) -> (Vec<(String, OwnedPacket)>, usize) {
+    let mut files = Vec::new();
+    trace_files(&traces_dir(), &mut files);
+    let mut out = Vec::new();
+    let mut total = 0;
+    for f in files {
+        let Ok(t) = load_trace(&f) else { continue };
+        let name = f
+            .strip_prefix(traces_dir())
+            .unwrap_or(&f)
+            .display()
+            .to_string();
+        let eth: Vec<OwnedPacket> = t
+            .packets
+            .into_iter()
+            .filter(|p| {
+                p.link == LinkType::Ethernet && (14..=MAX_TEST_FRAME).contains(&p.data.len())
+            })
+            .collect();
+        total += eth.len();
+        let step = eth.len().div_ceil(cap).max(1);
+        for p in eth.into_iter().step_by(step) {
+            out.push((name.clone(), p));
+        }
+    }
+    (out, total)
+}
+
+/// The corpus expressions that compile for Ethernet.
+fn corpus_filters() -> Vec<(String, Filter)> {
+    let mut exprs: Vec<String> = corpus_section("valid");
+    exprs.extend(corpus_section("invalid"));
+    exprs
+        .into_iter()
+        .filter_map(|e| compile(&e, LinkType::Ethernet).ok().map(|f| (e, f)))
+        .collect()
+}
+
+/// The packet as the XDP program sees it: the captured bytes are the frame.
+fn as_seen(p: &OwnedPacket) -> Packet<'_> {
+    Packet {
+        wire_len: p.data.len() as u32,
+        ..p.view()
+    }
+}
+
+#[test]
+fn xdp_kernel_equals_userspace_reference_on_every_trace() {
+    let Some(prog) = load("xdp_kernel_equals_userspace_reference_on_every_trace") else {
+        return;
+    };
+    let start = Instant::now();
+    let (packets, total) = ethernet_packets(usize::MAX);
+    assert!(
+        packets.len() > 30_000,
+        "only {} Ethernet packets",
+        packets.len()
+    );
+    let filters = corpus_filters();
+    assert!(
+        filters.len() > 150,
+        "only {} corpus expressions compile",
+        filters.len()
+    );
+    let mut failures: Vec<String> = Vec::new();
+    let mut runs = 0u64;
+    let mut pairs = 0u64;
+    let mut matches = 0u64;
+    let mut uncertain = 0u64;
+    let mut install_time = std::time::Duration::ZERO;
+    for batch in filters.chunks(64) {
+        let rules: Vec<Option<&Filter>> = batch.iter().map(|(_, f)| Some(f)).collect();
+        let tables = Tables::compile(&rules).unwrap_or_else(|e| panic!("compile: {e}"));
+        let t0 = Instant::now();
+        let gen = prog
+            .install(&tables)
+            .unwrap_or_else(|e| panic!("install: {e}"));
+        install_time += t0.elapsed();
+        let flagged = tables.gen_config().flagged;
+        for (trace, p) in &packets {
+            let want = tables.classify(&PacketKey::extract(&p.data, p.data.len() as u32));
+            let (_, meta) = prog
+                .test_run(&p.data)
+                .unwrap_or_else(|e| panic!("test run on {trace}: {e}"));
+            runs += 1;
+            let Some(got) = meta else {
+                failures.push(format!("{trace} (len {}): no metadata", p.data.len()));
+                continue;
+            };
+            if got.recheck == tables.gen_config().rules && got.rules == got.recheck {
+                uncertain += 1;
+            }
+            if (got.rules, got.recheck, got.gen) != (want.rules, want.recheck, gen)
+                && failures.len() < 40
+            {
+                failures.push(format!(
+                    "{trace} (len {}, first bytes {:02x?}): kernel rules {:#x} recheck {:#x} gen {}, reference rules {:#x} recheck {:#x} gen {gen}",
+                    p.data.len(),
+                    &p.data[..p.data.len().min(40)],
+                    got.rules,
+                    got.recheck,
+                    got.gen,
+                    want.rules,
+                    want.recheck
+                ));
+            }
+            for (i, (e, f)) in batch.iter().enumerate() {
+                let m = f.matches(&as_seen(p));
+                let k = got.rules & (1 << i) != 0;
+                pairs += 1;
+                matches += u64::from(m);
+                let exact = flagged & (1 << i) == 0 && got.recheck & (1 << i) == 0;
+                let bad = if exact { m != k } else { m && !k };
+                if bad && failures.len() < 40 {
+                    failures.push(format!(
+                        "{e:?} on {trace} (len {}): exact evaluator {m}, kernel {k}, flagged {}",
+                        p.data.len(),
+                        !exact
+                    ));
+                }
+            }
+        }
+    }
+    println!(
+        "{runs} kernel runs: {} packets (all {total} Ethernet frames of 14..={MAX_TEST_FRAME} bytes of the traces) x {} batches of {} corpus expressions; {pairs} (packet, rule) pairs, {matches} matches; {uncertain} uncertain classifications; installs {install_time:?}; total {:?}",
+        packets.len(),
+        filters.len().div_ceil(64),
+        filters.len(),
+        start.elapsed()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} disagreements, first:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        matches > 0,
+        "no rule matched any packet: nothing was tested"
+    );
+}
+
+/// What the program says of `packets` under the tables in force.
+fn classify_all(prog: &XdpProgram, packets: &[&[u8]]) -> Vec<XdpMeta> {
+    packets
+        .iter()
+        .map(|p| {
+            prog.test_run(p)
+                .unwrap_or_else(|e| panic!("test run: {e}"))
+                .1
+                .unwrap_or_else(|| panic!("no metadata"))
+        })
+        .collect()
+}
+
+/// Two rule sets that disagree on most packets, and a few packets of one trace.
+fn two_rule_sets() -> (Tables, Tables, Vec<Vec<u8>>) {
+    let a: Vec<Filter> = ["tcp", "udp port 53", "host 192.168.1.1 or arp"]
+        .iter()
+        .map(|e| compile(e, LinkType::Ethernet).unwrap_or_else(|err| panic!("{e}: {err}")))
+        .collect();
+    let b: Vec<Filter> = ["udp", "tcp port 80", "ip6", "not tcp"]
+        .iter()
+        .map(|e| compile(e, LinkType::Ethernet).unwrap_or_else(|err| panic!("{e}: {err}")))
+        .collect();
+    let ta = Tables::compile(&a.iter().map(Some).collect::<Vec<_>>()).expect("compile A");
+    let tb = Tables::compile(&b.iter().map(Some).collect::<Vec<_>>()).expect("compile B");
+    let (packets, _) = ethernet_packets(50);
+    let packets: Vec<Vec<u8>> = packets.into_iter().map(|(_, p)| p.data).collect();
+    (ta, tb, packets)
+}
+
+#[test]
+fn xdp_generation_switch_follows_installs() {
+    let Some(prog) = load("xdp_generation_switch_follows_installs") else {
+        return;
+    };
+    let (ta, tb, packets) = two_rule_sets();
+    let refs: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
+    let reference = |t: &Tables| -> Vec<(u64, u64)> {
+        refs.iter()
+            .map(|p| {
+                let m = t.classify(&PacketKey::extract(p, p.len() as u32));
+                (m.rules, m.recheck)
+            })
+            .collect()
+    };
+    let (ra, rb) = (reference(&ta), reference(&tb));
+    assert_ne!(ra, rb, "the two rule sets must disagree on some packet");
+    for round in 0..3 {
+        let ga = prog.install(&ta).expect("install A");
+        let got: Vec<(u64, u64)> = classify_all(&prog, &refs)
+            .iter()
+            .map(|m| {
+                assert_eq!(m.gen, ga, "round {round}: generation of A");
+                (m.rules, m.recheck)
+            })
+            .collect();
+        assert_eq!(got, ra, "round {round}: results under A");
+        let gb = prog.install(&tb).expect("install B");
+        assert_ne!(ga, gb, "each install flips the generation");
+        let got: Vec<(u64, u64)> = classify_all(&prog, &refs)
+            .iter()
+            .map(|m| {
+                assert_eq!(m.gen, gb, "round {round}: generation of B");
+                (m.rules, m.recheck)
+            })
+            .collect();
+        assert_eq!(got, rb, "round {round}: results under B");
+    }
+}
+
+#[test]
+fn xdp_concurrent_installs_never_mix_generations() {
+    let Some(prog) = load("xdp_concurrent_installs_never_mix_generations") else {
+        return;
+    };
+    let (ta, tb, packets) = two_rule_sets();
+    let refs: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
+    let reference = |t: &Tables| -> Vec<(u64, u64)> {
+        refs.iter()
+            .map(|p| {
+                let m = t.classify(&PacketKey::extract(p, p.len() as u32));
+                (m.rules, m.recheck)
+            })
+            .collect()
+    };
+    let (ra, rb) = (reference(&ta), reference(&tb));
+    // Generation 1 holds A, generation 0 holds B from here on.
+    assert_eq!(prog.install(&ta).expect("install A"), 1);
+    assert_eq!(prog.install(&tb).expect("install B"), 0);
+    let stop = AtomicBool::new(false);
+    let installs = 40;
+    let (seen_a, seen_b, runs) = std::thread::scope(|s| {
+        let classifier = s.spawn(|| {
+            let (mut seen_a, mut seen_b, mut runs) = (0u64, 0u64, 0u64);
+            let mut errors = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                for (i, p) in refs.iter().enumerate() {
+                    let m = match prog.test_run(p) {
+                        Ok((_, Some(m))) => m,
+                        Ok((_, None)) => {
+                            errors.push("no metadata".to_owned());
+                            continue;
+                        }
+                        Err(e) => {
+                            errors.push(e.to_string());
+                            continue;
+                        }
+                    };
+                    runs += 1;
+                    let (want, which) = if m.gen == 1 { (ra[i], "A") } else { (rb[i], "B") };
+                    if (m.rules, m.recheck) != want && errors.len() < 20 {
+                        errors.push(format!(
+                            "packet {i} under {which} (gen {}): rules {:#x} recheck {:#x}, want {:#x} {:#x}",
+                            m.gen, m.rules, m.recheck, want.0, want.1
+                        ));
+                    }
+                    if m.gen == 1 {
+                        seen_a += 1;
+                    } else {
+                        seen_b += 1;
+                    }
+                }
+            }
+            assert!(errors.is_empty(), "mixed classifications:\n{}", errors.join("\n"));
+            (seen_a, seen_b, runs)
+        });
+        for i in 0..installs {
+            let (t, want) = if i % 2 == 0 { (&ta, 1) } else { (&tb, 0) };
+            let g = prog
+                .install(t)
+                .unwrap_or_else(|e| panic!("install {i}: {e}"));
+            assert_eq!(g, want, "install {i} flips to the expected generation");
+        }
+        stop.store(true, Ordering::Relaxed);
+        classifier
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    });
+    println!(
+        "{runs} classifications during {installs} installs: {seen_a} under A, {seen_b} under B"
+    );
+    assert!(
+        seen_a > 0 && seen_b > 0,
+        "the classifier saw both rule sets"
+    );
+}
