@@ -456,10 +456,11 @@ impl Window {
         }
     }
 
-    /// Closes the open segment and stops the writer. Handles still alive drop their packets
-    /// from then on (counted as `closed`).
-    pub fn finish(mut self) {
+    /// Closes the open segment and stops the writer; returns the final counters. Handles
+    /// still alive drop their packets from then on (counted as `closed`).
+    pub fn finish(mut self) -> StatsSnapshot {
         self.stop();
+        self.shared.stats.snapshot()
     }
 
     fn stop(&mut self) {
@@ -512,6 +513,18 @@ impl WindowWriter {
     /// not selected by the filter, or dropped and counted).
     #[inline]
     pub fn write(&mut self, p: &Packet<'_>) -> bool {
+        self.offer(p, false)
+    }
+
+    /// As [`WindowWriter::write`], but waits for a free staging buffer instead of dropping
+    /// the packet: for trace-file sources, whose packets must all reach the window (a live
+    /// worker must call [`WindowWriter::write`]).
+    pub fn write_wait(&mut self, p: &Packet<'_>) -> bool {
+        self.offer(p, true)
+    }
+
+    #[inline]
+    fn offer(&mut self, p: &Packet<'_>, wait: bool) -> bool {
         let iface = match self.links.iter().find(|l| l.0 == p.link) {
             Some((_, i, sel)) => {
                 match sel {
@@ -540,16 +553,20 @@ impl WindowWriter {
                     }
                 };
                 self.links.push((p.link, i, f));
-                return self.write(p);
+                return self.offer(p, wait);
             }
         };
-        self.store(p, iface)
+        self.store(p, iface, wait)
     }
 
     #[inline]
-    fn store(&mut self, p: &Packet<'_>, iface: u32) -> bool {
+    fn store(&mut self, p: &Packet<'_>, iface: u32, wait: bool) -> bool {
         if self.cur.is_none() {
-            self.cur = self.shared.free_rx.try_recv().ok();
+            self.cur = if wait {
+                self.shared.free_rx.recv().ok()
+            } else {
+                self.shared.free_rx.try_recv().ok()
+            };
         }
         let Some(b) = &mut self.cur else {
             self.shared
@@ -567,7 +584,7 @@ impl WindowWriter {
                 return false;
             }
             self.flush();
-            return self.store(p, iface);
+            return self.store(p, iface, wait);
         }
         if p.ts_ns.saturating_sub(b.ts_min) >= self.shared.cfg.flush_ns {
             self.flush();

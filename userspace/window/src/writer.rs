@@ -268,7 +268,7 @@ impl Writer {
         let len = b.seal().len();
         let cfg = &self.shared.cfg;
         let rotate = self.seg.as_ref().is_some_and(|s| {
-            s.off + len as u64 > cfg.segment_bytes.max(2 * ALIGN as u64)
+            s.first_ts.is_some() && s.off + len as u64 > cfg.segment_bytes
                 || match (cfg.segment_ns, s.first_ts) {
                     (Some(dt), Some(t0)) => b.ts_min >= t0.saturating_add(dt),
                     _ => false,
