@@ -32,6 +32,17 @@
 //! netns = "capture"           # optional: the interface is in this network namespace
 //!                             # (/run/netns/NAME); the daemon and its queries stay outside
 //!
+//! [trace]                     # the packet trace window (absent: off)
+//! enabled = true              # default true when the section is present
+//! path = "/var/lib/como/trace" # its folder; default: <db_path>/trace
+//! window = "72h"              # age limit (packet time); default: none
+//! max_bytes = "500GiB"        # size limit; default: none
+//! min_free_percent = 10       # keep this much of the filesystem free; default: none
+//! snaplen = 65535             # bytes kept per packet (0: whole packets); default 65535
+//! segment_bytes = "1GiB"      # segment rotation by size; default 1GiB
+//! segment_secs = "1h"         # segment rotation by packet time; default 1h
+//! filter = "ip or ip6"        # what enters the window; default: every packet
+//!
 //! [[module]]
 //! name = "traffic"            # unique; names the database and the URL (/traffic)
 //! kind = "traffic"            # one of como_modules::KINDS
@@ -394,6 +405,43 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// `[[module]]`s, in order.
     pub modules: Vec<ModuleConfig>,
+    /// `[trace]`: the packet trace window, when present and enabled.
+    pub trace: Option<TraceConfig>,
+}
+
+/// `[trace]`: the packet trace window (see `como-window`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceConfig {
+    /// Folder of the segments.
+    pub path: PathBuf,
+    /// Age limit (packet time).
+    pub window: Option<Duration>,
+    /// Size limit in bytes.
+    pub max_bytes: Option<u64>,
+    /// Free space of the filesystem to keep, in percent.
+    pub min_free_percent: Option<f64>,
+    /// Bytes kept per packet (0: whole packets).
+    pub snaplen: u32,
+    /// Rotation by size.
+    pub segment_bytes: u64,
+    /// Rotation by packet time.
+    pub segment_secs: Duration,
+    /// What enters the window (pcap-filter; empty: every packet).
+    pub filter: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrace {
+    enabled: Option<bool>,
+    path: Option<PathBuf>,
+    window: Option<Spanned<Dur>>,
+    max_bytes: Option<Spanned<Size>>,
+    min_free_percent: Option<Spanned<f64>>,
+    snaplen: Option<Spanned<i64>>,
+    segment_bytes: Option<Spanned<Size>>,
+    segment_secs: Option<Spanned<Dur>>,
+    filter: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -407,6 +455,7 @@ struct RawConfig {
     source: Vec<Spanned<RawSource>>,
     #[serde(default)]
     module: Vec<Spanned<RawModule>>,
+    trace: Option<RawTrace>,
 }
 
 #[derive(Deserialize, Default)]
@@ -503,6 +552,70 @@ struct RawModule {
     #[serde(default)]
     priority: u32,
     args: Option<Spanned<toml::Value>>,
+}
+
+/// Validates `[trace]`.
+fn trace_config(cx: &Ctx<'_>, t: RawTrace, db_path: &Path) -> Result<TraceConfig, ConfigError> {
+    let positive = |d: Option<Spanned<Dur>>, key: &str| -> Result<Option<Duration>, ConfigError> {
+        match d {
+            Some(d) if d.get_ref().0.is_zero() => {
+                Err(cx.span(d.span(), format!("trace {key} must be positive")))
+            }
+            Some(d) => Ok(Some(d.into_inner().0)),
+            None => Ok(None),
+        }
+    };
+    let window = positive(t.window, "window")?;
+    let segment_secs =
+        positive(t.segment_secs, "segment_secs")?.unwrap_or(Duration::from_secs(3600));
+    let max_bytes = t.max_bytes.map(|b| b.into_inner().0);
+    let min_free_percent = match t.min_free_percent {
+        Some(p) if !(0.0..100.0).contains(p.get_ref()) => {
+            return Err(cx.span(p.span(), "trace min_free_percent must be in [0, 100)"));
+        }
+        p => p.map(Spanned::into_inner),
+    };
+    let snaplen = match t.snaplen {
+        None => 65535,
+        Some(s) => u32::try_from(*s.get_ref())
+            .ok()
+            .filter(|&n| n <= 262_144)
+            .ok_or_else(|| cx.span(s.span(), "trace snaplen must be in 0..=262144"))?,
+    };
+    let segment_bytes = match t.segment_bytes {
+        None => 1 << 30,
+        Some(b) if b.get_ref().0 < (1 << 20) => {
+            return Err(cx.span(b.span(), "trace segment_bytes must be at least 1MiB"));
+        }
+        Some(b) => b.into_inner().0,
+    };
+    let filter = match t.filter {
+        None => String::new(),
+        Some(f) => {
+            if let Err(e) = ebpf_filters::compile(f.get_ref(), como_packet::LinkType::Ethernet) {
+                let byte = f
+                    .get_ref()
+                    .char_indices()
+                    .nth(e.column.saturating_sub(1))
+                    .map_or(f.get_ref().len(), |(i, _)| i);
+                return Err(cx.at(
+                    f.span().start + 1 + byte,
+                    format!("trace: bad filter: {}", e.message),
+                ));
+            }
+            f.into_inner()
+        }
+    };
+    Ok(TraceConfig {
+        path: t.path.unwrap_or_else(|| db_path.join("trace")),
+        window,
+        max_bytes,
+        min_free_percent,
+        snaplen,
+        segment_bytes,
+        segment_secs,
+        filter,
+    })
 }
 
 /// Line and column (1-based, column in characters) of byte `offset` in `text`.
@@ -877,14 +990,71 @@ impl Config {
         if modules.is_empty() {
             return Err(cx.at(text.len(), "no [[module]]: nothing to run"));
         }
+        let trace = match raw.trace {
+            Some(t) if t.enabled != Some(false) => Some(trace_config(&cx, t, &node.db_path)?),
+            _ => None,
+        };
         Ok(Self {
             node,
             query: Query { listen },
             sources,
             modules,
+            trace,
         })
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod trace_tests {
+    use super::*;
+
+    const MODULE: &str = "[[module]]\nname = \"t\"\nkind = \"traffic\"\n";
+
+    fn parse(trace: &str) -> Result<Config, ConfigError> {
+        Config::parse(
+            &format!("[node]\ndb_path = \"/db\"\n{trace}\n{MODULE}"),
+            "c.toml",
+        )
+    }
+
+    #[test]
+    fn trace_section_full_and_defaults() {
+        let c = parse(
+            "[trace]\npath = \"/w\"\nwindow = \"72h\"\nmax_bytes = \"2GiB\"\nmin_free_percent = 10\n\
+             snaplen = 128\nsegment_bytes = \"64MiB\"\nsegment_secs = \"5m\"\nfilter = \"tcp\"",
+        )
+        .expect("valid");
+        let t = c.trace.expect("trace on");
+        assert_eq!(t.path, PathBuf::from("/w"));
+        assert_eq!(t.window, Some(Duration::from_secs(72 * 3600)));
+        assert_eq!(t.max_bytes, Some(2 << 30));
+        assert_eq!(t.min_free_percent, Some(10.0));
+        assert_eq!((t.snaplen, t.segment_bytes), (128, 64 << 20));
+        assert_eq!(t.segment_secs, Duration::from_secs(300));
+        assert_eq!(t.filter, "tcp");
+        let d = parse("[trace]").expect("valid").trace.expect("on");
+        assert_eq!(d.path, PathBuf::from("/db/trace"));
+        assert_eq!((d.snaplen, d.window, d.filter.as_str()), (65535, None, ""));
+        assert!(parse("[trace]\nenabled = false")
+            .expect("valid")
+            .trace
+            .is_none());
+        assert!(parse("").expect("valid").trace.is_none());
+    }
+
+    #[test]
+    fn trace_section_errors_point_at_the_value() {
+        let e = parse("[trace]\nfilter = \"tcp and\"").expect_err("bad filter");
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.message.contains("trace: bad filter"), "{e}");
+        let e = parse("[trace]\nwindw = \"1h\"").expect_err("unknown key");
+        assert_eq!(e.line, 4, "{e}");
+        assert!(parse("[trace]\nsnaplen = -1").is_err());
+        assert!(parse("[trace]\nmin_free_percent = 100").is_err());
+        assert!(parse("[trace]\nwindow = \"0s\"").is_err());
+        assert!(parse("[trace]\nsegment_bytes = 1000").is_err());
+    }
+}
