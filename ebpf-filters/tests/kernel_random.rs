@@ -1,7 +1,8 @@
 //! The kernel tables against the exact evaluator on random expressions, truncated packets and
 //! hand-built VLAN stacks.
 //!
-//! Expressions come from `como_tests::exprgen` (seeded; `COMO_KERNEL_SEED` changes the seed)
+//! Expressions: a targeted list (each exact kernel mapping, which must stay exact), then
+//! `como_tests::exprgen` (seeded; `COMO_KERNEL_SEED` changes the seed)
 //! with addresses, ports, MACs, VLAN ids and lengths harvested from the traces, so predicates
 //! match. Packets: every Ethernet trace packet, plus every captured-length prefix of a sample
 //! (absent fields → uncertain), plus 802.1Q/802.1ad stacks 0 to 3 tags deep around IPv4, IPv6
@@ -156,6 +157,50 @@ fn vlan_frames() -> Vec<Pkt> {
     out
 }
 
+/// Expressions that exercise each exact mapping (all must be exact).
+const TARGETED: &[&str] = &[
+    "ip[9] == 6",
+    "ip[9] > 16",
+    "not (ip[9] = 6 or ip[9] = 17)",
+    "ip6[6] == 58",
+    "ip6[6] == 44",
+    "ip6 proto 17",
+    "ip[6:2] & 0x1fff = 0",
+    "ip[6:2] & 0x1fff != 0",
+    "ip multicast",
+    "ip6 multicast",
+    "ip[12] = 10",
+    "arp[14] = 10",
+    "arp[24] = 10",
+    "ip6[8] = 0xfe",
+    "ip6[24] = 0xff",
+    "ip[16] >= 224 and not ip[16] = 255",
+    "vlan and ip[9] = 6",
+    "vlan and vlan and ip6[6] = 17",
+    "vlan and vlan and udp",
+    "vlan 100",
+    "vlan and vlan 200",
+    "vlan 300 and vlan 100",
+    "not vlan",
+    "not (vlan and tcp)",
+    "icmp[icmptype] = icmp-echo",
+    "icmp6[icmp6type] = icmp6-echo",
+    "tcp[0:2] = 80",
+    "udp[2:2] = 53",
+    "tcp[13] & 0x12 = 0x12",
+    "len < 100",
+    "greater 1000",
+    "ether multicast",
+    "not ether multicast",
+    "ether broadcast",
+    "arp host 10.0.0.1",
+    "rarp or arp",
+    "net 10.0.0.0/8 and not net 10.0.0.0/16",
+    "ip6 net 2001:db8::/32 and not src host 2001:db8::1",
+    "tcp portrange 1-1023 and not port 80",
+    "udp and not port 53 and not port 123",
+];
+
 #[test]
 fn kernel_classification_matches_on_random_expressions() {
     let seed: u64 = std::env::var("COMO_KERNEL_SEED")
@@ -180,8 +225,15 @@ fn kernel_classification_matches_on_random_expressions() {
     }
     packets.extend(frames);
     let mut gen = ExprGen::new(seed, seen).with_max_depth(4);
-    let mut filters: Vec<(String, Filter)> = Vec::new();
-    while filters.len() < 192 {
+    // Targeted expressions first: every kind of exact kernel field, with negations and shifts.
+    let mut filters: Vec<(String, Filter)> = TARGETED
+        .iter()
+        .map(|e| {
+            let f = compile(e, LinkType::Ethernet).unwrap_or_else(|err| panic!("{e}: {err}"));
+            ((*e).to_owned(), f)
+        })
+        .collect();
+    while filters.len() < 192 + TARGETED.len() {
         let e = gen.next_expr();
         if let Ok(f) = compile(&e, LinkType::Ethernet) {
             filters.push((e, f));
@@ -195,6 +247,12 @@ fn kernel_classification_matches_on_random_expressions() {
         let tables = Tables::compile(&rules).unwrap_or_else(|e| panic!("compile: {e}"));
         let flagged = tables.gen_config().flagged;
         exact += batch.len() - flagged.count_ones() as usize;
+        for (i, (e, _)) in batch.iter().enumerate() {
+            if TARGETED.contains(&e.as_str()) {
+                let r = tables.rule_report(i);
+                assert!(r.is_some_and(|r| r.exact), "{e}: {r:?}");
+            }
+        }
         for i in 0..batch.len() {
             if let Some(r) = tables.rule_report(i).filter(|r| !r.exact) {
                 for reason in &r.reasons {

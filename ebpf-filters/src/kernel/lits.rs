@@ -166,15 +166,19 @@ fn shift_ok(k: u8) -> Result<u8, &'static str> {
     }
 }
 
-/// Maps a predicate.
-pub fn map(p: &Pred) -> Mapped {
-    match map_inner(p) {
+/// Whether a term holds, positively, a link-type literal at shift `k` with one of `types`
+/// (used to pick the meaning of a network-header offset).
+pub type HasGuard<'a> = &'a dyn Fn(u8, &[u32]) -> bool;
+
+/// Maps a predicate (`has` tells which protocol its term checks).
+pub fn map(p: &Pred, has: HasGuard<'_>) -> Mapped {
+    match map_inner(p, has) {
         Ok(m) => m,
         Err(r) => Mapped::Inexact(r),
     }
 }
 
-fn map_inner(p: &Pred) -> Result<Mapped, &'static str> {
+fn map_inner(p: &Pred, has: HasGuard<'_>) -> Result<Mapped, &'static str> {
     Ok(match p {
         Pred::LinkProto { encap, proto } => {
             let k = plain_ethernet(encap)?;
@@ -373,7 +377,7 @@ fn map_inner(p: &Pred) -> Result<Mapped, &'static str> {
                 guard: Guard::At(k, TPIDS),
             }
         }
-        Pred::Relation { lhs, op, rhs } => relation(lhs, *op, rhs)?,
+        Pred::Relation { lhs, op, rhs } => relation(lhs, *op, rhs, has)?,
         Pred::MacAt { .. } => return Err("802.11 addresses are not classified in the kernel"),
         Pred::MplsLabel { .. } | Pred::MplsNotBottom { .. } => {
             return Err("mpls is not classified in the kernel")
@@ -396,40 +400,84 @@ fn ether_link(e: &Encap) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The field a value's loads read, with its guard; `Ok(None)` for a constant.
-fn inputs(v: &Value, acc: &mut Option<(u8, Guard)>) -> Result<(), &'static str> {
+/// What a relation's loads read: a whole array field, or a part of an LPM field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// An array field, whole (ports, transport bytes, wire length).
+    Array(u8),
+    /// `ip[9]`: the IPv4 protocol (the L3 key's `b`).
+    Ipv4Proto,
+    /// `ip6[6]`: the IPv6 next header (the L3 key's `a`).
+    Ipv6Next,
+    /// `ip[6:2]`, when only "fragment offset zero" matters (the L3 key's `a`).
+    Ipv4FragWord,
+    /// The first byte of an address field (`ip[16] >= 224`, `ip6[24] == 255`).
+    AddrByte(u8),
+}
+
+/// The field a value's loads read, with its guard (`acc` stays `None` for a constant).
+fn inputs(
+    v: &Value,
+    acc: &mut Option<(Input, Guard)>,
+    has: HasGuard<'_>,
+) -> Result<(), &'static str> {
     let found = match v {
         Value::Const(_) => return Ok(()),
-        Value::WireLen => (field::LEN, Guard::None),
+        Value::WireLen => (Input::Array(field::LEN), Guard::None),
         Value::Bin(_, a, b) => {
-            inputs(a, acc)?;
-            return inputs(b, acc);
+            inputs(a, acc, has)?;
+            return inputs(b, acc, has);
         }
-        Value::Neg(a) => return inputs(a, acc),
+        Value::Neg(a) => return inputs(a, acc, has),
         Value::Load { base, index, size } => {
             let Value::Const(i) = **index else {
                 return Err("loads at computed offsets are not classified in the kernel");
             };
-            let (e, types) = match base {
-                LoadBase::TransportV4(e) => (e, IPV4),
-                LoadBase::TransportV6(e) => (e, IPV6),
+            match base {
+                LoadBase::TransportV4(e) | LoadBase::TransportV6(e) => {
+                    let types = if matches!(base, LoadBase::TransportV4(_)) {
+                        IPV4
+                    } else {
+                        IPV6
+                    };
+                    let k = shift_ok(plain_ethernet(e)?)?;
+                    let f = match (size, i) {
+                        (1, 0) => field::L4B0,
+                        (1, 1) => field::L4B1,
+                        (1, 13) => field::L4B13,
+                        (2, 0) => field::SPORT,
+                        (2, 2) => field::DPORT,
+                        _ => return Err("transport loads other than bytes 0, 1, 13 and the ports are not classified in the kernel"),
+                    };
+                    (Input::Array(f), Guard::At(k, types))
+                }
+                LoadBase::Net(e) => {
+                    let k = shift_ok(plain_ethernet(e)?)?;
+                    // The meaning of a network-header offset depends on the protocol the
+                    // term checks at that shift.
+                    let candidates: &[(Input, &'static [u32])] = match (size, i) {
+                        (1, 9) => &[(Input::Ipv4Proto, IPV4)],
+                        (2, 6) => &[(Input::Ipv4FragWord, IPV4)],
+                        (1, 12) => &[(Input::AddrByte(field::SADDR4), IPV4)],
+                        (1, 16) => &[(Input::AddrByte(field::DADDR4), IPV4)],
+                        (1, 14) => &[(Input::AddrByte(field::SADDR4), ARP)],
+                        (1, 6) => &[(Input::Ipv6Next, IPV6)],
+                        (1, 8) => &[(Input::AddrByte(field::SADDR6), IPV6)],
+                        (1, 24) => &[
+                            (Input::AddrByte(field::DADDR6), IPV6),
+                            (Input::AddrByte(field::DADDR4), ARP),
+                        ],
+                        _ => &[],
+                    };
+                    let Some(&(input, types)) = candidates.iter().find(|(_, t)| has(k, t)) else {
+                        return Err("network-header loads (ip[...]) other than the protocol, the fragment offset and the first address bytes are not classified in the kernel");
+                    };
+                    (input, Guard::At(k, types))
+                }
                 LoadBase::Link(_) => {
                     return Err("link-header loads (ether[...]) are not classified in the kernel")
                 }
-                LoadBase::Net(_) => {
-                    return Err("network-header loads (ip[...]) are not classified in the kernel")
-                }
-            };
-            let k = shift_ok(plain_ethernet(e)?)?;
-            let f = match (size, i) {
-                (1, 0) => field::L4B0,
-                (1, 1) => field::L4B1,
-                (1, 13) => field::L4B13,
-                (2, 0) => field::SPORT,
-                (2, 2) => field::DPORT,
-                _ => return Err("transport loads other than bytes 0, 1, 13 and the ports are not classified in the kernel"),
-            };
-            (f, Guard::At(k, types))
+            }
         }
     };
     match acc {
@@ -449,17 +497,43 @@ fn eval(v: &Value, x: u32) -> Option<u32> {
     })
 }
 
-fn relation(lhs: &Value, op: Cmp, rhs: &Value) -> Result<Mapped, &'static str> {
+/// The aligned blocks `(value, prefix length)` of `bits`-bit values covering `lo..=hi`.
+fn blocks(lo: u32, hi: u32, bits: u8) -> Vec<(u32, u8)> {
+    let mut out = Vec::new();
+    let mut v = u64::from(lo);
+    let end = u64::from(hi) + 1;
+    while v < end {
+        // Largest aligned block at v that fits.
+        let mut size: u64 = if v == 0 {
+            1 << bits
+        } else {
+            v & v.wrapping_neg()
+        };
+        while v + size > end {
+            size >>= 1;
+        }
+        let len = bits - size.trailing_zeros() as u8;
+        out.push((v as u32, len));
+        v += size;
+    }
+    out
+}
+
+fn relation(lhs: &Value, op: Cmp, rhs: &Value, has: HasGuard<'_>) -> Result<Mapped, &'static str> {
     let mut acc = None;
-    inputs(lhs, &mut acc)?;
-    inputs(rhs, &mut acc)?;
-    let Some((f, guard)) = acc else {
+    inputs(lhs, &mut acc, has)?;
+    inputs(rhs, &mut acc, has)?;
+    let Some((input, guard)) = acc else {
         return match (eval(lhs, 0), eval(rhs, 0)) {
             (Some(a), Some(b)) => Ok(Mapped::Const(op.apply(a, b))),
             _ => Err("relations that divide by zero are not classified in the kernel"),
         };
     };
-    let size = ebpf_filters_common::array_field_len(f);
+    let size = match input {
+        Input::Array(f) => ebpf_filters_common::array_field_len(f),
+        Input::Ipv4FragWord => 65_536,
+        Input::Ipv4Proto | Input::Ipv6Next | Input::AddrByte(_) => 256,
+    };
     let mut failed = false;
     let set = RangeSet::from_predicate(size, |x| match (eval(lhs, x), eval(rhs, x)) {
         (Some(a), Some(b)) => op.apply(a, b),
@@ -471,9 +545,82 @@ fn relation(lhs: &Value, op: Cmp, rhs: &Value) -> Result<Mapped, &'static str> {
     if failed {
         return Err("relations that divide by a packet value are not classified in the kernel");
     }
+    let k = match guard {
+        Guard::At(k, _) | Guard::Below(k) => k,
+        Guard::None => 0,
+    };
+    let byte_blocks = || -> Vec<(u32, u8)> {
+        set.items
+            .iter()
+            .flat_map(|&(lo, hi)| blocks(lo, hi, 8))
+            .collect()
+    };
+    let (f, fs) = match input {
+        Input::Array(f) => (f, FieldSet::Ranges(set)),
+        Input::Ipv4Proto => {
+            let mut out = Vec::new();
+            for b0 in byte0s_at_depth(k) {
+                for a in 0..=1u8 {
+                    for &(v, l) in &byte_blocks() {
+                        let p = l3(b0, 0x0800, Some(a), Some(v as u8));
+                        out.push(Prefix::new(p.bits, 32 + l));
+                    }
+                }
+            }
+            (
+                field::L3,
+                FieldSet::Prefixes(PrefixSet::from_prefixes(40, out)),
+            )
+        }
+        Input::Ipv6Next => {
+            let mut out = Vec::new();
+            for b0 in byte0s_at_depth(k) {
+                for &(v, l) in &byte_blocks() {
+                    let p = l3(b0, 0x86dd, Some(v as u8), None);
+                    out.push(Prefix::new(p.bits, 24 + l));
+                }
+            }
+            (
+                field::L3,
+                FieldSet::Prefixes(PrefixSet::from_prefixes(40, out)),
+            )
+        }
+        Input::Ipv4FragWord => {
+            // Only expressible when the verdict depends on "offset zero" alone.
+            let zero = set.contains(0);
+            let nonzero = set.contains(1);
+            if (0..65_536u32)
+                .any(|v| set.contains(v) != if v & 0x1fff == 0 { zero } else { nonzero })
+            {
+                return Err(
+                    "fragment tests other than \"offset zero\" are not classified in the kernel",
+                );
+            }
+            let mut out = Vec::new();
+            for b0 in byte0s_at_depth(k) {
+                if zero {
+                    out.push(l3(b0, 0x0800, Some(1), None));
+                }
+                if nonzero {
+                    out.push(l3(b0, 0x0800, Some(0), None));
+                }
+            }
+            (
+                field::L3,
+                FieldSet::Prefixes(PrefixSet::from_prefixes(40, out)),
+            )
+        }
+        Input::AddrByte(f) => {
+            let width = lpm_width(f);
+            let out = byte_blocks()
+                .into_iter()
+                .map(|(v, l)| Prefix::of_value(u128::from(v) << (width - 8), width, l));
+            (f, FieldSet::Prefixes(PrefixSet::from_prefixes(width, out)))
+        }
+    };
     Ok(Mapped::Field {
         field: f,
-        set: FieldSet::Ranges(set),
+        set: fs,
         guard,
     })
 }
@@ -481,6 +628,14 @@ fn relation(lhs: &Value, op: Cmp, rhs: &Value) -> Result<Mapped, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aligned_blocks() {
+        assert_eq!(blocks(0, 255, 8), vec![(0, 0)]);
+        assert_eq!(blocks(224, 255, 8), vec![(224, 3)]);
+        assert_eq!(blocks(6, 6, 8), vec![(6, 8)]);
+        assert_eq!(blocks(5, 9, 8), vec![(5, 8), (6, 7), (8, 7)]);
+    }
 
     #[test]
     fn l3_sets_follow_the_key_layout() {

@@ -137,7 +137,7 @@ fn build_term(raw: &dnf::RawTerm<'_>, reasons: &mut Vec<String>) -> Option<Term>
     let mut term: Term = Default::default();
     let mut dead = false;
     for (p, pos) in raw {
-        match lits::map(p) {
+        match lits::map(p, &|k, types| has(k, types)) {
             lits::Mapped::Inexact(r) => add_reason(reasons, r),
             lits::Mapped::Const(b) => {
                 if b != *pos {
