@@ -10,6 +10,7 @@
 //! bad usage.
 
 mod inline;
+mod live;
 mod query;
 mod read;
 mod run;

@@ -8,6 +8,8 @@
 //! - `-e` exits once every file source is consumed and everything is flushed and stored;
 //!   without it the daemon keeps answering queries until SIGTERM or SIGINT.
 //! - SIGTERM / SIGINT: stop reading, flush the open intervals, sync, exit 0.
+//! - An `xdp` source runs the live form instead (`crate::live`: XDP + AF_XDP, pinned
+//!   workers, SIGHUP reloads the module set).
 //! - **Restart on the same `db_path`** (after a crash or kill -9): each module's database is
 //!   reopened (a torn tail is cut by the storage manager) and the export side skips what is
 //!   already stored: records older than the newest stored timestamp, and at that timestamp as
@@ -174,14 +176,15 @@ impl Source for Observed {
 
 /// Skips what a previous run already stored (see the module docs), then stores through
 /// [`StorageSink`]; counts stored records in the metrics.
-struct ResumeSink {
-    inner: StorageSink,
-    resume: Vec<Resume>,
-    node: Arc<NodeState>,
-    kept: Vec<Exported>,
+pub(crate) struct ResumeSink {
+    pub(crate) inner: StorageSink,
+    pub(crate) resume: Vec<Resume>,
+    pub(crate) node: Arc<NodeState>,
+    pub(crate) kept: Vec<Exported>,
 }
 
-struct Resume {
+/// One module's resume point.
+pub(crate) struct Resume {
     /// Newest stored timestamp at open (`None`: empty database).
     last: Option<u64>,
     /// The records stored at `last`, oldest first, still to be matched.
@@ -248,51 +251,21 @@ fn open_source(s: &SourceConfig) -> anyhow::Result<(TraceSource, Option<f64>)> {
             Ok((t, *speed))
         }
         SourceKind::Xdp(x) => Err(anyhow!(
-            "source {}: live capture is not wired into `como run` yet (interface {})",
+            "source {}: an xdp source (interface {}) is read by the live runtime",
             s.name(),
             x.interface
         )),
     }
 }
 
-/// Runs `como run`.
-pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
-    let usage = |e: anyhow::Error| Failure::Filter(e);
-    let file = |e: anyhow::Error| Failure::File(e);
-    let mut config = match &args.config {
-        Some(p) => Config::load(p),
-        None => Config::default_config(),
-    }
-    .map_err(|e| usage(anyhow!("{e}")))?;
-    for f in &args.files {
-        config.sources.push(SourceConfig {
-            kind: SourceKind::File {
-                path: f.clone(),
-                speed: None,
-            },
-        });
-    }
-    if args.workers == Some(0) {
-        return Err(usage(anyhow!("--workers must be at least 1")));
-    }
-    // Sources first: an unreadable file or a filter that does not fit it fails before anything.
-    let specs: Vec<ModuleSpec> = config
-        .modules
-        .iter()
-        .map(|m| ModuleSpec {
-            name: m.name.clone(),
-            module: Arc::clone(&m.module),
-            filter: m.filter.clone(),
-            interval: m.interval,
-        })
-        .collect();
-    let mut opened = Vec::with_capacity(config.sources.len());
-    for s in &config.sources {
-        let (t, speed) = open_source(s).map_err(file)?;
-        check_filters(&specs, t.link_type()).map_err(|e| usage(e.into()))?;
-        opened.push((t, speed));
-    }
+/// What a previous run stored, per module (see the module docs).
+pub(crate) type Resumes = Vec<Resume>;
 
+/// Opens (or creates) one database per module under `db_path`, with what each already holds.
+pub(crate) fn open_storage(
+    config: &Config,
+) -> Result<(StorageSink, Vec<como_storage::ReadHandle>, Resumes), Failure> {
+    let file = |e: anyhow::Error| Failure::File(e);
     let root = &config.node.db_path;
     std::fs::create_dir_all(root)
         .with_context(|| format!("db_path {}", root.display()))
@@ -330,12 +303,16 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
             skipped: 0,
         });
     }
+    Ok((storage, reads, resume))
+}
 
-    let statuses: Vec<Arc<SourceStatus>> = config
-        .sources
-        .iter()
-        .map(|s| Arc::new(SourceStatus::new(s.name(), s.type_name())))
-        .collect();
+/// The node's shared state and its query server, listening (prints `listening on ADDR`).
+pub(crate) fn start_node(
+    config: &Config,
+    reads: Vec<como_storage::ReadHandle>,
+    statuses: Vec<Arc<SourceStatus>>,
+) -> Result<(Arc<NodeState>, Server), Failure> {
+    let file = |e: anyhow::Error| Failure::File(e);
     let served = config
         .modules
         .iter()
@@ -358,6 +335,81 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
         let _ = writeln!(out, "listening on {}", server.addr());
         let _ = out.flush();
     }
+    Ok((node, server))
+}
+
+/// The runtime's module specs of a configuration.
+pub(crate) fn module_specs(config: &Config) -> Vec<ModuleSpec> {
+    config
+        .modules
+        .iter()
+        .map(|m| ModuleSpec {
+            name: m.name.clone(),
+            module: Arc::clone(&m.module),
+            filter: m.filter.clone(),
+            interval: m.interval,
+        })
+        .collect()
+}
+
+/// Runs `como run`.
+pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
+    let usage = |e: anyhow::Error| Failure::Filter(e);
+    let file = |e: anyhow::Error| Failure::File(e);
+    let mut config = match &args.config {
+        Some(p) => Config::load(p),
+        None => Config::default_config(),
+    }
+    .map_err(|e| usage(anyhow!("{e}")))?;
+    for f in &args.files {
+        config.sources.push(SourceConfig {
+            kind: SourceKind::File {
+                path: f.clone(),
+                speed: None,
+            },
+        });
+    }
+    if args.workers == Some(0) {
+        return Err(usage(anyhow!("--workers must be at least 1")));
+    }
+    if config
+        .sources
+        .iter()
+        .any(|s| matches!(s.kind, SourceKind::Xdp(_)))
+    {
+        let stop = Arc::new(AtomicBool::new(false));
+        let reload = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(sig, Arc::clone(&stop))
+                .context("signal handler")
+                .map_err(file)?;
+        }
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+            .context("signal handler")
+            .map_err(file)?;
+        return crate::live::run(crate::live::LiveRun {
+            config_path: args.config.as_deref(),
+            config,
+            stop,
+            reload,
+        });
+    }
+    // Sources first: an unreadable file or a filter that does not fit it fails before anything.
+    let specs = module_specs(&config);
+    let mut opened = Vec::with_capacity(config.sources.len());
+    for s in &config.sources {
+        let (t, speed) = open_source(s).map_err(file)?;
+        check_filters(&specs, t.link_type()).map_err(|e| usage(e.into()))?;
+        opened.push((t, speed));
+    }
+
+    let (storage, reads, resume) = open_storage(&config)?;
+    let statuses: Vec<Arc<SourceStatus>> = config
+        .sources
+        .iter()
+        .map(|s| Arc::new(SourceStatus::new(s.name(), s.type_name())))
+        .collect();
+    let (node, server) = start_node(&config, reads, statuses)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {

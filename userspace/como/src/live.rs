@@ -1,0 +1,555 @@
+//! Live capture in `como run`: an `xdp` source of the configuration becomes the XDP program
+//! attached to the interface, one AF_XDP socket per RX queue in its XSK map, the modules'
+//! filters compiled into the program's tables, and one pinned worker per queue
+//! (`como_runtime::LivePipeline`).
+//!
+//! Life of the daemon with a live source:
+//! 1. load the program, attach it (`mode`; a program left attached by a crashed run is
+//!    replaced), set the unmatched policy, create a socket per queue and put it in the XSK
+//!    map, compile the module filters into tables and install them (generation switch);
+//! 2. open the databases, start the query server (`listening on ADDR` on stdout), start the
+//!    workers;
+//! 3. SIGHUP: re-read the configuration file, compile the new module set and, when it is
+//!    valid, stop the workers (frames wait in the rings), install the new tables (the program
+//!    is not reloaded), restart the query server over the new module set and start the
+//!    workers on the same sockets. Frames classified under the old tables are classified
+//!    again in userspace (their metadata carries the old generation). A configuration that
+//!    does not validate is logged and the running set is kept. A change of the source itself
+//!    needs a restart (logged);
+//! 4. SIGTERM / SIGINT: stop the workers, flush and store the open intervals, detach, exit 0.
+//!
+//! With `netns` in the source, the interface is looked up, the program attached and the
+//! sockets created from a thread inside that network namespace; the query server and
+//! everything else stay in the daemon's own.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use af_xdp::{HugePages, SocketConfig, Umem, UmemConfig, XskSocket, ZeroCopy};
+use anyhow::{anyhow, bail, Context};
+use como_config::{Config, Queues, SourceKind, Switch, Unmatched, XdpMode, XdpSource};
+use como_runtime::{
+    Frame, LiveOptions, LivePipeline, LiveQueue, ModuleSpec, QueueStats, SourceError,
+    WorkerCounters,
+};
+use como_server::metrics::{CaptureProbe, CaptureSample, DropReason, QueueSample, XdpSample};
+use como_server::{SourceState, SourceStatus};
+use como_xdp::XdpProgram;
+use ebpf_filters::kernel::Tables;
+
+use crate::run::{module_specs, open_storage, start_node, ResumeSink};
+use crate::Failure;
+
+/// One AF_XDP socket as a runtime queue.
+struct XskQueue {
+    sock: XskSocket,
+    device: String,
+}
+
+impl LiveQueue for XskQueue {
+    fn device(&self) -> String {
+        self.device.clone()
+    }
+
+    fn queue(&self) -> u32 {
+        self.sock.queue()
+    }
+
+    fn recv(&mut self, max: usize, f: &mut dyn FnMut(Frame<'_>)) -> Result<usize, SourceError> {
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        match self.sock.rx_batch(max, |fr| {
+            f(Frame {
+                meta: fr.meta,
+                data: fr.data,
+            })
+        }) {
+            Ok(n) => Ok(n as usize),
+            Err(e) => Err(SourceError {
+                source_name: format!("xdp:{}:{}", self.device, self.sock.queue()),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    fn stats(&mut self) -> QueueStats {
+        let s = self.sock.statistics().unwrap_or_default();
+        QueueStats {
+            rx_dropped: s.rx_dropped,
+            rx_ring_full: s.rx_ring_full,
+            fill_ring_empty: s.rx_fill_ring_empty_descs,
+            rx_invalid_descs: s.rx_invalid_descs.saturating_add(self.sock.invalid_descs()),
+        }
+    }
+}
+
+/// The attached program and the sockets of one `xdp` source.
+pub(crate) struct Capture {
+    prog: Arc<Mutex<XdpProgram>>,
+    /// The source's configuration.
+    pub(crate) source: XdpSource,
+    /// The sockets (moved into the pipeline while it runs).
+    queues: Vec<Box<dyn LiveQueue>>,
+}
+
+/// Runs `f` on a thread inside network namespace `netns` (`/run/netns/NAME`), or on this
+/// thread when `None`.
+pub(crate) fn in_netns<T: Send>(
+    netns: Option<&str>,
+    f: impl FnOnce() -> anyhow::Result<T> + Send,
+) -> anyhow::Result<T> {
+    let Some(name) = netns else {
+        return f();
+    };
+    let path = Path::new("/run/netns").join(name);
+    std::thread::scope(|s| {
+        let h = s.spawn(|| -> anyhow::Result<T> {
+            let file = std::fs::File::open(&path)
+                .with_context(|| format!("network namespace {}", path.display()))?;
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .with_context(|| format!("entering network namespace {name}"))?;
+            f()
+        });
+        h.join()
+            .map_err(|_| anyhow!("the thread in network namespace {name} panicked"))?
+    })
+}
+
+/// Number of RX queues in use on `iface` in the calling thread's namespace: the current RX
+/// (or combined) channels of `ethtool -l`; 1 when the driver does not say (queue 0 always
+/// exists).
+fn rx_queues(iface: &str) -> u32 {
+    let out = match std::process::Command::new("ethtool")
+        .args(["-l", iface])
+        .output()
+    {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            tracing::info!(
+                "{iface}: `ethtool -l` failed ({}); reading queue 0 only",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            return 1;
+        }
+        Err(e) => {
+            tracing::info!("{iface}: cannot run ethtool ({e}); reading queue 0 only");
+            return 1;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let current = text
+        .split("Current hardware settings:")
+        .nth(1)
+        .unwrap_or_default();
+    let value = |key: &str| -> u32 {
+        current
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    value("RX:")
+        .max(value("Combined:"))
+        .clamp(1, ebpf_filters_common::MAX_QUEUES)
+}
+
+impl Capture {
+    /// Loads and attaches the program and creates the sockets of `x` (see the module docs).
+    pub(crate) fn open(x: &XdpSource) -> anyhow::Result<Self> {
+        let x = x.clone();
+        let xs = x.clone();
+        let (prog, mode, queues) = in_netns(x.netns.as_deref(), move || {
+            let x = xs;
+            let mut prog = XdpProgram::load().context("loading the XDP program (root?)")?;
+            let mode = match x.mode {
+                XdpMode::Auto => como_xdp::XdpMode::Auto,
+                XdpMode::Native => como_xdp::XdpMode::Native,
+                XdpMode::Skb => como_xdp::XdpMode::Skb,
+            };
+            let mode = prog
+                .attach(&x.interface, mode)
+                .with_context(|| format!("attaching XDP to {}", x.interface))?;
+            prog.set_drop_unmatched(x.unmatched == Unmatched::Drop)?;
+            let ifindex = nix::net::if_::if_nametoindex(x.interface.as_str())
+                .with_context(|| format!("interface {}", x.interface))?;
+            let qs: Vec<u32> = match &x.queues {
+                Queues::All => (0..rx_queues(&x.interface)).collect(),
+                Queues::List(l) => l.clone(),
+            };
+            let mut queues: Vec<Box<dyn LiveQueue>> = Vec::with_capacity(qs.len());
+            for q in qs {
+                let umem = Umem::new(&UmemConfig {
+                    frame_size: x.frame_size,
+                    frame_count: x.frames,
+                    headroom: 0,
+                    hugepages: match x.hugepages {
+                        Switch::Auto => HugePages::Auto,
+                        Switch::On => HugePages::On,
+                        Switch::Off => HugePages::Off,
+                    },
+                })
+                .with_context(|| format!("UMEM of queue {q}"))?;
+                let cfg = SocketConfig {
+                    rx_size: x.rx_ring,
+                    fill_size: x.fill_ring,
+                    comp_size: 64,
+                    tx_size: 64,
+                    zero_copy: match x.zero_copy {
+                        Switch::Auto => ZeroCopy::Auto,
+                        Switch::On => ZeroCopy::On,
+                        Switch::Off => ZeroCopy::Off,
+                    },
+                    ..SocketConfig::default()
+                };
+                let sock = XskSocket::new(umem, ifindex, q, &cfg)
+                    .with_context(|| format!("AF_XDP socket on {} queue {q}", x.interface))?;
+                prog.set_socket(q, sock.fd())?;
+                tracing::info!(
+                    "{} queue {q}: AF_XDP socket in {} mode, UMEM on {}",
+                    x.interface,
+                    sock.mode(),
+                    if sock.hugepages() {
+                        "2 MiB hugepages"
+                    } else {
+                        "4 KiB pages"
+                    }
+                );
+                queues.push(Box::new(XskQueue {
+                    sock,
+                    device: x.interface.clone(),
+                }));
+            }
+            Ok((prog, mode, queues))
+        })?;
+        tracing::info!("XDP program attached to {} in {mode:?} mode", x.interface);
+        Ok(Self {
+            prog: Arc::new(Mutex::new(prog)),
+            source: x,
+            queues,
+        })
+    }
+
+    /// Compiles `specs`' filters into tables and installs them; the new generation.
+    pub(crate) fn install(&self, specs: &[ModuleSpec]) -> anyhow::Result<u32> {
+        let tables = compile_tables(specs)?;
+        let prog = self.prog.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(prog.install(&tables)?)
+    }
+
+    /// Detaches the program (also done when dropped).
+    pub(crate) fn detach(&self) -> anyhow::Result<()> {
+        let netns = self.source.netns.clone();
+        let prog = Arc::clone(&self.prog);
+        in_netns(netns.as_deref(), move || {
+            let mut p = prog.lock().unwrap_or_else(PoisonError::into_inner);
+            p.detach()?;
+            Ok(())
+        })
+    }
+}
+
+/// The kernel tables of a module set (rule `i` = module `i`; no filter = every packet).
+pub(crate) fn compile_tables(specs: &[ModuleSpec]) -> anyhow::Result<Tables> {
+    let mut filters = Vec::with_capacity(specs.len());
+    for s in specs {
+        // An empty expression is tcpdump's "every packet".
+        let f = ebpf_filters::compile(s.filter.trim(), como_packet::LinkType::Ethernet)
+            .with_context(|| format!("module {}: filter", s.name))?;
+        filters.push(f);
+    }
+    let refs: Vec<Option<&ebpf_filters::Filter>> = filters.iter().map(Some).collect();
+    let tables = Tables::compile(&refs).context("compiling the kernel tables")?;
+    for (i, s) in specs.iter().enumerate() {
+        if let Some(r) = tables.rule_report(i) {
+            if !r.exact {
+                tracing::info!(
+                    "module {}: the kernel over-approximates `{}` ({}); its packets are re-checked in userspace",
+                    s.name,
+                    s.filter,
+                    r.reasons.join("; ")
+                );
+            }
+        }
+    }
+    Ok(tables)
+}
+
+/// The metrics' view of one live pipeline.
+struct Probe {
+    prog: Arc<Mutex<XdpProgram>>,
+    device: String,
+    drop_unmatched: bool,
+    counters: Vec<Arc<WorkerCounters>>,
+}
+
+impl CaptureProbe for Probe {
+    fn sample(&self) -> CaptureSample {
+        let mut s = CaptureSample::default();
+        for (w, c) in self.counters.iter().enumerate() {
+            let q = c.queue_stats();
+            s.queues.push(QueueSample {
+                device: c.device.clone(),
+                queue: c.queue.to_string(),
+                packets: c.packets.load(Ordering::Relaxed),
+                bytes: c.bytes.load(Ordering::Relaxed),
+                drops: vec![
+                    (DropReason::RxDropped, q.rx_dropped),
+                    (DropReason::RxRingFull, q.rx_ring_full),
+                    (DropReason::FillRingEmpty, q.fill_ring_empty),
+                    (DropReason::InvalidDescs, q.rx_invalid_descs),
+                ],
+            });
+            s.workers.push((w.to_string(), c.busy_ratio()));
+            for (i, m) in c.module_packets.iter().enumerate() {
+                if s.module_packets.len() <= i {
+                    s.module_packets.resize(i + 1, 0);
+                }
+                if let Some(t) = s.module_packets.get_mut(i) {
+                    *t += m.load(Ordering::Relaxed);
+                }
+            }
+        }
+        let stats = self
+            .prog
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stats();
+        if let Ok(x) = stats {
+            let mut drops = vec![
+                (DropReason::RedirectFailed, x.redirect_failed),
+                (DropReason::ParseError, x.parse_errors),
+            ];
+            if self.drop_unmatched {
+                drops.push((DropReason::Unmatched, x.dropped));
+            }
+            s.queues.push(QueueSample {
+                device: self.device.clone(),
+                queue: "all".into(),
+                packets: 0,
+                bytes: 0,
+                drops,
+            });
+            s.xdp.push(XdpSample {
+                device: self.device.clone(),
+                seen: x.seen,
+                matched: x.matched,
+                redirected: x.redirected,
+                passed: x.passed,
+            });
+        }
+        s
+    }
+}
+
+/// What `como run` needs to run a live source.
+pub(crate) struct LiveRun<'a> {
+    /// The configuration file (re-read on SIGHUP); `None`: the embedded default.
+    pub(crate) config_path: Option<&'a Path>,
+    /// The validated configuration.
+    pub(crate) config: Config,
+    /// Set by SIGTERM/SIGINT (or by the caller, e.g. the demo) to stop.
+    pub(crate) stop: Arc<AtomicBool>,
+    /// Set by SIGHUP to reload.
+    pub(crate) reload: Arc<AtomicBool>,
+}
+
+/// The single `xdp` source of a configuration (and no file source: not mixed yet).
+pub(crate) fn the_xdp_source(config: &Config) -> anyhow::Result<XdpSource> {
+    let mut xdp = Vec::new();
+    let mut files = 0;
+    for s in &config.sources {
+        match &s.kind {
+            SourceKind::Xdp(x) => xdp.push(x.clone()),
+            SourceKind::File { .. } => files += 1,
+        }
+    }
+    if files > 0 {
+        bail!("file and xdp sources in one node are not supported yet: run them in two nodes");
+    }
+    match xdp.len() {
+        1 => Ok(xdp.remove(0)),
+        n => bail!("one xdp source per node is supported for now, not {n}"),
+    }
+}
+
+/// Reads the configuration again for a reload.
+fn reload_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    let c = match path {
+        Some(p) => Config::load(p),
+        None => Config::default_config(),
+    };
+    c.map_err(|e| anyhow!("{e}"))
+}
+
+/// Runs the daemon on a live source until stopped (see the module docs).
+pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
+    let file = |e: anyhow::Error| Failure::File(e);
+    let source = the_xdp_source(&r.config).map_err(Failure::Filter)?;
+    let mut config = r.config;
+    let mut specs = module_specs(&config);
+    let mut capture = Capture::open(&source).map_err(file)?;
+    let mut generation = capture.install(&specs).map_err(file)?;
+    let cpus: Vec<Option<usize>> = (0..capture.queues.len())
+        .map(|i| source.cpu_of(i))
+        .collect();
+    let mut counters: Option<Vec<Arc<WorkerCounters>>> = None;
+    let status = Arc::new(SourceStatus::new(
+        format!("xdp:{}", source.interface),
+        "xdp",
+    ));
+    let mut result = Ok(());
+    // Outside the loop: the capture counters go on across reloads.
+    let mut publish = PublishStatus::default();
+    loop {
+        let (storage, reads, resume) = open_storage(&config)?;
+        let (node, server) = start_node(&config, reads, vec![Arc::clone(&status)])?;
+        let sink = ResumeSink {
+            inner: storage,
+            resume,
+            node: Arc::clone(&node),
+            kept: Vec::new(),
+        };
+        let queues = std::mem::take(&mut capture.queues);
+        let opts = LiveOptions {
+            cpus: cpus.clone(),
+            generation: Some(generation),
+            counters: counters.take(),
+        };
+        let pipe =
+            LivePipeline::start(specs.clone(), queues, &opts, sink).map_err(|e| file(e.into()))?;
+        node.set_module_cpu(pipe.module_cpu());
+        node.metrics.set_capture_probe(Arc::new(Probe {
+            prog: Arc::clone(&capture.prog),
+            device: source.interface.clone(),
+            drop_unmatched: source.unmatched == Unmatched::Drop,
+            counters: pipe.counters().to_vec(),
+        }));
+        status.set_state(SourceState::Running);
+        tracing::info!(
+            "capturing on {} ({} queues, generation {generation}), {} modules",
+            source.interface,
+            pipe.counters().len(),
+            specs.len()
+        );
+        let mut next: Option<(Config, Vec<ModuleSpec>)> = None;
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            publish.update(&status, pipe.counters());
+            if r.stop.load(Ordering::Relaxed) {
+                tracing::info!("signal received: flushing");
+                break;
+            }
+            if pipe.is_broken() {
+                tracing::error!("a capture worker stopped");
+                break;
+            }
+            if r.reload.swap(false, Ordering::SeqCst) {
+                match prepare_reload(r.config_path, &source) {
+                    Ok(n) => {
+                        next = Some(n);
+                        break;
+                    }
+                    Err(e) => tracing::error!("reload refused, keeping the running modules: {e:#}"),
+                }
+            }
+        }
+        let end = pipe.stop().map_err(|e| file(e.into()));
+        publish.update(&status, &[]);
+        if let Err(e) = server.stop() {
+            tracing::warn!("query server: {e}");
+        }
+        let end = match end {
+            Ok(end) => end,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        node.set_finished();
+        if let Some(e) = end.error {
+            status.set_state(SourceState::Failed(e.message.clone()));
+            result = Err(file(anyhow!("{e}")));
+            break;
+        }
+        drop(end.sink);
+        drop(node);
+        capture.queues = end.queues;
+        counters = Some(end.counters);
+        let Some((new_config, new_specs)) = next else {
+            status.set_state(SourceState::Done);
+            break;
+        };
+        // The workers are stopped: frames wait in the rings. Install the new tables (the
+        // frames classified under the old generation are re-classified in userspace).
+        match capture.install(&new_specs) {
+            Ok(g) => {
+                generation = g;
+                config = new_config;
+                specs = new_specs;
+                tracing::info!(
+                    "reloaded: {} modules, tables generation {generation}",
+                    specs.len()
+                );
+            }
+            Err(e) => {
+                tracing::error!(
+                    "reload: installing the new tables failed, keeping the running modules: {e:#}"
+                );
+            }
+        }
+    }
+    if let Err(e) = capture.detach() {
+        tracing::warn!("detaching XDP: {e:#}");
+    }
+    result
+}
+
+/// Reads, validates and compiles a new configuration; the module set must be compilable for
+/// the kernel and the source unchanged.
+fn prepare_reload(
+    path: Option<&Path>,
+    source: &XdpSource,
+) -> anyhow::Result<(Config, Vec<ModuleSpec>)> {
+    let c = reload_config(path)?;
+    let new_source = the_xdp_source(&c)?;
+    if &new_source != source {
+        tracing::warn!(
+            "reload: changes of the xdp source need a restart; applying the modules only"
+        );
+    }
+    let specs = module_specs(&c);
+    compile_tables(&specs)?;
+    Ok((c, specs))
+}
+
+/// Publishes the workers' packet totals to `/status` (the source's counters).
+#[derive(Default)]
+struct PublishStatus {
+    packets: u64,
+    bytes: u64,
+}
+
+impl PublishStatus {
+    fn update(&mut self, status: &SourceStatus, counters: &[Arc<WorkerCounters>]) {
+        if counters.is_empty() {
+            return;
+        }
+        let p: u64 = counters
+            .iter()
+            .map(|c| c.packets.load(Ordering::Relaxed))
+            .sum();
+        let b: u64 = counters
+            .iter()
+            .map(|c| c.bytes.load(Ordering::Relaxed))
+            .sum();
+        status
+            .packets
+            .fetch_add(p.saturating_sub(self.packets), Ordering::Relaxed);
+        status
+            .bytes
+            .fetch_add(b.saturating_sub(self.bytes), Ordering::Relaxed);
+        self.packets = p;
+        self.bytes = b;
+    }
+}
