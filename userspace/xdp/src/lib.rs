@@ -101,6 +101,9 @@ pub enum XdpError {
     /// Tables whose parts do not have the contract's sizes.
     #[error("tables do not fit the contract: {0}")]
     BadTables(String),
+    /// Pinning the program failed.
+    #[error("pinning the program failed: {0}")]
+    Pin(String),
     /// A queue index past the XSK map.
     #[error("queue {0} is past the XSK map ({MAX_QUEUES} entries)")]
     Queue(u32),
@@ -335,6 +338,14 @@ impl XdpProgram {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Pins the program at `path` on a BPF filesystem (for `bpftool`, or `ip link set ...
+    /// pinned`); the pin keeps the program loaded after this process ends, until removed.
+    pub fn pin(&mut self, path: impl AsRef<std::path::Path>) -> Result<(), XdpError> {
+        self.prog_mut()?
+            .pin(path)
+            .map_err(|e| XdpError::Pin(e.to_string()))
     }
 
     /// Where the program is attached: interface and the mode in force.
