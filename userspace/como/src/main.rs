@@ -2,7 +2,8 @@
 //! expression as trailing words).
 //!
 //! Commands: `read`, `inline` (one module over a file), `run` (the daemon), `validate` (a
-//! configuration file), `query` (ask a running node over HTTP).
+//! configuration file), `query` (ask a running node over HTTP), `send` (replay a trace's frames
+//! out of an interface), `demo` (a live capture on a veth pair in network namespaces).
 //!
 //! Exit status: 0 on success, 1 when a file cannot be read or is corrupt (after the packets
 //! before the damage were processed), a daemon cannot store or listen, or a query fails (HTTP
@@ -14,6 +15,7 @@ mod live;
 mod query;
 mod read;
 mod run;
+mod send;
 mod validate;
 
 use std::process::ExitCode;
@@ -49,6 +51,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Ask a running node for a module's records over HTTP.
     Query(query::QueryArgs),
+    /// Send the frames of a trace file out of an interface (AF_PACKET), paced or at top speed.
+    Send(send::SendArgs),
 }
 
 /// A failure, with the exit status it maps to.
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Query(args) => query::run(&args),
+        Command::Send(args) => send::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
