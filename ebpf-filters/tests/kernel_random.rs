@@ -199,6 +199,13 @@ const TARGETED: &[&str] = &[
     "ip6 net 2001:db8::/32 and not src host 2001:db8::1",
     "tcp portrange 1-1023 and not port 80",
     "udp and not port 53 and not port 123",
+    "ether[0] & 1 = 0",
+    "ether[0] & 1 != 0 and ip",
+    "ether[6:2] = 0x0066",
+    "ether[12:2] = 0x8100",
+    "ether[12:2] = 0x800",
+    "ether[12:2] > 0x5dc and not vlan",
+    "not ether[12:2] = 0x86dd",
 ];
 
 #[test]

@@ -411,8 +411,11 @@ enum Input {
     Ipv6Next,
     /// `ip[6:2]`, when only "fragment offset zero" matters (the L3 key's `a`).
     Ipv4FragWord,
-    /// The first byte of an address field (`ip[16] >= 224`, `ip6[24] == 255`).
-    AddrByte(u8),
+    /// The first 8 or 16 bits of an address field (`ip[16] >= 224`, `ip6[24] == 255`,
+    /// `ether[0] & 1 != 0`).
+    AddrBits(u8, u8),
+    /// `ether[12:2]`: the outer EtherType or TPID (the L3 key's VLAN byte and EtherType).
+    OuterType,
 }
 
 /// The field a value's loads read, with its guard (`acc` stays `None` for a constant).
@@ -458,14 +461,14 @@ fn inputs(
                     let candidates: &[(Input, &'static [u32])] = match (size, i) {
                         (1, 9) => &[(Input::Ipv4Proto, IPV4)],
                         (2, 6) => &[(Input::Ipv4FragWord, IPV4)],
-                        (1, 12) => &[(Input::AddrByte(field::SADDR4), IPV4)],
-                        (1, 16) => &[(Input::AddrByte(field::DADDR4), IPV4)],
-                        (1, 14) => &[(Input::AddrByte(field::SADDR4), ARP)],
+                        (1, 12) => &[(Input::AddrBits(field::SADDR4, 8), IPV4)],
+                        (1, 16) => &[(Input::AddrBits(field::DADDR4, 8), IPV4)],
+                        (1, 14) => &[(Input::AddrBits(field::SADDR4, 8), ARP)],
                         (1, 6) => &[(Input::Ipv6Next, IPV6)],
-                        (1, 8) => &[(Input::AddrByte(field::SADDR6), IPV6)],
+                        (1, 8) => &[(Input::AddrBits(field::SADDR6, 8), IPV6)],
                         (1, 24) => &[
-                            (Input::AddrByte(field::DADDR6), IPV6),
-                            (Input::AddrByte(field::DADDR4), ARP),
+                            (Input::AddrBits(field::DADDR6, 8), IPV6),
+                            (Input::AddrBits(field::DADDR4, 8), ARP),
                         ],
                         _ => &[],
                     };
@@ -474,8 +477,17 @@ fn inputs(
                     };
                     (input, Guard::At(k, types))
                 }
-                LoadBase::Link(_) => {
-                    return Err("link-header loads (ether[...]) are not classified in the kernel")
+                LoadBase::Link(e) => {
+                    ether_link(e)?;
+                    let input = match (size, i) {
+                        (1, 0) => Input::AddrBits(field::DMAC, 8),
+                        (2, 0) => Input::AddrBits(field::DMAC, 16),
+                        (1, 6) => Input::AddrBits(field::SMAC, 8),
+                        (2, 6) => Input::AddrBits(field::SMAC, 16),
+                        (2, 12) => Input::OuterType,
+                        _ => return Err("link-header loads (ether[...]) other than the first bytes of the addresses and the EtherType are not classified in the kernel"),
+                    };
+                    (input, Guard::None)
                 }
             }
         }
@@ -531,8 +543,9 @@ fn relation(lhs: &Value, op: Cmp, rhs: &Value, has: HasGuard<'_>) -> Result<Mapp
     };
     let size = match input {
         Input::Array(f) => ebpf_filters_common::array_field_len(f),
-        Input::Ipv4FragWord => 65_536,
-        Input::Ipv4Proto | Input::Ipv6Next | Input::AddrByte(_) => 256,
+        Input::Ipv4FragWord | Input::OuterType => 65_536,
+        Input::AddrBits(_, bits) => 1 << bits,
+        Input::Ipv4Proto | Input::Ipv6Next => 256,
     };
     let mut failed = false;
     let set = RangeSet::from_predicate(size, |x| match (eval(lhs, x), eval(rhs, x)) {
@@ -610,12 +623,35 @@ fn relation(lhs: &Value, op: Cmp, rhs: &Value, has: HasGuard<'_>) -> Result<Mapp
                 FieldSet::Prefixes(PrefixSet::from_prefixes(40, out)),
             )
         }
-        Input::AddrByte(f) => {
+        Input::AddrBits(f, bits) => {
             let width = lpm_width(f);
-            let out = byte_blocks()
-                .into_iter()
-                .map(|(v, l)| Prefix::of_value(u128::from(v) << (width - 8), width, l));
+            let out = set
+                .items
+                .iter()
+                .flat_map(|&(lo, hi)| blocks(lo, hi, bits))
+                .map(|(v, l)| Prefix::of_value(u128::from(v) << (width - bits), width, l));
             (f, FieldSet::Prefixes(PrefixSet::from_prefixes(width, out)))
+        }
+        Input::OuterType => {
+            // A TPID of class c: at least one tag, the first of class c; anything else: no
+            // tag and that EtherType.
+            let mut out = Vec::new();
+            for &t in TPIDS {
+                if set.contains(t) {
+                    out.extend(tpid_at(0, tpid_class(t as u16)).items);
+                }
+            }
+            let tpids = RangeSet::from_ranges(65_536, TPIDS.iter().map(|&t| (t, t)));
+            let others = set.intersect(&tpids.complement());
+            for &(lo, hi) in &others.items {
+                for (v, l) in blocks(lo, hi, 16) {
+                    out.push(Prefix::of_value(u128::from(v) << 16, 40, 8 + l));
+                }
+            }
+            (
+                field::L3,
+                FieldSet::Prefixes(PrefixSet::from_prefixes(40, out)),
+            )
         }
     };
     Ok(Mapped::Field {
