@@ -15,7 +15,9 @@
 //!    the kernel over-approximates it and userspace re-checks its packets.
 //! 3. A term's literals on one field are intersected; contradictory terms are dropped; terms
 //!    that differ in one field only are merged (union of that field's sets), terms implied by
-//!    another are dropped.
+//!    another are dropped. Every field an exact literal reads counts as *used*, even when its
+//!    terms were dropped: a packet cut before it is then uncertain, as libpcap's program may
+//!    have read there and rejected the packet.
 //! 4. Over [`MAX_TERMS`] terms in all, the rules with the most terms are coarsened (their
 //!    least selective field constraints dropped, in the order of [`COARSEN_ORDER`]) and
 //!    flagged, until the terms fit; likewise, over half of [`LPM_MAX_ENTRIES`] LPM entries
@@ -122,7 +124,11 @@ fn add_reason(reasons: &mut Vec<String>, r: &str) {
 }
 
 /// Turns one expanded term into field constraints (`None` when contradictory).
-fn build_term(raw: &dnf::RawTerm<'_>, reasons: &mut Vec<String>) -> Option<Term> {
+fn build_term(
+    raw: &dnf::RawTerm<'_>,
+    reasons: &mut Vec<String>,
+    touched: &mut u32,
+) -> Option<Term> {
     // Positive link-type literals by shift: the guards present.
     let mut facts: Vec<(u8, u32)> = Vec::new();
     for (p, pos) in raw {
@@ -161,6 +167,7 @@ fn build_term(raw: &dnf::RawTerm<'_>, reasons: &mut Vec<String>) -> Option<Term>
                     );
                     continue;
                 }
+                *touched |= 1 << f;
                 let s = if *pos { set } else { set.complement() };
                 let Some(slot) = term.get_mut(usize::from(f)) else {
                     continue;
@@ -251,6 +258,10 @@ struct RuleBuild {
     terms: Vec<Term>,
     reasons: Vec<String>,
     coarsened: usize,
+    /// Fields of every exact literal, including those of terms dropped as contradictory or
+    /// absorbed: all count as used, so a packet cut before any field the rule's libpcap
+    /// program might load is uncertain (re-checked) rather than decided without it.
+    touched: u32,
 }
 
 fn compile_rule(f: &Filter) -> RuleBuild {
@@ -262,16 +273,18 @@ fn compile_rule(f: &Filter) -> RuleBuild {
             "the expression expands to too many terms: parts of it are approximated",
         );
     }
+    let mut touched = 0;
     let mut terms: Vec<Term> = d
         .terms
         .iter()
-        .filter_map(|t| build_term(t, &mut reasons))
+        .filter_map(|t| build_term(t, &mut reasons, &mut touched))
         .collect();
     merge(&mut terms);
     RuleBuild {
         terms,
         reasons,
         coarsened: 0,
+        touched,
     }
 }
 
@@ -408,6 +421,7 @@ impl Tables {
             if !b.reasons.is_empty() {
                 gen.flagged |= 1 << i;
             }
+            gen.used |= b.touched;
             if let Some(slot) = reports.get_mut(i) {
                 *slot = Some(RuleReport {
                     terms: b.terms.len(),
