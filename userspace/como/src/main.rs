@@ -10,6 +10,7 @@
 //! error or unreachable node); 2 for an invalid or unsupported filter, a bad configuration or
 //! bad usage.
 
+mod demo;
 mod inline;
 mod live;
 mod query;
@@ -53,6 +54,8 @@ enum Command {
     Query(query::QueryArgs),
     /// Send the frames of a trace file out of an interface (AF_PACKET), paced or at top speed.
     Send(send::SendArgs),
+    /// Live capture demo (root): veth pair in network namespaces, XDP, replayed traffic, queries.
+    Demo(demo::DemoArgs),
 }
 
 /// A failure, with the exit status it maps to.
@@ -71,7 +74,7 @@ fn main() -> ExitCode {
     // The daemon logs its life (start, sources consumed, signals) by default; the one-shot
     // commands only warnings. `COMO_LOG` overrides both.
     let default_level = match cli.command {
-        Command::Run(_) => "info",
+        Command::Run(_) | Command::Demo(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Query(args) => query::run(&args),
         Command::Send(args) => send::run(&args),
+        Command::Demo(args) => demo::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

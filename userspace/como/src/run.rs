@@ -42,7 +42,8 @@ use crate::Failure;
 /// Arguments of `como run`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {
-    /// Configuration file (TOML); without it the embedded default configuration.
+    /// Configuration file (TOML); without it the embedded default configuration (and without
+    /// `-r` either: the live capture demo, `como demo`).
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Exit once every file source is consumed and everything is stored.
@@ -356,6 +357,10 @@ pub(crate) fn module_specs(config: &Config) -> Vec<ModuleSpec> {
 pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
     let usage = |e: anyhow::Error| Failure::Filter(e);
     let file = |e: anyhow::Error| Failure::File(e);
+    if args.config.is_none() && args.files.is_empty() {
+        // Nothing to read: the live capture demo on the embedded configuration.
+        return crate::demo::run(&crate::demo::DemoArgs::defaults());
+    }
     let mut config = match &args.config {
         Some(p) => Config::load(p),
         None => Config::default_config(),

@@ -81,22 +81,29 @@ pub(crate) fn send_loops(
     loops: u64,
     stop: &AtomicBool,
 ) -> anyhow::Result<Sent> {
-    let per_loop: u64 = frames.iter().map(|f| f.len() as u64).sum();
     let start = Instant::now();
     let mut out = Sent::default();
     let mut i = 0u64;
-    while (loops == 0 || i < loops) && !stop.load(Ordering::Relaxed) {
-        let r = sender.send(frames, pace).context("sending")?;
-        out.frames += r.sent;
-        out.bytes += if r.sent == frames.len() as u64 {
-            per_loop
-        } else {
-            frames
+    // In chunks, so a stop request is seen within a chunk's time.
+    let chunk = match pace {
+        Pace::TopSpeed => 4096,
+        Pace::Pps(r) => usize::try_from(r / 10)
+            .unwrap_or(usize::MAX)
+            .clamp(64, 4096),
+    };
+    'outer: while (loops == 0 || i < loops) && !stop.load(Ordering::Relaxed) {
+        for part in frames.chunks(chunk) {
+            if stop.load(Ordering::Relaxed) {
+                break 'outer;
+            }
+            let r = sender.send(part, pace).context("sending")?;
+            out.frames += r.sent;
+            out.bytes += part
                 .iter()
                 .take(usize::try_from(r.sent).unwrap_or(usize::MAX))
                 .map(|f| f.len() as u64)
-                .sum()
-        };
+                .sum::<u64>();
+        }
         i += 1;
     }
     out.secs = start.elapsed().as_secs_f64();
