@@ -20,7 +20,11 @@
 //! - `GET /status`: node, uptime, sources (packets, bytes, state), modules (stored bytes, time
 //!   range), whether the runtime still runs. JSON.
 //! - `GET /modules`: name, kind, filter, interval, formats, print parameters of each module. JSON.
-//! - `GET /metrics`: Prometheus text ([`Metrics`]).
+//! - `GET /metrics`: Prometheus text ([`Metrics`]), plus the trace window's `como_trace_*`.
+//! - `GET /trace?filter=EXPR&time=A:B&format=pcap|pcapng` (or `start=`/`end=`): the packets of
+//!   the packet trace window (`[trace]`) in the time range that match the filter (tcpdump's
+//!   syntax, URL-encoded; default every packet), streamed as a pcap (default) or pcapng file.
+//!   Without a trace window, `/trace` is the module named `trace` if there is one.
 //!
 //! Errors: an unknown module → 404; a bad parameter, format or print parameter → 400; the
 //! reason is the body (one line of text).
@@ -132,6 +136,16 @@ pub struct NodeState {
     finished: AtomicBool,
     stopping: AtomicBool,
     cpu: OnceLock<Arc<ModuleCpu>>,
+    trace: OnceLock<TraceWindow>,
+}
+
+/// The packet trace window as the server sees it.
+#[derive(Clone)]
+pub struct TraceWindow {
+    /// Its folder.
+    pub dir: std::path::PathBuf,
+    /// Its counters (absent when the node does not write the window itself).
+    pub stats: Option<Arc<como_window::Stats>>,
 }
 
 impl NodeState {
@@ -157,6 +171,7 @@ impl NodeState {
             finished: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             cpu: OnceLock::new(),
+            trace: OnceLock::new(),
         })
     }
 
@@ -169,6 +184,11 @@ impl NodeState {
     /// The runtime's per-module CPU accounting, once the runtime has started.
     pub fn module_cpu(&self) -> Option<&ModuleCpu> {
         self.cpu.get().map(|c| &**c)
+    }
+
+    /// Serves the packet trace window on `/trace` (once; later calls are ignored).
+    pub fn set_trace(&self, trace: TraceWindow) {
+        let _ = self.trace.set(trace);
     }
 
     /// Marks the runtime as ended: everything is stored, no record will be added.
@@ -264,6 +284,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/status", get(status))
         .route("/modules", get(modules))
         .route("/metrics", get(metrics_text))
+        .route("/trace", get(trace))
         .route("/{module}", get(query))
         .with_state(state)
 }
@@ -367,7 +388,12 @@ async fn modules(State(st): State<Arc<NodeState>>) -> Response {
 
 async fn metrics_text(State(st): State<Arc<NodeState>>) -> Response {
     match st.metrics.render(&st) {
-        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Ok(mut text) => {
+            if let Some(stats) = st.trace.get().and_then(|t| t.stats.as_ref()) {
+                text.push_str(&stats.prometheus());
+            }
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
@@ -543,6 +569,104 @@ async fn query(
     (
         [(header::CONTENT_TYPE, content_type(format))],
         Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// `GET /trace`: packets of the trace window.
+async fn trace(
+    State(st): State<Arc<NodeState>>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    let Some(tw) = st.trace.get().cloned() else {
+        if st.module("trace").is_some() {
+            return query(State(st), Path("trace".to_owned()), Query(pairs)).await;
+        }
+        return error(
+            StatusCode::NOT_FOUND,
+            "no packet trace window ([trace] is off)",
+        );
+    };
+    let now = now_ns();
+    let mut filter = String::new();
+    let mut format = como_window::OutFormat::Pcap;
+    let (mut start, mut end, mut time) = (None, None, None);
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "filter" => filter.clone_from(v),
+            "format" => match v.parse() {
+                Ok(f) => format = f,
+                Err(e) => return error(StatusCode::BAD_REQUEST, e),
+            },
+            "time" => time = Some(v.clone()),
+            "start" => start = Some(v.clone()),
+            "end" => end = Some(v.clone()),
+            other => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown parameter `{other}` (filter, time, start, end, format)"),
+                )
+            }
+        }
+    }
+    let point = |s: &str| params::parse_time_point(s, now);
+    let range = match (time, start, end) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(ParamError(
+            "give either time= or start=/end=, not both".into(),
+        )),
+        (Some(t), None, None) => match t.split_once(':') {
+            Some((a, b)) => point(a).and_then(|a| Ok((a, point(b)?))),
+            None => Err(ParamError(format!("bad time `{t}` (expected A:B)"))),
+        },
+        (None, s, e) => (|| {
+            let a = s.as_deref().map(point).transpose()?.unwrap_or(0);
+            let b = e.as_deref().map(point).transpose()?.unwrap_or(u64::MAX);
+            Ok((a, b))
+        })(),
+    };
+    let (start_ns, end_ns) = match range {
+        Ok(r) if r.0 <= r.1 => r,
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the end of the time range is before its start",
+            )
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if let Err(e) = ebpf_filters::compile(&filter, como_packet::LinkType::Ethernet) {
+        if e.kind != ebpf_filters::ErrorKind::LinkType {
+            return error(StatusCode::BAD_REQUEST, format!("bad filter: {e}"));
+        }
+    }
+    let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);
+    let q = como_window::Query {
+        filter,
+        start_ns,
+        end_ns,
+    };
+    let out = ChunkWriter {
+        tx: tx.clone(),
+        buf: Vec::new(),
+    };
+    spawn_producer(tx, move || {
+        let out = io::BufWriter::with_capacity(CHUNK, out);
+        match como_window::write_query(&tw.dir, &q, format, out) {
+            Ok((_, skipped)) if skipped > 0 => tracing::info!(
+                "/trace: {skipped} packets of other link types left out of the pcap answer (ask format=pcapng)"
+            ),
+            Ok(_) => {}
+            Err(como_window::QueryError::Sink(_)) => {} // the client went away
+            Err(e) => tracing::warn!("/trace: {e}"),
+        }
+    });
+    let ctype = match format {
+        como_window::OutFormat::Pcap => "application/vnd.tcpdump.pcap",
+        como_window::OutFormat::PcapNg => "application/x-pcapng",
+    };
+    (
+        [(header::CONTENT_TYPE, ctype)],
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
     )
         .into_response()
 }

@@ -53,7 +53,7 @@ use crossbeam_channel::{Receiver, Sender};
 use ebpf_filters::Filter;
 
 pub use disk::EngineInfo;
-pub use query::{query, Query, QueryError, QueryStats};
+pub use query::{query, write_query, OutFormat, Query, QueryError, QueryStats};
 pub use segment::{Limits, Segment};
 
 /// Most staging buffers (ids are u16; one more is the writer's header buffer).
@@ -267,7 +267,7 @@ pub(crate) struct Shared {
     /// Link type of each interface id (taken by a handle when it meets a new link type).
     links: Mutex<Vec<LinkType>>,
     /// Counters.
-    pub(crate) stats: Stats,
+    pub(crate) stats: Arc<Stats>,
 }
 
 impl Shared {
@@ -390,7 +390,7 @@ impl Window {
             free_rx,
             tx,
             links: Mutex::new(Vec::new()),
-            stats: Stats::default(),
+            stats: Arc::new(Stats::default()),
         });
         let w = writer::Writer::new(shared.clone(), rx, engine, hdr, next_seq, newest);
         let thread = std::thread::Builder::new()
@@ -423,6 +423,11 @@ impl Window {
     /// The counters.
     pub fn stats(&self) -> &Stats {
         &self.shared.stats
+    }
+
+    /// The counters, shared (for a metrics endpoint that outlives borrows).
+    pub fn stats_shared(&self) -> Arc<Stats> {
+        Arc::clone(&self.shared.stats)
     }
 
     /// Engine features in use.

@@ -317,3 +317,86 @@ fn scan(
         }
     }
 }
+
+/// Output file format of [`write_query`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutFormat {
+    /// libpcap savefile, nanosecond timestamps (one link type: packets of other link types
+    /// than the first are left out and counted).
+    Pcap,
+    /// pcapng, nanosecond timestamps, one interface per link type.
+    PcapNg,
+}
+
+impl std::str::FromStr for OutFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pcap" => Ok(OutFormat::Pcap),
+            "pcapng" => Ok(OutFormat::PcapNg),
+            _ => Err(format!("unknown packet format `{s}` (pcap or pcapng)")),
+        }
+    }
+}
+
+/// The writer behind [`write_query`].
+enum Out<W: io::Write> {
+    /// Not started (the link type comes from the first packet).
+    Pending(Option<W>),
+    /// pcap.
+    Pcap(como_tracefile::PcapWriter<W>),
+    /// pcapng.
+    PcapNg(como_tracefile::PcapNgWriter<W>),
+}
+
+/// Runs `q` and writes the matching packets to `out` as a pcap or pcapng file (with its
+/// header even when nothing matches). Returns the statistics and the number of packets left
+/// out of a pcap file because their link type differs from the first packet's.
+pub fn write_query<W: io::Write>(
+    dir: &Path,
+    q: &Query,
+    format: OutFormat,
+    out: W,
+) -> Result<(QueryStats, u64), QueryError> {
+    let mut w: Out<W> = Out::Pending(Some(out));
+    let mut skipped = 0u64;
+    let mut sink = |p: &Packet<'_>| -> io::Result<()> {
+        if let Out::Pending(o) = &mut w {
+            let o = o.take().ok_or_else(|| io::Error::other("output lost"))?;
+            w = match format {
+                OutFormat::Pcap => Out::Pcap(como_tracefile::PcapWriter::new(o, p.link, 0, true)?),
+                OutFormat::PcapNg => {
+                    Out::PcapNg(como_tracefile::PcapNgWriter::new(o, p.link, 0, true)?)
+                }
+            };
+        }
+        match &mut w {
+            Out::Pcap(pw) => match pw.write_packet(p) {
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                    skipped += 1;
+                    Ok(())
+                }
+                r => r,
+            },
+            Out::PcapNg(pw) => pw.write_packet(p),
+            Out::Pending(_) => Ok(()),
+        }
+    };
+    let st = query(dir, q, &mut sink)?;
+    let finish = match w {
+        Out::Pending(Some(o)) => match format {
+            OutFormat::Pcap => como_tracefile::PcapWriter::new(o, LinkType::Ethernet, 0, true)
+                .and_then(|x| x.into_inner())
+                .map(drop),
+            OutFormat::PcapNg => como_tracefile::PcapNgWriter::new(o, LinkType::Ethernet, 0, true)
+                .and_then(|x| x.into_inner())
+                .map(drop),
+        },
+        Out::Pending(None) => Ok(()),
+        Out::Pcap(pw) => pw.into_inner().map(drop),
+        Out::PcapNg(pw) => pw.into_inner().map(drop),
+    };
+    finish.map_err(QueryError::Sink)?;
+    Ok((st, skipped))
+}
