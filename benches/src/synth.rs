@@ -398,7 +398,7 @@ impl Flow {
             let server = match app {
                 App::Arp => v4(client[0], client[1], client[2], 1),
                 App::Igmp => v4(239, (s >> 8) as u8, (s >> 16) as u8, (s >> 24) as u8),
-                App::Dns if s % 2 == 0 => v4(10, 0, 0, 53),
+                App::Dns if s.is_multiple_of(2) => v4(10, 0, 0, 53),
                 App::Dns if s % 4 == 1 => v4(8, 8, 8, 8),
                 App::Dns => v4(1, 1, 1, 1),
                 _ => {

@@ -139,7 +139,7 @@ pub fn write_ts(out: &mut String, ns: u64) {
     if frac != 0 {
         let mut frac = frac;
         let mut digits = 9;
-        while frac % 10 == 0 {
+        while frac.is_multiple_of(10) {
             frac /= 10;
             digits -= 1;
         }
