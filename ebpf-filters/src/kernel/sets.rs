@@ -53,22 +53,9 @@ impl Prefix {
         (self.bits ^ v) & top_mask(self.len) == 0
     }
 
-    /// The two halves one bit longer (`None` at 128 bits).
-    fn children(&self) -> Option<(Prefix, Prefix)> {
-        if self.len >= 128 {
-            return None;
-        }
-        let bit = 1u128 << (127 - u32::from(self.len));
-        Some((
-            Prefix {
-                bits: self.bits,
-                len: self.len + 1,
-            },
-            Prefix {
-                bits: self.bits | bit,
-                len: self.len + 1,
-            },
-        ))
+    /// The last left-aligned value inside the prefix.
+    pub fn end(&self) -> u128 {
+        self.bits | !top_mask(self.len)
     }
 
     /// The sibling (same parent), `None` for the root.
@@ -89,6 +76,34 @@ impl Prefix {
             return None;
         }
         Some(Prefix::new(self.bits, self.len - 1))
+    }
+}
+
+/// Appends the aligned blocks covering the left-aligned range `lo..=hi`.
+fn range_blocks(lo: u128, hi: u128, out: &mut Vec<Prefix>) {
+    let mut v = lo;
+    loop {
+        // The largest block aligned at v that ends at or before hi.
+        let mut size_log = v.trailing_zeros().min(128);
+        let block_end = |s: u32| {
+            if s >= 128 {
+                u128::MAX
+            } else {
+                v | ((1u128 << s) - 1)
+            }
+        };
+        while size_log > 0 && block_end(size_log) > hi {
+            size_log -= 1;
+        }
+        out.push(Prefix {
+            bits: v,
+            len: (128 - size_log) as u8,
+        });
+        let end = block_end(size_log);
+        if end >= hi {
+            return;
+        }
+        v = end + 1;
     }
 }
 
@@ -147,41 +162,31 @@ impl PrefixSet {
     }
 
     fn normalize(&mut self) {
-        // Shorter first, then drop any prefix inside a kept one, then merge siblings until
-        // none is left.
-        loop {
-            self.items.sort_by_key(|p| (p.len, p.bits));
-            self.items.dedup();
-            let mut kept: Vec<Prefix> = Vec::with_capacity(self.items.len());
-            for p in &self.items {
-                if !kept.iter().any(|k| k.contains(p)) {
-                    kept.push(*p);
-                }
+        // Sorted by (bits, length), an ancestor comes right before its descendants, so a
+        // prefix inside a kept one is inside the last kept one; two siblings are adjacent
+        // and merge into their parent, which may merge again with the one before.
+        self.items.sort_unstable_by_key(|p| (p.bits, p.len));
+        let mut out: Vec<Prefix> = Vec::with_capacity(self.items.len());
+        for p in self.items.drain(..) {
+            if out.last().is_some_and(|k| k.contains(&p)) {
+                continue;
             }
-            let mut merged = false;
-            let set: std::collections::HashSet<Prefix> = kept.iter().copied().collect();
-            let mut out: Vec<Prefix> = Vec::with_capacity(kept.len());
-            let mut gone: std::collections::HashSet<Prefix> = std::collections::HashSet::new();
-            for p in &kept {
-                if gone.contains(p) {
-                    continue;
-                }
-                match (p.sibling(), p.parent()) {
-                    (Some(s), Some(parent)) if set.contains(&s) && !gone.contains(&s) => {
-                        gone.insert(s);
-                        gone.insert(*p);
+            out.push(p);
+            while out.len() >= 2 {
+                let (Some(b), Some(a)) = (out.last().copied(), out.get(out.len() - 2).copied())
+                else {
+                    break;
+                };
+                match (a.sibling(), a.parent()) {
+                    (Some(sib), Some(parent)) if sib == b => {
+                        out.truncate(out.len() - 2);
                         out.push(parent);
-                        merged = true;
                     }
-                    _ => out.push(*p),
+                    _ => break,
                 }
-            }
-            self.items = out;
-            if !merged {
-                self.items.sort_by_key(|p| (p.bits, p.len));
-                return;
             }
         }
+        self.items = out;
     }
 
     /// `self ∪ other`.
@@ -207,22 +212,20 @@ impl PrefixSet {
         PrefixSet::from_prefixes(self.width, out)
     }
 
-    /// The values not in the set.
+    /// The values not in the set: the gaps between its (sorted, disjoint) prefixes, each cut
+    /// into aligned blocks.
     pub fn complement(&self) -> PrefixSet {
         let mut out = Vec::new();
-        let mut stack = vec![Prefix { bits: 0, len: 0 }];
-        while let Some(p) = stack.pop() {
-            if self.items.iter().any(|q| q.contains(&p)) {
-                continue;
+        let mut start: Option<u128> = Some(0);
+        for p in &self.items {
+            let Some(s) = start else { break };
+            if p.bits > s {
+                range_blocks(s, p.bits - 1, &mut out);
             }
-            if !self.items.iter().any(|q| p.contains(q)) || p.len >= self.width {
-                out.push(p);
-                continue;
-            }
-            if let Some((a, b)) = p.children() {
-                stack.push(a);
-                stack.push(b);
-            }
+            start = p.end().checked_add(1);
+        }
+        if let Some(s) = start {
+            range_blocks(s, u128::MAX, &mut out);
         }
         PrefixSet::from_prefixes(self.width, out)
     }
@@ -438,6 +441,45 @@ mod tests {
         let sub = PrefixSet::from_prefixes(32, [v4(0x0a01_0000, 16)]);
         assert_eq!(ten.intersect(&sub), sub);
         assert!(ten.includes(&sub) && !sub.includes(&ten));
+    }
+
+    /// Set operations against plain membership, on random sets of 12-bit values.
+    #[test]
+    fn operations_agree_with_membership() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let random_set = |next: &mut dyn FnMut() -> u64| {
+            let n = next() % 6;
+            PrefixSet::from_prefixes(
+                12,
+                (0..n).map(|_| {
+                    let v = u128::from(next() % 4096);
+                    Prefix::of_value(v, 12, (next() % 13) as u8)
+                }),
+            )
+        };
+        for _ in 0..200 {
+            let a = random_set(&mut next);
+            let b = random_set(&mut next);
+            let (u, i, c) = (a.union(&b), a.intersect(&b), a.complement());
+            for v in 0..4096u128 {
+                let x = Prefix::of_value(v, 12, 12).bits;
+                let (ina, inb) = (a.matches(x), b.matches(x));
+                assert_eq!(u.matches(x), ina || inb);
+                assert_eq!(i.matches(x), ina && inb);
+                assert_eq!(c.matches(x), !ina, "{a:?} complement {c:?} at {v}");
+            }
+            assert_eq!(c.complement(), a, "canonical form");
+            assert!(a.includes(&i));
+            assert!(u.includes(&a));
+        }
+        let host = PrefixSet::from_prefixes(128, [Prefix::of_value(1, 128, 128)]);
+        assert_eq!(host.complement().items.len(), 128);
     }
 
     #[test]
