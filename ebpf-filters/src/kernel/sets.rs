@@ -197,16 +197,21 @@ impl PrefixSet {
         )
     }
 
-    /// `self ∩ other`.
+    /// `self ∩ other` (both sorted and disjoint: one merge pass).
     pub fn intersect(&self, other: &PrefixSet) -> PrefixSet {
         let mut out = Vec::new();
-        for a in &self.items {
-            for b in &other.items {
-                if a.contains(b) {
-                    out.push(*b);
-                } else if b.contains(a) {
-                    out.push(*a);
-                }
+        let (mut i, mut j) = (0, 0);
+        while let (Some(a), Some(b)) = (self.items.get(i), other.items.get(j)) {
+            if a.contains(b) {
+                out.push(*b);
+                j += 1;
+            } else if b.contains(a) {
+                out.push(*a);
+                i += 1;
+            } else if a.bits < b.bits {
+                i += 1;
+            } else {
+                j += 1;
             }
         }
         PrefixSet::from_prefixes(self.width, out)
@@ -232,10 +237,13 @@ impl PrefixSet {
 
     /// Whether every value of `other` is in `self`.
     pub fn includes(&self, other: &PrefixSet) -> bool {
-        other
-            .items
-            .iter()
-            .all(|q| self.items.iter().any(|p| p.contains(q)))
+        let mut i = 0;
+        other.items.iter().all(|q| {
+            while self.items.get(i).is_some_and(|p| p.end() < q.bits) {
+                i += 1;
+            }
+            self.items.get(i).is_some_and(|p| p.contains(q))
+        })
     }
 }
 
@@ -467,6 +475,12 @@ mod tests {
             let a = random_set(&mut next);
             let b = random_set(&mut next);
             let (u, i, c) = (a.union(&b), a.intersect(&b), a.complement());
+            let mut b_in_a = true;
+            for v in 0..4096u128 {
+                let x = Prefix::of_value(v, 12, 12).bits;
+                b_in_a &= !b.matches(x) || a.matches(x);
+            }
+            assert_eq!(a.includes(&b), b_in_a, "{a:?} includes {b:?}");
             for v in 0..4096u128 {
                 let x = Prefix::of_value(v, 12, 12).bits;
                 let (ina, inb) = (a.matches(x), b.matches(x));
