@@ -1,0 +1,215 @@
+//! Shared by the live capture tests (`live_*.rs`): a lab of two network namespaces joined by a
+//! veth pair (the daemon captures on end `a` in `cap`, traffic comes from end `b` in `gen`), the
+//! configuration of an `xdp` source, `/metrics` parsing, and the normalised JSON records of a
+//! module over HTTP and of `como inline`.
+//!
+//! Everything a test creates has a unique name and is removed when the [`Lab`] drops (also on
+//! failure). Without root the tests skip with a printed reason, and fail under
+//! `COMO_REQUIRE_PRIVILEGED=1` (`como_tests::netns::privileged`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use como_tests::netns::{privileged, NetNs, VethPair};
+
+use crate::daemon::{como_bin, Daemon};
+
+/// Two namespaces, a veth pair, a temporary folder.
+pub struct Lab {
+    /// The folder for configurations and databases.
+    pub dir: tempfile::TempDir,
+    /// The veth pair (dropped before the namespaces).
+    pub veth: VethPair,
+    /// The daemon's side.
+    pub cap: NetNs,
+    /// The traffic's side.
+    pub gen: NetNs,
+}
+
+impl Lab {
+    /// A new lab, or `None` when privileged tests cannot run here (skipped, or a failure under
+    /// `COMO_REQUIRE_PRIVILEGED=1`).
+    pub fn new(test: &str) -> Option<Lab> {
+        if !privileged(test) {
+            return None;
+        }
+        let cap = NetNs::new("lcap").expect("netns");
+        let gen = NetNs::new("lgen").expect("netns");
+        let veth = VethPair::new(&cap, Some(&gen)).expect("veth pair");
+        Some(Lab {
+            dir: tempfile::tempdir().expect("tempdir"),
+            veth,
+            cap,
+            gen,
+        })
+    }
+
+    /// The `[[source]]` of an xdp source on the capture end, plus `extra` TOML lines.
+    pub fn source(&self, extra: &str) -> String {
+        format!(
+            "[[source]]\ntype = \"xdp\"\ninterface = \"{}\"\nnetns = \"{}\"\n{extra}\n",
+            self.veth.a,
+            self.cap.name()
+        )
+    }
+
+    /// Writes a configuration (database in the lab's folder, `listen`) and returns its path.
+    pub fn config(&self, name: &str, listen: &str, sources: &str, modules: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        let text = format!(
+            "[node]\ndb_path = \"{}\"\n[query]\nlisten = \"{listen}\"\n{sources}\n{modules}\n",
+            self.dir.path().join("db").display()
+        );
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    /// `tcpreplay` of `trace` from the traffic end at `pps`; the packets it sent.
+    pub fn tcpreplay(&self, trace: &Path, pps: u64) -> u64 {
+        let out = self
+            .gen
+            .exec(
+                "tcpreplay",
+                &[
+                    "-i",
+                    &self.veth.b,
+                    "--pps",
+                    &pps.to_string(),
+                    &trace.to_string_lossy(),
+                ],
+            )
+            .expect("tcpreplay");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let sent = text
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("Actual: ")
+                    .and_then(|r| r.split_whitespace().next())
+                    .and_then(|n| n.parse().ok())
+            })
+            .unwrap_or_else(|| panic!("tcpreplay output: {text}"));
+        let failed = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Failed packets:"))
+            .map(str::trim);
+        assert_eq!(failed, Some("0"), "{text}");
+        sent
+    }
+
+    /// `como send` of `trace` from the traffic end with `args` (`--pps N`, `--topspeed`,
+    /// `--loop N`); the frames it reported sent.
+    pub fn como_send(&self, trace: &Path, args: &[&str]) -> u64 {
+        let out = Command::new(como_bin())
+            .args(["send", "-i", &self.veth.b, "--netns", self.gen.name(), "-r"])
+            .arg(trace)
+            .args(args)
+            .output()
+            .expect("como send");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "como send: {}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text.split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("como send output: {text}"))
+    }
+
+    /// Whether an XDP program is attached to the capture end (`ip link` shows `xdp`).
+    pub fn xdp_attached(&self) -> bool {
+        let out = self
+            .cap
+            .ip(&["link", "show", "dev", &self.veth.a])
+            .expect("ip link");
+        out.contains("xdp")
+    }
+}
+
+/// `/metrics` as `series -> value` (series = name plus labels as printed).
+pub fn metrics(d: &Daemon) -> BTreeMap<String, f64> {
+    let (code, body) = d.get("/metrics");
+    assert_eq!(code, 200, "{body}");
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Sum of the series of metric `name` whose labels contain every `label="value"` of `with`.
+pub fn metric_sum(m: &BTreeMap<String, f64>, name: &str, with: &[&str]) -> f64 {
+    m.iter()
+        .filter(|(k, _)| k.split('{').next() == Some(name) && with.iter().all(|w| k.contains(w)))
+        .map(|(_, v)| *v)
+        .sum()
+}
+
+/// Polls `/metrics` until `como_capture_packets_total` reaches `n` (or `timeout`); the last
+/// metrics.
+pub fn wait_captured(d: &Daemon, n: u64, timeout: Duration) -> BTreeMap<String, f64> {
+    let t = Instant::now();
+    loop {
+        let m = metrics(d);
+        let got = metric_sum(&m, "como_capture_packets_total", &[]) as u64;
+        if got >= n || t.elapsed() > timeout {
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Drops the time-dependent fields of a record (`ts`, `first`, `last`: wall clock live, the
+/// trace's own time offline).
+pub fn normalise(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(o) = v.as_object_mut() {
+        for k in ["ts", "first", "last"] {
+            o.remove(k);
+        }
+    }
+    v
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| normalise(serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))))
+        .collect()
+}
+
+/// A module's stored records over HTTP (JSON lines), normalised.
+pub fn http_records(d: &Daemon, module: &str) -> Vec<serde_json::Value> {
+    let (code, body) = d.get(&format!("/{module}?time=-2d:+1d&format=json"));
+    assert_eq!(code, 200, "{module}: {body}");
+    json_lines(&body)
+}
+
+/// `como inline -r TRACE --format json KIND:ARGS EXPR`, normalised.
+pub fn inline_records(trace: &Path, kind_args: &str, filter: &str) -> Vec<serde_json::Value> {
+    let mut cmd = Command::new(como_bin());
+    cmd.args(["inline", "-r"])
+        .arg(trace)
+        .args(["--format", "json", kind_args]);
+    if !filter.is_empty() {
+        cmd.arg(filter);
+    }
+    let out = cmd.output().expect("como inline");
+    assert!(
+        out.status.success(),
+        "como inline {kind_args} {filter}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_lines(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// A daemon with no source over the lab's databases (to query what a live run stored).
+pub fn reader(lab: &Lab, modules: &str) -> Daemon {
+    let cfg = lab.config("reader.toml", "127.0.0.1:0", "", modules);
+    Daemon::start(&cfg, &[])
+}
