@@ -130,6 +130,20 @@ impl Lab {
     }
 }
 
+/// GET `path_query` from the daemon; `None` when it does not answer (e.g. its query server
+/// is restarting over a new module set).
+pub fn try_get(d: &Daemon, path_query: &str) -> Option<(u16, String)> {
+    use std::io::Read;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent.get(&format!("{}{path_query}", d.url())).call().ok()?;
+    let mut body = String::new();
+    resp.body_mut().as_reader().read_to_string(&mut body).ok()?;
+    Some((resp.status().as_u16(), body))
+}
+
 /// `/metrics` as `series -> value` (series = name plus labels as printed).
 pub fn metrics(d: &Daemon) -> BTreeMap<String, f64> {
     let (code, body) = d.get("/metrics");
