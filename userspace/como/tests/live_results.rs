@@ -51,13 +51,23 @@ fn modules_toml() -> String {
 /// module with `como inline`.
 fn live_equals_inline(test: &str, file: &str, send: &dyn Fn(&Lab, &std::path::Path) -> u64) {
     let Some(lab) = Lab::new(test) else { return };
+    live_equals_inline_in(&lab, "", file, send);
+}
+
+/// [`live_equals_inline`] in `lab`, with `extra` lines in the source; the metrics at the end.
+fn live_equals_inline_in(
+    lab: &Lab,
+    extra: &str,
+    file: &str,
+    send: &dyn Fn(&Lab, &std::path::Path) -> u64,
+) -> std::collections::BTreeMap<String, f64> {
     let path = trace(file);
     let want_packets = como_tests::load_trace(&path).expect("trace").packets.len() as u64;
     let modules = modules_toml();
-    let cfg = lab.config("live.toml", "127.0.0.1:0", &lab.source(""), &modules);
+    let cfg = lab.config("live.toml", "127.0.0.1:0", &lab.source(extra), &modules);
     let d = Daemon::start(&cfg, &[]);
     assert!(lab.xdp_attached(), "XDP not attached to {}", lab.veth.a);
-    let sent = send(&lab, &path);
+    let sent = send(lab, &path);
     assert_eq!(sent, want_packets, "{file}: sender sent");
     let m = wait_captured(&d, sent, Duration::from_secs(20));
     let got = metric_sum(&m, "como_capture_packets_total", &[]) as u64;
@@ -75,7 +85,7 @@ fn live_equals_inline(test: &str, file: &str, send: &dyn Fn(&Lab, &std::path::Pa
     // Stop (flush and store every open interval), then read the stored records.
     assert_eq!(d.terminate(), Some(0), "daemon exit status");
     assert!(!lab.xdp_attached(), "XDP still attached after SIGTERM");
-    let r = reader(&lab, &modules);
+    let r = reader(lab, &modules);
     for (name, kind, args, _, filter) in MODULES {
         let mut live = http_records(&r, name);
         let mut offline = inline_records(&path, &format!("{kind}:{args}interval=1d"), filter);
@@ -103,6 +113,7 @@ fn live_equals_inline(test: &str, file: &str, send: &dyn Fn(&Lab, &std::path::Pa
             offline.len()
         );
     }
+    m
 }
 
 #[test]
@@ -121,4 +132,30 @@ fn live_como_send_results_equal_inline() {
         "nDPI/teams.pcap",
         &|lab, p| lab.como_send(p, &["--pps", "4000"]),
     );
+}
+
+#[test]
+fn live_two_queues_two_pinned_workers_equal_inline() {
+    let test = "live_two_queues_two_pinned_workers_equal_inline";
+    let Some(lab) = Lab::with_queues(test, 2) else {
+        return;
+    };
+    // Native mode: veth spreads flows over its two RX queues; one worker per queue, pinned.
+    let m = live_equals_inline_in(
+        &lab,
+        "mode = \"native\"\ncpus = [0, 1]",
+        "nDPI/teams.pcap",
+        &|lab, p| lab.tcpreplay(p, 4000),
+    );
+    for q in ["0", "1"] {
+        let n = metric_sum(
+            &m,
+            "como_capture_packets_total",
+            &[&format!("queue=\"{q}\"")],
+        );
+        assert!(n > 0.0, "queue {q} received nothing: {m:?}");
+    }
+    assert!(m
+        .keys()
+        .any(|k| k.contains("como_worker_busy_ratio{worker=\"1\"}")));
 }

@@ -32,12 +32,18 @@ impl Lab {
     /// A new lab, or `None` when privileged tests cannot run here (skipped, or a failure under
     /// `COMO_REQUIRE_PRIVILEGED=1`).
     pub fn new(test: &str) -> Option<Lab> {
+        Self::with_queues(test, 1)
+    }
+
+    /// [`Lab::new`] with `queues` RX/TX queues on each veth end (native XDP on veth spreads
+    /// flows over them).
+    pub fn with_queues(test: &str, queues: u32) -> Option<Lab> {
         if !privileged(test) {
             return None;
         }
         let cap = NetNs::new("lcap").expect("netns");
         let gen = NetNs::new("lgen").expect("netns");
-        let veth = VethPair::new(&cap, Some(&gen)).expect("veth pair");
+        let veth = VethPair::with_queues(&cap, Some(&gen), queues).expect("veth pair");
         Some(Lab {
             dir: tempfile::tempdir().expect("tempdir"),
             veth,
