@@ -42,7 +42,8 @@ pub enum DropReason {
     RxDropped,
     /// AF_XDP socket: the RX ring was full (the worker did not keep up).
     RxRingFull,
-    /// AF_XDP socket: the kernel found the fill ring empty.
+    /// AF_XDP socket: the kernel found the fill ring empty (in copy mode each such loss is
+    /// also counted as [`DropReason::RxDropped`]: do not add the two).
     FillRingEmpty,
     /// AF_XDP socket: invalid descriptors.
     InvalidDescs,
