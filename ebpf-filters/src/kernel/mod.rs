@@ -29,6 +29,18 @@
 //!    that do not constrain the field. Array fields: for every value, the terms that accept
 //!    it. Term → rule byte tables and the [`GenConfig`].
 
+//!
+//! # For the loader and the XDP program
+//!
+//! Everything is written for generation 0: to install generation `g`, set byte 0 of every
+//! [`Tables::lpm_entries`] key to `g` (and delete the LPM entries `g` held before: a stale
+//! prefix would still match), write [`Tables::array_entries`] from `array_index(g, ..)` and
+//! [`Tables::term_rules`] from `term_rules_index(g, ..)`, then `COMO_GEN[g]` =
+//! [`Tables::gen_config`], then flip the generation. The program extracts fields as
+//! [`PacketKey::extract`] documents; besides present and absent, a field can be *not
+//! applicable* (no such header: no lookup, no uncertainty), which the contract's text does
+//! not name but its rule "absent and used → uncertain" needs to stay cheap on non-IP traffic.
+
 pub mod dnf;
 pub mod lits;
 pub mod packet;
