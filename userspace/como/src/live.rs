@@ -18,6 +18,10 @@
 //!    needs a restart (logged);
 //! 4. SIGTERM / SIGINT: stop the workers, flush and store the open intervals, detach, exit 0.
 //!
+//! Storage: live traffic is always new, so unlike a file source re-read after a crash, nothing
+//! is skipped as already stored; the interval open at a reload or restart is stored as two
+//! records (one per run), which queries return side by side.
+//!
 //! With `netns` in the source, the interface is looked up, the program attached and the
 //! sockets created from a thread inside that network namespace; the query server and
 //! everything else stay in the daemon's own.
@@ -39,7 +43,7 @@ use como_server::{SourceState, SourceStatus};
 use como_xdp::XdpProgram;
 use ebpf_filters::kernel::Tables;
 
-use crate::run::{module_specs, open_storage, start_node, ResumeSink};
+use crate::run::{module_specs, open_storage, start_node, Resume, ResumeSink};
 use crate::Failure;
 
 /// One AF_XDP socket as a runtime queue.
@@ -403,6 +407,9 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
     let mut publish = PublishStatus::default();
     loop {
         let (storage, reads, resume) = open_storage(&config)?;
+        // Live traffic is always new: no record is skipped as stored by a previous run (the
+        // interval open at a restart or reload may then have two records, one per run).
+        let resume = resume.iter().map(|_| Resume::nothing_stored()).collect();
         let (node, server) = start_node(&config, reads, vec![Arc::clone(&status)])?;
         let sink = ResumeSink {
             inner: storage,

@@ -195,6 +195,18 @@ pub(crate) struct Resume {
     skipped: u64,
 }
 
+impl Resume {
+    /// Stores every record: a live source's traffic is always new, nothing to skip.
+    pub(crate) fn nothing_stored() -> Self {
+        Self {
+            last: None,
+            at_last: VecDeque::new(),
+            running: 0,
+            skipped: 0,
+        }
+    }
+}
+
 impl Sink for ResumeSink {
     fn interval(
         &mut self,

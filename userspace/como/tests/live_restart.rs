@@ -63,3 +63,34 @@ fn live_kill_9_then_restart_attaches_cleanly() {
         "stored {pkts} packets; first run {sent}, second {sent2}"
     );
 }
+
+#[test]
+fn live_restart_within_an_interval_keeps_both_runs() {
+    let Some(lab) = Lab::new("live_restart_within_an_interval_keeps_both_runs") else {
+        return;
+    };
+    // One-day intervals: both runs fall in the same interval.
+    let modules = "[[module]]\nname = \"traffic\"\nkind = \"traffic\"\ninterval = \"1d\"\n";
+    let cfg = lab.config("live.toml", "127.0.0.1:0", &lab.source(""), modules);
+    let path = trace("nDPI/teams.pcap");
+    let mut total = 0;
+    for run in 0..2 {
+        let d = Daemon::start(&cfg, &[]);
+        let sent = lab.como_send(&path, &["--pps", "5000"]);
+        let m = wait_captured(&d, sent, Duration::from_secs(20));
+        assert_eq!(
+            metric_sum(&m, "como_capture_packets_total", &[]) as u64,
+            sent,
+            "run {run}"
+        );
+        total += sent;
+        assert_eq!(d.terminate(), Some(0));
+    }
+    let r = reader(&lab, modules);
+    let recs = http_records(&r, "traffic");
+    let pkts: u64 = recs.iter().filter_map(|v| v["pkts"].as_u64()).sum();
+    assert_eq!(
+        pkts, total,
+        "the second run's record was dropped as already stored: {recs:?}"
+    );
+}
