@@ -16,10 +16,11 @@
 //!   per-packet register ([`Base::Reg`]) for 802.11 (header length computed at run time) and
 //!   after `geneve` (inner frame located at run time).
 //!
-//! Consumers: the exact evaluator ([`crate::eval`]) and, later, the kernel-table compiler,
-//! which maps the common leaves (LinkProto at the outer Ethernet offset, Ipv4Proto/Ipv6Proto,
-//! Ipv4Addr/Ipv6Addr, Port, VlanId) to per-field lookups and over-approximates the rest
-//! (any leaf it cannot express becomes "maybe", re-checked by the evaluator).
+//! Consumers: the exact evaluator ([`crate::eval`]) and the kernel-table compiler
+//! ([`crate::kernel`]), which maps the common leaves (LinkProto at the outer Ethernet offset,
+//! Ipv4Proto/Ipv6Proto, Ipv4Addr/Ipv6Addr, Port, VlanId) to per-field lookups and
+//! over-approximates the rest (a rule with a leaf it cannot express is flagged, and its
+//! matches are re-checked by the evaluator).
 //!
 //! Evaluation semantics shared by both: a load beyond the captured bytes, or a run-time
 //! division by zero, rejects the whole packet (BPF returns 0), not just the sub-expression.

@@ -29,10 +29,12 @@
 //!   protocol and fragment offset), IPv6 `L3 + 40`. VLAN ids of the first two tags, the wire
 //!   length, transport bytes 0, 1 and 13 (ICMP type/code, TCP flags).
 //!
-//! A field whose bytes are not in the packet is *absent*: its lookup is skipped (all ones). If
-//! an absent field is one that some term of the active generation uses (`GenConfig::used`
-//! bit), libpcap's program might have read past the packet end, which rejects the whole
-//! packet, so the classification is *uncertain*: the XDP program then reports every active rule
+//! A field is *present* (its bytes are in the packet), *not applicable* (the packet has no such
+//! header, e.g. ports of an ARP frame: no lookup, all ones, and no term can need it because its
+//! protocol check fails), or *absent* (the header is there but the field's bytes are past the
+//! end): its lookup is skipped too (all ones), but if it is one that some term of the active
+//! generation uses (`GenConfig::used` bit), libpcap's program might have read past the packet
+//! end, which rejects the whole packet, so the classification is *uncertain*: the XDP program then reports every active rule
 //! as matched and as to be re-checked (`XdpMeta::recheck`), and counts a parse error.
 //!
 //! # Tables and the generation switch
