@@ -333,8 +333,10 @@ impl Drop for VethPair {
 pub enum Pace {
     /// As fast as `sendmmsg` goes (batches of 64).
     TopSpeed,
-    /// This many packets per second, on a schedule from the start (batches of up to 64 frames
-    /// no longer than 1 ms of schedule).
+    /// This many packets per second: batches of up to 64 frames and at most 1 ms of schedule
+    /// each. A sender that fell behind (descheduled) does not catch up in a burst: when it is
+    /// more than 2 ms late the schedule restarts from now, so no window of the send exceeds
+    /// the rate by more than about 2 ms worth of packets.
     Pps(u64),
 }
 
@@ -425,10 +427,20 @@ impl PacketSender {
         let start = Instant::now();
         let mut sent = 0usize;
         let mut retries = 0u64;
+        // The schedule: frame `sent` is due at `epoch + (sent - epoch_sent) / r`.
+        let mut epoch = start;
+        let mut epoch_sent = 0usize;
         while sent < frames.len() {
             if let Pace::Pps(r) = pace {
-                let due = start + Duration::from_secs_f64(sent as f64 / r.max(1) as f64);
-                wait_until(due);
+                let due =
+                    epoch + Duration::from_secs_f64((sent - epoch_sent) as f64 / r.max(1) as f64);
+                let now = Instant::now();
+                if now > due + Duration::from_millis(2) {
+                    epoch = now;
+                    epoch_sent = sent;
+                } else {
+                    wait_until(due);
+                }
             }
             let n = per_batch.min(frames.len() - sent);
             for i in 0..n {
@@ -506,6 +518,39 @@ pub fn test_frame_seq(frame: &[u8]) -> Option<u64> {
         return None;
     }
     Some(u64::from_be_bytes(frame.get(14..22)?.try_into().ok()?))
+}
+
+/// Runs the calling thread under `SCHED_FIFO` at `priority` (1-99) until the guard drops
+/// (then back to `SCHED_OTHER`). For a test's receiving thread that blocks when idle: on a
+/// shared, loaded machine it then wakes as soon as packets arrive instead of waiting for a
+/// time slice. Needs root (CAP_SYS_NICE).
+pub fn realtime(priority: i32) -> io::Result<RealtimeGuard> {
+    set_sched(libc::SCHED_FIFO, priority)?;
+    Ok(RealtimeGuard { _private: () })
+}
+
+fn set_sched(policy: libc::c_int, priority: i32) -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param read during the call.
+    let rc = unsafe { libc::sched_setscheduler(0, policy, &param) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Returned by [`realtime`]: puts the thread back to `SCHED_OTHER` on drop.
+#[derive(Debug)]
+pub struct RealtimeGuard {
+    _private: (),
+}
+
+impl Drop for RealtimeGuard {
+    fn drop(&mut self) {
+        let _ = set_sched(libc::SCHED_OTHER, 0);
+    }
 }
 
 /// Number of open file descriptors of this process (entries of /proc/self/fd).

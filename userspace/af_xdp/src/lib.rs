@@ -22,7 +22,7 @@
 //!
 //! What is built: UMEM on 2 MiB hugepages when available ([`HugePages`]), registration with
 //! headroom, fill/completion/RX/TX rings mapped with the offsets of `XDP_MMAP_OFFSETS` and
-//! driven with Acquire/Release on the ring indexes ([`ring`](crate::ring) docs), bind in
+//! driven with Acquire/Release on the ring indexes (see the `ring` module's source), bind in
 //! zero-copy or copy mode ([`ZeroCopy`], [`Mode`]) with `XDP_USE_NEED_WAKEUP`, optional busy
 //! polling ([`BusyPoll`]), the kernel's `XDP_STATISTICS` ([`Statistics`]). Receiving hands out
 //! each packet with the XDP metadata in front of it ([`Frame`]) and gives the frame back to the

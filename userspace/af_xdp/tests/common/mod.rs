@@ -1,10 +1,11 @@
 //! Test support: a tiny hand-assembled XDP program that redirects every packet to
 //! `XSKMAP[rx_queue_index]`, loaded with the `bpf` syscall and attached with `BPF_LINK_CREATE`.
 //!
-//! Test code only (the project's real XDP program is `xdp-prog`). In front of each packet it
-//! writes an `XdpMeta`-shaped metadata block: `rules` = the packet length
+//! Test code only (the project's real XDP program is `xdp-prog`). In front of each packet of
+//! even length it writes an `XdpMeta`-shaped metadata block: `rules` = the packet length
 //! (`bpf_xdp_get_buff_len`), `recheck` = its bitwise NOT, `magic` = `META_MAGIC`, `gen` = the RX
-//! queue, so the tests can check that the metadata travels with the frame.
+//! queue, so the tests can check that the metadata travels with the frame. Packets of odd
+//! length get no metadata (to test that a frame never shows a previous packet's).
 
 #![allow(
     dead_code,
@@ -65,36 +66,37 @@ fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
 fn program(map_fd: i32) -> Vec<Insn> {
     // Opcodes used (linux/bpf.h): ALU64|MOV|X 0xbf, ALU64|MOV|K 0xb7, ALU64|ADD|K 0x07,
     // ALU64|XOR|K 0xa7, JMP|CALL 0x85, JMP|EXIT 0x95, JMP|JNE|K 0x55, JMP|JGT|X 0x2d,
+    // JMP|JSET|K 0x45,
     // LDX|MEM|W 0x61, STX|MEM|DW 0x7b, STX|MEM|W 0x63, ST|MEM|W 0x62, LD|IMM|DW 0x18.
-    let redirect = 19i16;
-    let p = vec![
+    let redirect = 20i16;
+    vec![
         insn(0xbf, 6, 1, 0, 0),                      // 0: r6 = ctx
         insn(0x85, 0, 0, 0, FN_XDP_GET_BUFF_LEN),    // 1: r0 = bpf_xdp_get_buff_len(ctx)
         insn(0xbf, 7, 0, 0, 0),                      // 2: r7 = r0
-        insn(0xbf, 1, 6, 0, 0),                      // 3: r1 = ctx
-        insn(0xb7, 2, 0, 0, -24),                    // 4: r2 = -24
-        insn(0x85, 0, 0, 0, FN_XDP_ADJUST_META),     // 5: bpf_xdp_adjust_meta(ctx, -24)
-        insn(0x55, 0, 0, redirect - 7, 0),           // 6: if r0 != 0 goto redirect
-        insn(0x61, 2, 6, 8, 0),                      // 7: r2 = ctx->data_meta
-        insn(0x61, 3, 6, 0, 0),                      // 8: r3 = ctx->data
-        insn(0xbf, 5, 2, 0, 0),                      // 9: r5 = r2
-        insn(0x07, 5, 0, 0, 24),                     // 10: r5 += 24
-        insn(0x2d, 5, 3, redirect - 12, 0),          // 11: if r5 > r3 goto redirect
-        insn(0x7b, 2, 7, 0, 0),                      // 12: meta.rules = len
-        insn(0xbf, 8, 7, 0, 0),                      // 13: r8 = len
-        insn(0xa7, 8, 0, 0, -1),                     // 14: r8 = !len
-        insn(0x7b, 2, 8, 8, 0),                      // 15: meta.recheck = !len
-        insn(0x62, 2, 0, 16, META_MAGIC as i32),     // 16: meta.magic = META_MAGIC
-        insn(0x61, 4, 6, 16, 0),                     // 17: r4 = ctx->rx_queue_index
-        insn(0x63, 2, 4, 20, 0),                     // 18: meta.gen = queue
-        insn(0x61, 2, 6, 16, 0),                     // 19 (redirect): r2 = ctx->rx_queue_index
-        insn(0x18, 1, BPF_PSEUDO_MAP_FD, 0, map_fd), // 20: r1 = map (2 slots)
-        insn(0x00, 0, 0, 0, 0),                      // 21
-        insn(0xb7, 3, 0, 0, XDP_PASS),               // 22: r3 = XDP_PASS (no socket on queue)
-        insn(0x85, 0, 0, 0, FN_REDIRECT_MAP),        // 23: bpf_redirect_map(map, queue, PASS)
-        insn(0x95, 0, 0, 0, 0),                      // 24: exit
-    ];
-    p
+        insn(0x45, 7, 0, redirect - 4, 1),           // 3: if len & 1 goto redirect (no meta)
+        insn(0xbf, 1, 6, 0, 0),                      // 4: r1 = ctx
+        insn(0xb7, 2, 0, 0, -24),                    // 5: r2 = -24
+        insn(0x85, 0, 0, 0, FN_XDP_ADJUST_META),     // 6: bpf_xdp_adjust_meta(ctx, -24)
+        insn(0x55, 0, 0, redirect - 8, 0),           // 7: if r0 != 0 goto redirect
+        insn(0x61, 2, 6, 8, 0),                      // 8: r2 = ctx->data_meta
+        insn(0x61, 3, 6, 0, 0),                      // 9: r3 = ctx->data
+        insn(0xbf, 5, 2, 0, 0),                      // 10: r5 = r2
+        insn(0x07, 5, 0, 0, 24),                     // 11: r5 += 24
+        insn(0x2d, 5, 3, redirect - 13, 0),          // 12: if r5 > r3 goto redirect
+        insn(0x7b, 2, 7, 0, 0),                      // 13: meta.rules = len
+        insn(0xbf, 8, 7, 0, 0),                      // 14: r8 = len
+        insn(0xa7, 8, 0, 0, -1),                     // 15: r8 = !len
+        insn(0x7b, 2, 8, 8, 0),                      // 16: meta.recheck = !len
+        insn(0x62, 2, 0, 16, META_MAGIC as i32),     // 17: meta.magic = META_MAGIC
+        insn(0x61, 4, 6, 16, 0),                     // 18: r4 = ctx->rx_queue_index
+        insn(0x63, 2, 4, 20, 0),                     // 19: meta.gen = queue
+        insn(0x61, 2, 6, 16, 0),                     // 20 (redirect): r2 = ctx->rx_queue_index
+        insn(0x18, 1, BPF_PSEUDO_MAP_FD, 0, map_fd), // 21: r1 = map (2 slots)
+        insn(0x00, 0, 0, 0, 0),                      // 22
+        insn(0xb7, 3, 0, 0, XDP_PASS),               // 23: r3 = XDP_PASS (no socket on queue)
+        insn(0x85, 0, 0, 0, FN_REDIRECT_MAP),        // 24: bpf_redirect_map(map, queue, PASS)
+        insn(0x95, 0, 0, 0, 0),                      // 25: exit
+    ]
 }
 
 fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> io::Result<i64> {
@@ -195,15 +197,6 @@ impl Redirect {
         put_u64(&mut a, 24, 0);
         bpf(BPF_MAP_UPDATE_ELEM, &mut a).map_err(|e| ctx("xskmap update", e))?;
         Ok(())
-    }
-
-    /// File descriptors this holds (link, program, map).
-    pub fn fds(&self) -> [i32; 3] {
-        [
-            self.link.as_raw_fd(),
-            self.prog.as_raw_fd(),
-            self.map.as_raw_fd(),
-        ]
     }
 }
 
