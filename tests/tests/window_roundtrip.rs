@@ -299,6 +299,26 @@ fn window_segments_open_in_tshark_with_several_link_types() {
         .map(|p| (p.ts_ns / 1000, p.wire_len, p.data.clone()))
         .collect();
     assert!(got == want);
+    // With several link types in one segment, the index still prunes (union of each link
+    // type's requirement) and the answer is the exact filter's.
+    for e in [
+        "host 52.114.77.33",
+        "port 443 and host 52.113.194.132",
+        "ip6 host ::1",
+    ] {
+        let mut n = 0;
+        let st = como_window::query(&dir, &Query::all(e), &mut |_| {
+            n += 1;
+            Ok(())
+        })
+        .expect("query");
+        let want = all
+            .iter()
+            .filter(|p| ebpf_filters::compile(e, p.link).is_ok_and(|f| f.matches(&p.view())))
+            .count();
+        assert_eq!(n, want, "{e}");
+        assert!(st.groups_read < st.groups, "{e}: no pruning: {st:?}");
+    }
 }
 
 #[test]

@@ -17,6 +17,7 @@ mod query;
 mod read;
 mod run;
 mod send;
+mod trace;
 mod validate;
 
 use std::process::ExitCode;
@@ -52,6 +53,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Ask a running node for a module's records over HTTP.
     Query(query::QueryArgs),
+    /// Write the stored trace window's packets that match a filter to a pcap/pcapng file.
+    Trace(trace::TraceArgs),
     /// Send the frames of a trace file out of an interface (AF_PACKET), paced or at top speed.
     Send(send::SendArgs),
     /// Live capture demo (root): veth pair in network namespaces, XDP, replayed traffic, queries.
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Query(args) => query::run(&args),
+        Command::Trace(args) => trace::run(&args),
         Command::Send(args) => send::run(&args),
         Command::Demo(args) => demo::run(&args),
     };

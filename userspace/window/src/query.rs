@@ -20,6 +20,7 @@ use ebpf_filters::Filter;
 use crate::block::{Blocks, BT_IDB};
 use crate::index::Index;
 use crate::keys::{requirement, Requirement};
+
 use crate::segment::{self, ReadLock};
 
 /// A query.
@@ -103,21 +104,22 @@ impl Filters {
         self.by_link.get(i).and_then(|(_, f)| f.as_ref())
     }
 
-    /// Union of the requirements for `links` (sound for packets of any of them).
-    fn requirement(&mut self, links: &[LinkType]) -> Requirement {
-        let mut acc: Requirement = None;
+    /// The requirement for each indexed link type of `links` (packets of other link types
+    /// are in groups marked incomplete, never pruned by key; a link type the filter rejects
+    /// has no matching packet).
+    fn requirements(&mut self, links: &[LinkType]) -> Vec<Requirement> {
+        let mut out = Vec::new();
         for &l in links {
-            let Some(r) = self.get(l).map(|f| requirement(f.ir())) else {
-                continue; // the filter rejects this link type: no packet of it matches
-            };
-            acc = match (acc, r) {
-                (None, r) => r,
-                (a, None) => a,
-                // Two link types: keep only what both require (a clause present in both).
-                (Some(a), Some(b)) => Some(a.into_iter().filter(|c| b.contains(c)).collect()),
-            };
+            if crate::keys::plain_net(l).is_none() {
+                continue;
+            }
+            if let Some(r) = self.get(l).map(|f| requirement(f.ir())) {
+                if !out.contains(&r) {
+                    out.push(r);
+                }
+            }
         }
-        acc
+        out
     }
 }
 
@@ -248,8 +250,20 @@ fn read_indexed(
     sink: &mut dyn FnMut(&Packet<'_>) -> io::Result<()>,
 ) -> Result<(), Inner> {
     st.groups += idx.groups.len() as u64;
-    let req = filters.requirement(&idx.links);
-    let cand = idx.candidates(q.start_ns, q.end_ns, &req);
+    // A group may hold a matching packet of any of its link types: the union of the
+    // candidates under each link type's requirement.
+    let reqs = filters.requirements(&idx.links);
+    let mut cand = if reqs.is_empty() {
+        idx.candidates(q.start_ns, q.end_ns, &Some(Vec::new()))
+    } else {
+        let mut c = Vec::new();
+        for r in &reqs {
+            c.extend(idx.candidates(q.start_ns, q.end_ns, r));
+        }
+        c
+    };
+    cand.sort_unstable();
+    cand.dedup();
     st.groups_read += cand.len() as u64;
     let mut links = idx.links.clone();
     let mut buf = Vec::new();
