@@ -648,3 +648,120 @@ fn fill_ring_smaller_than_umem_keeps_the_rest_on_the_free_list() {
     // 384 frames, 256 fill slots: 128 frames wait on the free list and rotate through.
     hundred_thousand_through_small_umem("xsk-free", XdpMode::Skb, 384, 256);
 }
+
+/// An Ethernet/IPv4/UDP frame of flow `flow` (source port) carrying `seq` (even length, so the
+/// test program writes its metadata).
+fn udp_frame(flow: u16, seq: u64) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64);
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
+    // IPv4: version/IHL, TOS, total length 50, id, flags/fragment, TTL, UDP, checksum (unused).
+    f.extend_from_slice(&[0x45, 0, 0, 50, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+    f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+    f.extend_from_slice(&(10_000 + flow).to_be_bytes());
+    f.extend_from_slice(&9u16.to_be_bytes());
+    f.extend_from_slice(&30u16.to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&seq.to_be_bytes());
+    f.resize(64, 0xab);
+    f
+}
+
+fn udp_seq(frame: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(frame.get(42..50)?.try_into().ok()?))
+}
+
+#[test]
+fn two_queues_two_sockets_every_packet_once_on_its_queue() {
+    if !privileged("two_queues_two_sockets_every_packet_once_on_its_queue") {
+        return;
+    }
+    const N: u64 = 20_000;
+    let _one = one_at_a_time();
+    let rx = NetNs::new("xsk-mq").expect("netns");
+    let tx = NetNs::new("xsk-mq").expect("netns");
+    let veth = VethPair::with_queues(&rx, Some(&tx), 2).expect("2-queue veth");
+    let name = veth.a.clone();
+    let (mut socks, _prog) = rx
+        .run(|| {
+            let ifindex = como_tests::netns::ifindex(&name).expect("ifindex");
+            let prog = Redirect::attach(ifindex, XdpMode::Native, 2).expect("attach");
+            let socks: Vec<XskSocket> = (0..2)
+                .map(|q| {
+                    let umem = Umem::new(&small_umem(1024)).expect("umem");
+                    let s = XskSocket::new(umem, ifindex, q, &rings(1024, 1024)).expect("socket");
+                    prog.set_socket(q, s.fd()).expect("xskmap");
+                    s
+                })
+                .collect();
+            (socks, prog)
+        })
+        .expect("run");
+    let mut sender = PacketSender::in_ns(&tx, &veth.b).expect("sender");
+    let frames: Vec<Vec<u8>> = (0..N).map(|i| udp_frame((i % 64) as u16, i)).collect();
+    let _rt = como_tests::netns::realtime(10).expect("SCHED_FIFO for the receiver");
+    let mut seen = vec![0u8; N as usize];
+    let mut per_queue = [0u64; 2];
+    let mut wrong_queue = 0u64;
+    // Per flow, the order must hold (a flow stays on one queue).
+    let mut last_in_flow = vec![None::<u64>; 64];
+    let mut reordered = 0u64;
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            let _rt = como_tests::netns::realtime(10).expect("SCHED_FIFO for the sender");
+            sender.send(&frames, Pace::Pps(20_000)).expect("send")
+        });
+        let deadline = Instant::now() + Duration::from_secs(N / 20_000 + 10);
+        let mut total = 0u64;
+        let mut idle = 0u32;
+        while total < N && Instant::now() < deadline {
+            let mut k = 0;
+            for (q, sock) in socks.iter_mut().enumerate() {
+                k += sock
+                    .rx_batch(64, |f| {
+                        let Some(seq) = udp_seq(f.data) else { return };
+                        if let Some(c) = seen.get_mut(seq as usize) {
+                            *c += 1;
+                        }
+                        per_queue[q] += 1;
+                        if f.xdp_meta().map(|m| m.gen) != Some(q as u32) {
+                            wrong_queue += 1;
+                        }
+                        let flow = (seq % 64) as usize;
+                        if last_in_flow[flow].is_some_and(|l| l > seq) {
+                            reordered += 1;
+                        }
+                        last_in_flow[flow] = Some(seq);
+                    })
+                    .expect("rx");
+            }
+            total += u64::from(k);
+            if k == 0 {
+                idle += 1;
+                if idle > 64 {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            } else {
+                idle = 0;
+            }
+        }
+        assert_eq!(h.join().expect("sender").sent, N);
+    });
+    let stats: Vec<Statistics> = socks
+        .iter()
+        .map(|s| s.statistics().expect("statistics"))
+        .collect();
+    eprintln!("two queues: {per_queue:?} packets per queue");
+    let missing = seen.iter().filter(|&&c| c == 0).count();
+    let doubled = seen.iter().filter(|&&c| c > 1).count();
+    assert_eq!(
+        (missing, doubled),
+        (0, 0),
+        "every packet exactly once; per queue {per_queue:?}; {stats:?}"
+    );
+    assert_eq!(wrong_queue, 0, "the metadata's queue is the socket's");
+    assert_eq!(reordered, 0, "order within a flow");
+    assert!(
+        per_queue.iter().all(|&n| n > 0),
+        "native XDP on a 2-queue veth spreads flows: {per_queue:?}"
+    );
+}
