@@ -4,10 +4,11 @@
 //! skipping when they cannot run. Everything runs inside namespaces the test creates.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use como_packet::LinkType;
 use como_tests::netns::{privileged, test_frame, NetNs, Pace, PacketSender, VethPair};
-use como_xdp::{XdpMode, XdpProgram};
+use como_xdp::{XdpMode, XdpProgram, XdpStats};
 use ebpf_filters::compile;
 use ebpf_filters::kernel::Tables;
 
@@ -39,16 +40,25 @@ fn attached_id(ns: &NetNs, iface: &str) -> Option<(u32, bool)> {
 
 const FRAMES: u64 = 200;
 
-/// Sends `FRAMES` test frames (EtherType 0x88b5) from `tx` over `iface`.
-fn send(tx: &NetNs, iface: &str) {
+/// Sends `FRAMES` test frames (EtherType 0x88b5) from `tx` over `iface`, then waits (at most
+/// 5 s) until the program has seen them all; the counters after that.
+fn send(tx: &NetNs, iface: &str, prog: &XdpProgram, before: &XdpStats) -> XdpStats {
     let frames: Vec<Vec<u8>> = (0..FRAMES).map(|i| test_frame(i, 64)).collect();
     let mut s = PacketSender::in_ns(tx, iface).unwrap_or_else(|e| panic!("sender: {e}"));
     let r = s
         .send(&frames, Pace::Pps(20_000))
         .unwrap_or_else(|e| panic!("send: {e}"));
     assert_eq!(r.sent, FRAMES, "frames handed to the interface");
-    // Give the receiving side's softirq time to run the program on the last frames.
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = prog.stats().expect("stats");
+        if now.seen - before.seen >= FRAMES || Instant::now() > deadline {
+            // A little longer, so that a frame too many would show.
+            std::thread::sleep(Duration::from_millis(50));
+            return prog.stats().expect("stats");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn attach_mode_with_traffic(mode: XdpMode, test: &str) {
@@ -87,8 +97,7 @@ fn attach_mode_with_traffic(mode: XdpMode, test: &str) {
     prog.install(&tables("ether proto 0x88b5"))
         .expect("install");
     let before = prog.stats().expect("stats");
-    send(&tx, &veth.b);
-    let s = prog.stats().expect("stats");
+    let s = send(&tx, &veth.b, &prog, &before);
     assert_eq!(s.seen - before.seen, FRAMES, "{s:?}");
     assert_eq!(s.matched - before.matched, FRAMES);
     assert_eq!(s.redirect_failed - before.redirect_failed, FRAMES);
@@ -101,8 +110,7 @@ fn attach_mode_with_traffic(mode: XdpMode, test: &str) {
         .expect("install");
     prog.set_drop_unmatched(true).expect("flags");
     let before = prog.stats().expect("stats");
-    send(&tx, &veth.b);
-    let s = prog.stats().expect("stats");
+    let s = send(&tx, &veth.b, &prog, &before);
     assert_eq!(s.seen - before.seen, FRAMES);
     assert_eq!(s.matched - before.matched, 0);
     assert_eq!(s.dropped - before.dropped, FRAMES);
