@@ -11,6 +11,12 @@
 //! | headroom (ours) | XDP_PACKET_HEADROOM (256, the kernel's) | packet ...                  |
 //!                                      [ XDP metadata ] ^ descriptor addr = data
 //! ```
+//! Hugepages come from a plain `mmap(MAP_HUGETLB | MAP_HUGE_2MB)` rather than the
+//! `hugepage-rs` crate that DESIGN.md suggested trying: hugepage-rs 0.1.0 returns a null pointer
+//! without the system error (no clear message for `hugepages = "on"`), has no fallback to small
+//! pages, and sizes through a `Layout`, while the UMEM needs a page-aligned area whose mapped
+//! length it controls; the wrapper here is a few lines (`sys::Mapping`).
+//!
 //! The XDP program's metadata (`bpf_xdp_adjust_meta`, at most 32 bytes: an
 //! `ebpf_filters_common::XdpMeta` for CoMo's program) ends where the packet starts; the kernel
 //! copies it along with the packet in copy mode and leaves it in place in zero-copy mode.

@@ -140,6 +140,23 @@ fn rx_counters(st: &Statistics) -> [u64; 5] {
     ]
 }
 
+/// Sends `frames`, then reads until `expect` packets came and nothing more comes for 200 ms.
+fn send_and_receive_some(
+    rig: &mut Rig,
+    frames: &[Vec<u8>],
+    expect: usize,
+) -> Vec<(Vec<u8>, Vec<u8>, u64)> {
+    rig.sender.send(frames, Pace::Pps(10_000)).expect("send");
+    let mut got = Vec::new();
+    receive(&mut rig.sock, expect, Duration::from_secs(5), |f| {
+        got.push((f.data.to_vec(), f.meta.to_vec(), f.addr))
+    });
+    receive(&mut rig.sock, usize::MAX, Duration::from_millis(200), |f| {
+        got.push((f.data.to_vec(), f.meta.to_vec(), f.addr))
+    });
+    got
+}
+
 fn frames_of_every_length(n: u64) -> Vec<Vec<u8>> {
     // 60 .. 1514 bytes, cycling, so lengths and alignments vary.
     (0..n)
@@ -523,6 +540,15 @@ fn umem_on_hugepages_when_on_and_small_pages_when_off() {
         "byte-identical on hugepages"
     );
     drop(rig);
+    // hugepages = auto takes them when there are some (2 of the 4 reserved ones are free).
+    let auto = Umem::new(&UmemConfig {
+        frame_count: 1024,
+        hugepages: HugePages::Auto,
+        ..small_umem(0)
+    })
+    .expect("auto");
+    assert!(auto.hugepages(), "hugepages = auto with free hugepages");
+    drop(auto);
     drop(reserve);
 
     let mut rig = Rig::new(
@@ -764,4 +790,36 @@ fn two_queues_two_sockets_every_packet_once_on_its_queue() {
         per_queue.iter().all(|&n| n > 0),
         "native XDP on a 2-queue veth spreads flows: {per_queue:?}"
     );
+}
+
+#[test]
+fn packets_longer_than_a_frame_are_counted_in_rx_dropped() {
+    if !privileged("packets_longer_than_a_frame_are_counted_in_rx_dropped") {
+        return;
+    }
+    // 2048-byte frames with 1024 bytes of our headroom and the kernel's 256: packets up to
+    // 768 bytes fit.
+    let umem = UmemConfig {
+        headroom: 1024,
+        ..small_umem(256)
+    };
+    let _one = one_at_a_time();
+    let mut rig = Rig::new("xsk-long", XdpMode::Native, &umem, &rings(256, 256));
+    let frames: Vec<Vec<u8>> = (0..40)
+        .map(|i| {
+            test_frame(
+                i,
+                if i % 2 == 0 {
+                    768
+                } else {
+                    769 + i as usize * 10
+                },
+            )
+        })
+        .collect();
+    let got = send_and_receive_some(&mut rig, &frames, 20);
+    let st = rig.sock.statistics().expect("statistics");
+    assert_eq!(got.len(), 20, "the 20 packets that fit: {st:?}");
+    assert!(got.iter().all(|(d, _, _)| d.len() == 768));
+    assert_eq!(st.rx_dropped, 20, "the 20 that do not: {st:?}");
 }
