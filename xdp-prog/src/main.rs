@@ -25,10 +25,10 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use ebpf_filters_common::{
-    array_index, field, flags, l3_key, stat, term_rules_index, tpid_class, Config, GenConfig,
-    LpmData, Terms, XdpMeta, ARRAY_FIELDS_LEN, L3_KEY_BITS, LPM_DATA_LEN, LPM_MAX_ENTRIES,
-    LPM_ROOT_PREFIX, MAX_QUEUES, MAX_VLAN, META_MAGIC, TERM_RULES_LEN, TERM_WORDS, VLAN_DEEP,
-    VLAN_WALK,
+    array_index, field, flags, l3_array_index, l3_class, l3_key, stat, term_rules_index,
+    tpid_class, Config, GenConfig, LpmData, Terms, XdpMeta, ARRAY_FIELDS_LEN, L3_CLASSES,
+    L3_KEY_BITS, LPM_DATA_LEN, LPM_MAX_ENTRIES, LPM_ROOT_PREFIX, MAX_QUEUES, MAX_VLAN, META_MAGIC,
+    TERM_RULES_LEN, TERM_WORDS, VLAN_DEEP, VLAN_WALK,
 };
 
 /// `COMO_CONFIG[0]`: the generation in force and the flags.
@@ -50,6 +50,11 @@ static COMO_ARRAY: Array<Terms> = Array::with_max_entries(2 * ARRAY_FIELDS_LEN, 
 /// Term-vector byte → rules tables of both generations ([`term_rules_index`]).
 #[map(name = "COMO_TERM_RULES")]
 static COMO_TERM_RULES: Array<u64> = Array::with_max_entries(2 * TERM_RULES_LEN, 0);
+
+/// The loader's copy of the L3-key lookups of IPv4, IPv6, ARP and RARP frames
+/// ([`l3_array_index`]).
+#[map(name = "COMO_L3_ARRAY")]
+static COMO_L3_ARRAY: Array<Terms> = Array::with_max_entries(2 * L3_CLASSES, 0);
 
 /// Per-CPU counters ([`stat`]).
 #[map(name = "COMO_STATS")]
@@ -148,6 +153,10 @@ struct Layout {
     absent: u32,
     /// The L3 key (meaningful unless its bit is set in `absent`).
     l3: [u8; 5],
+    /// The key's slot in `COMO_L3_ARRAY` ([`l3_class`]), when `has_class`.
+    l3_class: u32,
+    /// Whether the key has a slot in `COMO_L3_ARRAY` (else: the trie).
+    has_class: bool,
     /// EtherType after the tags (0 when deeper than [`MAX_VLAN`] or when the walk was cut).
     ethertype: u16,
     /// Offset of the L3 header.
@@ -166,6 +175,8 @@ fn layout(ctx: &XdpContext) -> Layout {
     let mut out = Layout {
         absent: 0,
         l3: [0; 5],
+        l3_class: 0,
+        has_class: false,
         ethertype: 0,
         l3_off: 0,
         l4_off: 0,
@@ -249,6 +260,10 @@ fn layout(ctx: &XdpContext) -> Layout {
         _ => (0, 0),
     };
     out.l3 = l3_key(depth, tpid0, tpid1, ethertype, a, b);
+    if let Some(c) = l3_class(depth, tpid0, tpid1, ethertype, a, b) {
+        out.l3_class = c;
+        out.has_class = true;
+    }
     match ethertype {
         ETH_P_IP => match byte(ctx, l3) {
             Some(vihl) => out.l4_off = l3 + 4 * usize::from(vihl & 0x0f),
@@ -305,6 +320,18 @@ impl Acc {
             i += 1;
         }
         self.lpm_lookup();
+    }
+
+    /// ANDs the `COMO_L3_ARRAY` slot of the L3 key (the loader's copy of its trie lookup).
+    #[inline(always)]
+    fn l3_array(&mut self, class: u32) {
+        if !self.uses(field::L3) {
+            return;
+        }
+        match COMO_L3_ARRAY.get(l3_array_index(self.gen, class)) {
+            Some(t) => self.terms.and_with(t),
+            None => self.uncertain = true,
+        }
     }
 
     /// ANDs the LPM lookup of the L3 key.
@@ -392,7 +419,11 @@ fn classify_and_route(ctx: &XdpContext) -> u32 {
     };
     if !acc.uncertain {
         acc.key.data.bytes[0] = gen as u8;
-        acc.lpm_l3(&lay.l3);
+        if lay.has_class {
+            acc.l3_array(lay.l3_class);
+        } else {
+            acc.lpm_l3(&lay.l3);
+        }
         // IPv4 addresses (ARP/RARP: sender and target protocol addresses).
         let (a4s, a4d, v4) = match lay.ethertype {
             ETH_P_IP => (lay.l3_off + 12, lay.l3_off + 16, true),

@@ -51,6 +51,7 @@
 //! | `COMO_LPM` | LPM trie, [`LPM_MAX_ENTRIES`] | [`LpmData`] behind a prefix length | [`Terms`] |
 //! | `COMO_ARRAY` | array, `2 * ARRAY_FIELDS_LEN` | [`array_index`] | [`Terms`] |
 //! | `COMO_TERM_RULES` | array, `2 * TERM_RULES_LEN` | [`term_rules_index`] | `u64` rule bits |
+//! | `COMO_L3_ARRAY` | array, `2 * L3_CLASSES` | [`l3_array_index`] | [`Terms`] |
 //! | `COMO_STATS` | per-CPU array, [`stat::LEN`] | [`stat`] index | `u64` |
 //! | `COMO_XSKS` | XSK map, [`MAX_QUEUES`] | rx queue index | AF_XDP socket |
 //!
@@ -189,6 +190,64 @@ pub const fn l3_key(depth: u8, tpid0: u8, tpid1: u8, ethertype: u16, a: u8, b: u
         a,
         b,
     ]
+}
+
+/// Entries of one generation's part of `COMO_L3_ARRAY`: the L3 keys of IPv4, IPv6, ARP and
+/// RARP frames under at most [`MAX_VLAN`] tags, each with its own slot ([`l3_class`]).
+///
+/// `COMO_L3_ARRAY` is a loader-side cache of the `COMO_LPM` lookup of the L3 key: the loader
+/// fills slot `l3_class(k)` with the terms of the longest `COMO_LPM` prefix of L3 key `k` (the
+/// compiler does not write it), and the XDP program reads the slot instead of walking the trie
+/// when the key has one. Keys without a slot (other EtherTypes, deeper VLAN stacks) use the
+/// trie. Same answer, one array read instead of a trie walk whose length grows with the
+/// nesting of the L3 prefixes (negated protocol tests make long chains).
+pub const L3_CLASSES: u32 = 48 * L3_CLASS_STRIDE;
+/// Slots per VLAN context (depth and TPID classes) in `COMO_L3_ARRAY`.
+pub const L3_CLASS_STRIDE: u32 = 1026;
+
+/// The slot of the L3 key `(depth, tpid0, tpid1, ethertype, a, b)` (see [`l3_key`]) in one
+/// generation's part of `COMO_L3_ARRAY`, or `None` when it has none (EtherType other than
+/// IPv4, IPv6, ARP and RARP, or `depth > MAX_VLAN`). Context `depth * 16 + tpid0 * 4 +
+/// tpid1`, then IPv4: `a * 256 + b` (`a` is 0 or 1); IPv6: `512 + a`, or `768 + b` when `a` is
+/// 44; ARP: 1024; RARP: 1025.
+#[inline(always)]
+pub const fn l3_class(
+    depth: u8,
+    tpid0: u8,
+    tpid1: u8,
+    ethertype: u16,
+    a: u8,
+    b: u8,
+) -> Option<u32> {
+    if depth > MAX_VLAN {
+        return None;
+    }
+    let ctx = (depth as u32) * 16 + ((tpid0 & 3) as u32) * 4 + (tpid1 & 3) as u32;
+    let slot = match ethertype {
+        0x0800 => {
+            if a > 1 {
+                return None;
+            }
+            (a as u32) * 256 + b as u32
+        }
+        0x86dd => {
+            if a == 44 {
+                768 + b as u32
+            } else {
+                512 + a as u32
+            }
+        }
+        0x0806 => 1024,
+        0x8035 => 1025,
+        _ => return None,
+    };
+    Some(ctx * L3_CLASS_STRIDE + slot)
+}
+
+/// Index in `COMO_L3_ARRAY` of slot `class` ([`l3_class`]) in generation `gen`.
+#[inline(always)]
+pub const fn l3_array_index(gen: u32, class: u32) -> u32 {
+    gen * L3_CLASSES + class
 }
 
 /// Bytes of [`LpmData`]: generation, field, and up to 16 bytes of value.
@@ -357,6 +416,45 @@ mod tests {
             [0b0101_0000, 0x08, 0x00, 1, 6]
         );
         assert_eq!(l3_key(VLAN_DEEP, 1, 2, 0, 0, 0)[0], 0b1101_1000);
+    }
+
+    #[test]
+    fn l3_classes_are_distinct_and_in_range() {
+        let mut seen = [false; L3_CLASSES as usize];
+        let mut n = 0;
+        for depth in 0..=VLAN_DEEP {
+            for t0 in 0..4u8 {
+                for t1 in 0..4u8 {
+                    for (et, alist, blist) in [
+                        (0x0800u16, 0..=1u8, 0..=255u8),
+                        (0x86dd, 0..=255, 0..=0),
+                        (0x86dd, 44..=44, 0..=255),
+                        (0x0806, 0..=0, 0..=0),
+                        (0x8035, 0..=0, 0..=0),
+                    ] {
+                        for a in alist.clone() {
+                            for b in blist.clone() {
+                                let Some(c) = l3_class(depth, t0, t1, et, a, b) else {
+                                    assert!(depth > MAX_VLAN);
+                                    continue;
+                                };
+                                if et == 0x86dd && a == 44 && blist.end() == &0 {
+                                    continue;
+                                }
+                                assert!(c < L3_CLASSES);
+                                assert!(!seen[c as usize], "slot {c} twice");
+                                seen[c as usize] = true;
+                                n += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(n, 48 * (512 + 255 + 256 + 2));
+        assert_eq!(l3_class(0, 0, 0, 0x0800, 2, 6), None);
+        assert_eq!(l3_class(0, 0, 0, 0x88cc, 0, 0), None);
+        assert_eq!(l3_array_index(1, 0), L3_CLASSES);
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //! the old generation's LPM entries. No packet is ever classified under a half-written table.
 //! Array and term-rule entries are written only where they differ from what that generation
 //! held (a shadow copy is kept here), and array fields no term uses are not written at all
-//! (the program does not look them up).
+//! (the program does not look them up). `COMO_L3_ARRAY` (the L3-key lookups of IPv4, IPv6,
+//! ARP and RARP frames, one array read instead of a trie walk in the program) is computed here
+//! from the tables' L3 prefixes.
 //!
 //! # Attaching
 //! [`XdpProgram::attach`] creates a BPF link (it goes away with the process, so a crashed run
@@ -37,6 +39,7 @@ use ebpf_filters_common::{
     array_field_base, array_field_len, field, flags, stat, ARRAY_FIELDS_LEN, MAX_QUEUES, MAX_RULES,
     META_MAGIC, TERM_RULES_LEN,
 };
+use ebpf_filters_common::{l3_class, l3_key, L3_CLASSES, L3_KEY_BITS, LPM_ROOT_PREFIX, MAX_VLAN};
 pub use ebpf_filters_common::{Config, GenConfig, LpmData, Terms, XdpMeta};
 
 /// The XDP object built from `xdp-prog` (see `build.rs`).
@@ -178,6 +181,7 @@ struct Maps {
     lpm: LpmTrie<MapData, LpmData, Terms>,
     array: Array<MapData, Terms>,
     term_rules: Array<MapData, u64>,
+    l3_array: Array<MapData, Terms>,
     stats: PerCpuArray<MapData, u64>,
     xsks: XskMap<MapData>,
     /// What `COMO_CONFIG[0]` holds.
@@ -186,6 +190,8 @@ struct Maps {
     shadow_array: [Vec<Terms>; 2],
     /// What each generation's part of `COMO_TERM_RULES` holds.
     shadow_rules: [Vec<u64>; 2],
+    /// What each generation's part of `COMO_L3_ARRAY` holds.
+    shadow_l3: [Vec<Terms>; 2],
     /// The LPM keys each generation holds.
     lpm_keys: [Vec<Key<LpmData>>; 2],
 }
@@ -246,6 +252,7 @@ impl XdpProgram {
             lpm: take(&mut ebpf, "COMO_LPM")?,
             array: take(&mut ebpf, "COMO_ARRAY")?,
             term_rules: take(&mut ebpf, "COMO_TERM_RULES")?,
+            l3_array: take(&mut ebpf, "COMO_L3_ARRAY")?,
             stats: take(&mut ebpf, "COMO_STATS")?,
             xsks: take(&mut ebpf, "COMO_XSKS")?,
             cfg: Config::default(),
@@ -256,6 +263,10 @@ impl XdpProgram {
             shadow_rules: [
                 vec![0; TERM_RULES_LEN as usize],
                 vec![0; TERM_RULES_LEN as usize],
+            ],
+            shadow_l3: [
+                vec![Terms::NONE; L3_CLASSES as usize],
+                vec![Terms::NONE; L3_CLASSES as usize],
             ],
             lpm_keys: [Vec::new(), Vec::new()],
         };
@@ -444,6 +455,18 @@ impl XdpProgram {
                 *have = *want;
             }
         }
+        if t.gen.used & (1 << field::L3) != 0 {
+            let l3 = l3_slots(t.lpm);
+            let base = new * L3_CLASSES;
+            for (i, (want, have)) in l3.iter().zip(m.shadow_l3[ni].iter_mut()).enumerate() {
+                if want != have {
+                    m.l3_array
+                        .set(base + i as u32, want, 0)
+                        .map_err(map_err("COMO_L3_ARRAY"))?;
+                    *have = *want;
+                }
+            }
+        }
         m.gens.set(new, t.gen, 0).map_err(map_err("COMO_GEN"))?;
 
         let cfg = Config {
@@ -567,6 +590,58 @@ impl Drop for XdpProgram {
         // Closing the link would detach too; a failure here has nobody to report to.
         let _ = self.detach();
     }
+}
+
+/// The `COMO_L3_ARRAY` slots of one generation: for every L3 key with a slot
+/// ([`ebpf_filters_common::l3_class`]), the terms of its longest L3 prefix among `lpm` (what
+/// the trie lookup would return; all terms when no prefix matches, as a skipped lookup).
+fn l3_slots(lpm: &[(u32, LpmData, Terms)]) -> Vec<Terms> {
+    // (prefix bits of the 40-bit key, the key's value in the low 40 bits, terms), longest
+    // first.
+    let mut entries: Vec<(u32, u64, Terms)> = lpm
+        .iter()
+        .filter(|(plen, data, _)| data.bytes[1] == field::L3 && *plen >= LPM_ROOT_PREFIX)
+        .map(|(plen, data, terms)| {
+            let v = data.bytes[2..7]
+                .iter()
+                .fold(0u64, |a, &b| (a << 8) | u64::from(b));
+            ((plen - LPM_ROOT_PREFIX).min(L3_KEY_BITS), v, *terms)
+        })
+        .collect();
+    entries.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let lookup = |key: [u8; 5]| -> Terms {
+        let k = key.iter().fold(0u64, |a, &b| (a << 8) | u64::from(b));
+        for (bits, v, terms) in &entries {
+            let shift = L3_KEY_BITS - bits;
+            if (k >> shift) == (v >> shift) {
+                return *terms;
+            }
+        }
+        Terms::ALL
+    };
+    let mut out = vec![Terms::ALL; L3_CLASSES as usize];
+    for depth in 0..=MAX_VLAN {
+        for tpid0 in 0..4u8 {
+            for tpid1 in 0..4u8 {
+                let mut put = |ethertype: u16, a: u8, b: u8| {
+                    if let Some(c) = l3_class(depth, tpid0, tpid1, ethertype, a, b) {
+                        if let Some(slot) = out.get_mut(c as usize) {
+                            *slot = lookup(l3_key(depth, tpid0, tpid1, ethertype, a, b));
+                        }
+                    }
+                };
+                for b in 0..=255u8 {
+                    put(0x0800, 0, b);
+                    put(0x0800, 1, b);
+                    put(0x86dd, b, 0);
+                    put(0x86dd, 44, b);
+                }
+                put(0x0806, 0, 0);
+                put(0x8035, 0, 0);
+            }
+        }
+    }
+    out
 }
 
 /// Refuses test frames the program would not see whole.
