@@ -577,6 +577,71 @@ mod tests {
     }
 
     #[test]
+    fn namespaces_and_veth_pairs_are_removed_on_drop() {
+        if !privileged("namespaces_and_veth_pairs_are_removed_on_drop") {
+            return;
+        }
+        let ns = NetNs::new("fixture").expect("netns");
+        let path = ns.path();
+        assert!(path.exists());
+        assert!(ns.name().starts_with("como-fixture-"));
+        // Host end, two queues each way.
+        let pair = VethPair::with_queues(&ns, None, 2).expect("veth");
+        assert!(pair.a.len() <= 15 && pair.b.len() <= 15);
+        let host_end = PathBuf::from("/sys/class/net").join(&pair.b);
+        assert!(
+            host_end.join("queues/rx-1").exists(),
+            "2 RX queues on the host end"
+        );
+        assert!(ifindex(&pair.b).is_ok());
+        assert!(
+            ns.ifindex(&pair.a).is_ok(),
+            "the other end is in the namespace"
+        );
+        assert!(ifindex(&pair.a).is_err(), "and not in ours");
+        let flags = ns.ip(&["-o", "link", "show", &pair.a]).expect("ip link");
+        assert!(flags.contains("UP"), "{flags}");
+        // IPv6 is off in the namespace: the kernel sends nothing of its own on the link.
+        let v6 = ns
+            .run(|| std::fs::read_to_string("/proc/sys/net/ipv6/conf/default/disable_ipv6"))
+            .expect("run");
+        if let Ok(v) = v6 {
+            assert_eq!(v.trim(), "1");
+        }
+        drop(pair);
+        assert!(!host_end.exists(), "the host end is deleted with the pair");
+        drop(ns);
+        assert!(!path.exists(), "the namespace is deleted");
+    }
+
+    #[test]
+    fn sender_sends_every_frame_at_the_asked_pace() {
+        if !privileged("sender_sends_every_frame_at_the_asked_pace") {
+            return;
+        }
+        let a = NetNs::new("fixture").expect("netns");
+        let b = NetNs::new("fixture").expect("netns");
+        let pair = VethPair::new(&a, Some(&b)).expect("veth");
+        let mut sender = PacketSender::in_ns(&a, &pair.a).expect("sender");
+        let frames: Vec<Vec<u8>> = (0..2000).map(|i| test_frame(i, 60)).collect();
+        let report = sender.send(&frames, Pace::Pps(10_000)).expect("send");
+        assert_eq!(report.sent, 2000);
+        // 2000 frames at 10 kpps take 0.2 s; the sender never goes faster than asked.
+        assert!(report.elapsed >= Duration::from_millis(195), "{report:?}");
+        let rx = b
+            .ip(&["-s", "-o", "link", "show", &pair.b])
+            .expect("ip -s link");
+        // `ip -s -o link` prints "RX: bytes packets ..." then the numbers.
+        let packets = rx
+            .split("RX:")
+            .nth(1)
+            .and_then(|r| r.split('\\').nth(1))
+            .and_then(|n| n.split_whitespace().nth(1))
+            .and_then(|n| n.parse::<u64>().ok());
+        assert_eq!(packets, Some(2000), "{rx}");
+    }
+
+    #[test]
     fn test_frames_carry_their_sequence() {
         let f = test_frame(123_456, 64);
         assert_eq!(f.len(), 64);
