@@ -123,12 +123,16 @@ impl<T: Copy> Ring<T> {
     /// Free slots of a ring we produce into (at least `want` if that many are free; reloads the
     /// kernel's consumer index only when the cache shows fewer).
     pub fn prod_free(&mut self, want: u32) -> u32 {
-        let free = self.size - self.local.wrapping_sub(self.remote);
+        // saturating: a kernel index ahead of ours would be a kernel bug, never a panic here.
+        let free = self
+            .size
+            .saturating_sub(self.local.wrapping_sub(self.remote));
         if free >= want {
             return free;
         }
         self.remote = self.load_consumer(Ordering::Acquire);
-        self.size - self.local.wrapping_sub(self.remote)
+        self.size
+            .saturating_sub(self.local.wrapping_sub(self.remote))
     }
 
     /// Writes `value` at position `local + i` of a ring we produce into. The caller must have
@@ -167,7 +171,8 @@ impl<T: Copy> Ring<T> {
             self.remote = self.load_producer(Ordering::Acquire);
             ready = self.remote.wrapping_sub(self.local);
         }
-        ready.min(max)
+        // Never more than the ring holds, whatever the kernel's index says.
+        ready.min(max).min(self.size)
     }
 
     /// Reads the entry at position `local + i` of a ring we consume. The caller must have seen

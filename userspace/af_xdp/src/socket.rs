@@ -226,7 +226,9 @@ impl Frame<'_> {
     }
 }
 
-/// An AF_XDP socket bound to one queue of one interface, with its own UMEM.
+/// An AF_XDP socket bound to one queue of one interface, with its own UMEM (one UMEM per
+/// socket: `XDP_SHARED_UMEM` is not used). Create it in the network namespace of the
+/// interface; it may then be moved to the worker thread that reads it (`Send`, not `Sync`).
 ///
 /// Dropping it unmaps the rings, closes the socket (the kernel unbinds it and removes it from
 /// any XSK map) and unmaps the UMEM.
@@ -714,6 +716,13 @@ mod tests {
         .validate();
         assert!(e.is_err());
         assert!(SocketConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn a_socket_moves_to_its_worker_thread() {
+        fn is_send<T: Send>() {}
+        is_send::<XskSocket>();
+        is_send::<Umem>();
     }
 
     #[test]

@@ -31,14 +31,14 @@ fn receiving_allocates_nothing_per_packet() {
             let prog = Redirect::attach(idx, XdpMode::Native, 1).expect("attach");
             let umem = Umem::new(&UmemConfig {
                 frame_size: 2048,
-                frame_count: 512,
+                frame_count: 1024,
                 headroom: 0,
                 hugepages: HugePages::Off,
             })
             .expect("umem");
             let cfg = SocketConfig {
-                rx_size: 512,
-                fill_size: 256,
+                rx_size: 1024,
+                fill_size: 512,
                 tx_size: 64,
                 comp_size: 64,
                 ..SocketConfig::default()

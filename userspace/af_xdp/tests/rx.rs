@@ -590,20 +590,20 @@ fn hugepages_on_fails_clearly_and_auto_falls_back() {
     assert_eq!(auto.len() as u64, pages * (2 << 20));
 }
 
-/// 100k packets through a UMEM far smaller than the traffic: every frame is reused hundreds
-/// of times, so a leak of one frame in a few hundred packets would starve the socket.
+/// 100k packets through a UMEM far smaller than the traffic: every frame is reused about 200
+/// times, so a leak of one frame in a few hundred packets would starve the socket.
 ///
-/// Why 256 frames and not 64: on veth the kernel hands packets to the socket in NAPI polls of
-/// up to 64 and publishes them only at the end of each poll; when this shared 2-core machine
-/// defers softirq work for a few ms (measured: gaps of 3-7 ms under load 7-9), bursts of 64+
-/// arrive at once, and a 64-frame UMEM drops some whatever the receiver does (SCHED_FIFO
-/// receiver and sender, 25 kpps: 11-1013 of 100k lost per run). 256 frames absorb 12.8 ms at
-/// 20 kpps, as long as veth's own 256-packet ring does.
+/// Why 512 frames and not 64: on veth the kernel hands packets to the socket in NAPI polls of
+/// up to 64 and publishes them only at the end of each poll, and this shared 2-core VM
+/// sometimes leaves even a SCHED_FIFO receiver or the softirq work unscheduled for several ms
+/// (measured: gaps of 3-7 ms between batches under load 7-9). With 64 frames, 11-1013 of 100k
+/// packets were lost per run at 25 kpps (fill ring empty); with 256 frames at 20 kpps, 0-4
+/// under load 9-11. 512 frames absorb 25 ms at 20 kpps (veth's own ring holds 256 packets).
 fn hundred_thousand_through_small_umem(name: &str, mode: XdpMode, frames: u32, fill: u32) {
     const N: u64 = 100_000;
     const PPS: u64 = 20_000;
     let _one = one_at_a_time();
-    let mut rig = Rig::new(name, mode, &small_umem(frames), &rings(fill, 256));
+    let mut rig = Rig::new(name, mode, &small_umem(frames), &rings(fill, 512));
     let sent_frames: Vec<Vec<u8>> = (0..N)
         .map(|i| test_frame(i, 64 + (i % 8) as usize * 8))
         .collect();
@@ -659,11 +659,11 @@ fn hundred_thousand_through_small_umem(name: &str, mode: XdpMode, frames: u32, f
 }
 
 #[test]
-fn hundred_thousand_packets_through_256_frames_lose_none_and_leak_none() {
-    if !privileged("hundred_thousand_packets_through_256_frames_lose_none_and_leak_none") {
+fn hundred_thousand_packets_through_512_frames_lose_none_and_leak_none() {
+    if !privileged("hundred_thousand_packets_through_512_frames_lose_none_and_leak_none") {
         return;
     }
-    hundred_thousand_through_small_umem("xsk-100k", XdpMode::Native, 256, 256);
+    hundred_thousand_through_small_umem("xsk-100k", XdpMode::Native, 512, 512);
 }
 
 #[test]
@@ -671,8 +671,8 @@ fn fill_ring_smaller_than_umem_keeps_the_rest_on_the_free_list() {
     if !privileged("fill_ring_smaller_than_umem_keeps_the_rest_on_the_free_list") {
         return;
     }
-    // 384 frames, 256 fill slots: 128 frames wait on the free list and rotate through.
-    hundred_thousand_through_small_umem("xsk-free", XdpMode::Skb, 384, 256);
+    // 640 frames, 512 fill slots: 128 frames wait on the free list and rotate through.
+    hundred_thousand_through_small_umem("xsk-free", XdpMode::Skb, 640, 512);
 }
 
 /// An Ethernet/IPv4/UDP frame of flow `flow` (source port) carrying `seq` (even length, so the
