@@ -373,6 +373,22 @@ fn bind_errors_name_the_cause() {
             e.contains("ifindex 99999") && e.contains("no such interface"),
             "{e}"
         );
+        // Busy-polling options the kernel refuses are reported with the option's name.
+        let e = XskSocket::new(
+            Umem::new(&small_umem(64)).expect("umem"),
+            ifindex,
+            0,
+            &SocketConfig {
+                busy_poll: Some(BusyPoll {
+                    usecs: 10,
+                    budget: 70_000,
+                }),
+                ..rings(64, 64)
+            },
+        )
+        .map(|_| ())
+        .expect_err("budget above 65535");
+        assert!(e.to_string().contains("SO_BUSY_POLL_BUDGET"), "{e}");
         // A second socket on a taken queue.
         let first = XskSocket::new(
             Umem::new(&small_umem(64)).expect("umem"),
@@ -822,4 +838,44 @@ fn packets_longer_than_a_frame_are_counted_in_rx_dropped() {
     assert_eq!(got.len(), 20, "the 20 packets that fit: {st:?}");
     assert!(got.iter().all(|(d, _, _)| d.len() == 768));
     assert_eq!(st.rx_dropped, 20, "the 20 that do not: {st:?}");
+}
+
+#[test]
+fn wait_returns_when_packets_arrive_or_the_timeout_passes() {
+    if !privileged("wait_returns_when_packets_arrive_or_the_timeout_passes") {
+        return;
+    }
+    let _one = one_at_a_time();
+    let mut rig = Rig::new("xsk-wait", XdpMode::Native, &small_umem(64), &rings(64, 64));
+    let t = Instant::now();
+    assert!(!rig.sock.wait(50).expect("poll"), "nothing came");
+    assert!(
+        t.elapsed() >= Duration::from_millis(45),
+        "{:?}",
+        t.elapsed()
+    );
+    let frames = [test_frame(7, 64)];
+    let sender = &mut rig.sender;
+    let sock = &mut rig.sock;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(50));
+            sender.send(&frames, Pace::TopSpeed).expect("send")
+        });
+        let t = Instant::now();
+        assert!(sock.wait(5_000).expect("poll"), "a packet came");
+        assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    });
+    let mut seqs = Vec::new();
+    assert_eq!(
+        rig.sock
+            .rx_batch(64, |f| seqs.push(test_frame_seq(f.data)))
+            .expect("rx"),
+        1
+    );
+    assert_eq!(seqs, [Some(7)]);
+    assert!(
+        rig.sock.wait(0).is_ok_and(|ready| !ready),
+        "nothing left after reading"
+    );
 }
