@@ -111,12 +111,44 @@ pub struct NetNs {
     name: String,
 }
 
+/// Deletes the `como-*` namespaces left by processes that no longer exist (a test killed
+/// before its guards ran). The name carries the creator's pid: `como-{prefix}-{pid36}x{n36}`.
+fn remove_stale_namespaces() {
+    let Ok(dir) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(tail) = name
+            .strip_prefix("como-")
+            .and_then(|r| r.rsplit('-').next())
+        else {
+            continue;
+        };
+        let Some((pid36, _)) = tail.split_once('x') else {
+            continue;
+        };
+        let Ok(pid) = u32::from_str_radix(pid36, 36) else {
+            continue;
+        };
+        if !PathBuf::from(format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        }
+    }
+}
+
 impl NetNs {
     /// Creates a namespace named after `prefix` (made unique), with `lo` up and IPv6 off.
+    /// The first call in a process also deletes namespaces this fixture created in processes
+    /// that are gone.
     pub fn new(prefix: &str) -> io::Result<Self> {
-        let name = unique_name(&format!("como-{prefix}-"), 40);
+        static CLEANUP: std::sync::Once = std::sync::Once::new();
+        // Never truncated after the prefix: the tail must stay whole for remove_stale_namespaces.
+        let short: String = prefix.chars().filter(|c| *c != '/').take(24).collect();
+        let name = format!("como-{short}-{}", unique_name("", 15));
         {
             let _guard = NETNS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            CLEANUP.call_once(remove_stale_namespaces);
             let mut last = None;
             for attempt in 0..5 {
                 match run(Command::new("ip").args(["netns", "add", &name])) {
