@@ -1,7 +1,8 @@
 //! How fast one `XskSocket` receives on a veth pair: a sender in one network namespace sends
 //! `COUNT` frames of `LEN` bytes at its top speed (or at `PPS`), a receiver in the other
 //! namespace reads them through the test redirect program; prints sent/received rates, loss
-//! and the kernel's socket statistics. Root only.
+//! and the kernel's socket statistics. Root only. `COMO_FRAMES` (4096) and `COMO_RX` (2048) size
+//! the UMEM and the RX ring.
 //!
 //! ```text
 //! [COMO_RT=1] cargo run --release -p como-af-xdp --example veth_rate -- [native|skb] [LEN] [COUNT] [PPS|top]
@@ -15,6 +16,13 @@ use std::time::{Duration, Instant};
 use af_xdp::{HugePages, SocketConfig, Umem, UmemConfig, XskSocket};
 use common::{Redirect, XdpMode};
 use como_tests::netns::{ifindex, test_frame, NetNs, Pace, PacketSender, VethPair};
+
+fn env_u32(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,13 +48,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let prog = Redirect::attach(idx, mode, 1).map_err(|e| e.to_string())?;
         let umem = Umem::new(&UmemConfig {
             frame_size: 2048,
-            frame_count: 4096,
+            frame_count: env_u32("COMO_FRAMES", 4096),
             headroom: 0,
             hugepages: HugePages::Auto,
         })
         .map_err(|e| e.to_string())?;
-        let sock =
-            XskSocket::new(umem, idx, 0, &SocketConfig::default()).map_err(|e| e.to_string())?;
+        let cfg = SocketConfig {
+            rx_size: env_u32("COMO_RX", 2048),
+            fill_size: env_u32("COMO_FRAMES", 4096).next_power_of_two(),
+            ..SocketConfig::default()
+        };
+        let sock = XskSocket::new(umem, idx, 0, &cfg).map_err(|e| e.to_string())?;
         prog.set_socket(0, sock.fd()).map_err(|e| e.to_string())?;
         Ok((sock, prog))
     })??;
