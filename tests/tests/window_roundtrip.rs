@@ -329,6 +329,9 @@ fn window_rotates_by_packet_time_and_prunes_by_time() {
     let mut cfg = small_config(&dir);
     cfg.segment_bytes = 1 << 30;
     cfg.segment_ns = Some(2_000_000_000);
+    // Rotation by time happens between staging buffers: small ones for a fine split.
+    cfg.buffer_bytes = 16 * 1024;
+    cfg.snaplen = 1600;
     write_window(cfg, &t.packets);
     let segs = segment::list(&dir).expect("list");
     let first = t.packets.first().map(|p| p.ts_ns).unwrap_or(0);

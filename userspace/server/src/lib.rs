@@ -744,3 +744,127 @@ fn produce(
     }
     send(tx, buf);
 }
+
+#[cfg(test)]
+mod trace_tests {
+    use super::*;
+
+    fn traces() -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/traces")
+    }
+
+    /// Packets of a pcap or pcapng file: (ts in µs, wire length, bytes).
+    fn packets(bytes: Vec<u8>) -> Vec<(u64, u32, Vec<u8>)> {
+        let mut r = como_tracefile::TraceReader::from_bytes("answer", bytes).expect("a trace");
+        let mut v = Vec::new();
+        while let Some(p) = r.next_packet() {
+            let p = p.expect("complete");
+            v.push((p.ts_ns / 1000, p.wire_len, p.data.to_vec()));
+        }
+        v
+    }
+
+    #[test]
+    fn trace_route_streams_what_tcpdump_selects() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("window");
+        let original = traces().join("nDPI/teams.pcap");
+        let mut cfg = como_window::WindowConfig::new(&dir);
+        cfg.buffer_bytes = 64 * 1024;
+        cfg.buffers = 4;
+        cfg.segment_bytes = 256 * 1024;
+        let w = como_window::Window::open(cfg).expect("window");
+        {
+            let mut h = w.writer();
+            let mut r = como_tracefile::TraceReader::open(&original).expect("trace");
+            while let Some(p) = r.next_packet() {
+                assert!(h.write_wait(&p.expect("packet")));
+            }
+        }
+        let stats = w.stats_shared();
+        let _ = w.finish();
+        let node = como_config::Node {
+            name: "t".into(),
+            location: String::new(),
+            db_path: tmp.path().join("db"),
+        };
+        let st = Arc::new(NodeState::new(node, Vec::new(), Vec::new()).expect("state"));
+        st.set_trace(TraceWindow {
+            dir: dir.clone(),
+            stats: Some(stats),
+        });
+        let server = Server::start(st, "127.0.0.1:0".parse().expect("addr")).expect("server");
+        let base = format!("http://{}", server.addr());
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        for (filter, format) in [
+            ("host 52.114.77.33", "pcap"),
+            ("tcp port 443 and not host 52.113.194.132", "pcapng"),
+            ("", "pcap"),
+        ] {
+            let mut resp = agent
+                .get(format!("{base}/trace"))
+                .query("filter", filter)
+                .query("format", format)
+                .call()
+                .expect("GET /trace");
+            assert_eq!(resp.status().as_u16(), 200, "{filter}");
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(1 << 30)
+                .read_to_vec()
+                .expect("body");
+            let got = packets(body);
+            let want_file = tmp.path().join("want.pcap");
+            let ok = std::process::Command::new("tcpdump")
+                .arg("-r")
+                .arg(&original)
+                .arg("-w")
+                .arg(&want_file)
+                .arg(filter)
+                .output()
+                .expect("tcpdump runs (the oracle)")
+                .status
+                .success();
+            assert!(ok, "tcpdump {filter}");
+            let want = packets(std::fs::read(&want_file).expect("tcpdump output"));
+            assert!(!want.is_empty());
+            assert_eq!(got.len(), want.len(), "{filter}");
+            assert!(got == want, "{filter}: packets differ");
+        }
+        // A time range selects by packet time; errors are 400 with the reason.
+        let mut resp = agent
+            .get(format!("{base}/trace?time=@0:@1&filter=tcp"))
+            .call()
+            .expect("GET");
+        assert_eq!(resp.status().as_u16(), 200);
+        let body = resp.body_mut().read_to_vec().expect("body");
+        assert!(packets(body).is_empty());
+        for bad in [
+            "filter=tcp%20and",
+            "format=erf",
+            "time=1",
+            "color=red",
+            "start=@5&end=@1",
+        ] {
+            let resp = agent
+                .get(format!("{base}/trace?{bad}"))
+                .call()
+                .expect("GET");
+            assert_eq!(resp.status().as_u16(), 400, "{bad}");
+        }
+        let mut m = agent
+            .get(format!("{base}/metrics"))
+            .call()
+            .expect("metrics");
+        let text = m.body_mut().read_to_string().expect("text");
+        assert!(
+            text.contains("como_trace_drops_total{reason=\"disk_slow\"} 0"),
+            "{text}"
+        );
+        server.stop().expect("stop");
+    }
+}

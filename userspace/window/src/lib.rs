@@ -68,7 +68,8 @@ pub struct WindowConfig {
     pub snaplen: u32,
     /// Segment size at which a new segment starts.
     pub segment_bytes: u64,
-    /// Packet-time span at which a new segment starts (ns).
+    /// Packet-time span at which a new segment starts (ns; checked per staging buffer, so the
+    /// split is as fine as a buffer's time span: at most `flush_ns` of wall time).
     pub segment_ns: Option<u64>,
     /// Retention limits.
     pub limits: Limits,
@@ -84,13 +85,14 @@ pub struct WindowConfig {
     pub uring: bool,
     /// Staging buffers on hugepages when available.
     pub hugepages: bool,
-    /// A handle sends its partial buffer once it holds this much packet time (ns).
+    /// A handle sends its partial buffer once it is this old (wall clock, ns; checked every
+    /// 64 packets, so an idle worker must call [`WindowWriter::flush`] itself).
     pub flush_ns: u64,
 }
 
 impl WindowConfig {
     /// Defaults: snaplen 65535, 1 GiB or 1 h segments, 32 buffers of 1 MiB, O_DIRECT,
-    /// io_uring, hugepages, flush after 1 s of packet time, no limits.
+    /// io_uring, hugepages, partial buffers flushed after 1 s, no limits.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         WindowConfig {
             dir: dir.into(),
@@ -151,7 +153,7 @@ pub struct Stats {
     pub segments_deleted: AtomicU64,
     /// Bytes deleted by retention.
     pub bytes_deleted: AtomicU64,
-    /// CPU time of the writer thread spent indexing (ns).
+    /// CPU time (thread CPU clock) the writer thread spent indexing (ns).
     pub index_ns: AtomicU64,
     /// Writing is stopped (disk full).
     pub disk_full: AtomicBool,
@@ -417,6 +419,8 @@ impl Window {
             cur: None,
             links: Vec::new(),
             cut,
+            since_check: 0,
+            cur_since: std::time::Instant::now(),
         }
     }
 
@@ -502,6 +506,10 @@ pub struct WindowWriter {
     links: Vec<(LinkType, u32, Select)>,
     /// Snaplen cut.
     cut: usize,
+    /// Packets since the last look at the clock.
+    since_check: u32,
+    /// When the current buffer got its first packet (approximately).
+    cur_since: std::time::Instant,
 }
 
 impl std::fmt::Debug for WindowWriter {
@@ -546,7 +554,13 @@ impl WindowWriter {
             None => {
                 let i = self.shared.iface(p.link);
                 let expr = &self.shared.cfg.filter;
-                let f = if expr.trim().is_empty() {
+                let f = if u16::try_from(p.link.to_linktype()).is_err() {
+                    tracing::warn!(
+                        "trace window: link type {} does not fit pcapng; its packets are not stored",
+                        p.link.to_linktype()
+                    );
+                    Select::Nothing
+                } else if expr.trim().is_empty() {
                     Select::All
                 } else {
                     match ebpf_filters::compile(expr, p.link) {
@@ -567,6 +581,8 @@ impl WindowWriter {
     #[inline]
     fn store(&mut self, p: &Packet<'_>, iface: u32, wait: bool) -> bool {
         if self.cur.is_none() {
+            self.cur_since = std::time::Instant::now();
+            self.since_check = 0;
             self.cur = if wait {
                 self.shared.free_rx.recv().ok()
             } else {
@@ -591,8 +607,12 @@ impl WindowWriter {
             self.flush();
             return self.store(p, iface, wait);
         }
-        if p.ts_ns.saturating_sub(b.ts_min) >= self.shared.cfg.flush_ns {
-            self.flush();
+        self.since_check += 1;
+        if self.since_check >= 64 {
+            self.since_check = 0;
+            if self.cur_since.elapsed().as_nanos() >= u128::from(self.shared.cfg.flush_ns) {
+                self.flush();
+            }
         }
         true
     }

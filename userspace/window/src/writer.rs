@@ -159,6 +159,14 @@ impl Writer {
         }
         if self.stopped && self.room_again() {
             tracing::info!("trace window: space available again, writing resumes");
+            // A segment whose closing failed for lack of space is closed now.
+            if let Ok(segs) = segment::list(&self.shared.cfg.dir) {
+                for s in segs.iter().filter(|s| s.open) {
+                    if let Err(e) = segment::recover(s) {
+                        tracing::warn!("trace window: cannot close {}: {e}", s.path.display());
+                    }
+                }
+            }
             self.stopped = false;
             self.shared.stats.disk_full.store(false, Ordering::Relaxed);
         }
@@ -313,16 +321,18 @@ impl Writer {
         seg.first_ts.get_or_insert(b.ts_min);
         self.newest = self.newest.max(b.ts_max);
         let packets = u64::from(b.packets);
-        let t = Instant::now();
         // Index while the write runs (the bytes are not modified in flight).
         let content_len = b.used;
+        let mut index_ns = 0u64;
         self.engine.submit_with(b, off, len, |bytes| {
+            // CPU time of this thread (wall time would count preemption).
+            let t = thread_cpu_ns();
             seg.index
                 .add_chunk(bytes.get(..content_len).unwrap_or(&[]), off);
+            index_ns = thread_cpu_ns().saturating_sub(t);
         });
         let st = &self.shared.stats;
-        st.index_ns
-            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        st.index_ns.fetch_add(index_ns, Ordering::Relaxed);
         st.packets.fetch_add(packets, Ordering::Relaxed);
     }
 
@@ -466,4 +476,12 @@ impl Writer {
             self.retention();
         }
     }
+}
+
+/// CPU time consumed by the calling thread, in ns.
+fn thread_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    (t.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as u64)
 }
