@@ -15,7 +15,9 @@
 //!   instance of its kind, args, filter and interval) over module `M`'s stored records turned
 //!   back into packets by `M`'s `replay` (CoMo's chaining; `M` is usually a `trace` module),
 //!   over what `M` has stored when the query arrives (a chained query does not wait); its
-//!   output is sent in chunks as the run produces it.
+//!   output is sent in chunks as the run produces it. `source=trace` (with a trace window and
+//!   no module named `trace`) runs the module over the window's stored packets of the time
+//!   range instead: CoMo's query on past traffic.
 //!   Other parameters are the module's print-time parameters (`topn` ...).
 //! - `GET /status`: node, uptime, sources (packets, bytes, state), modules (stored bytes, time
 //!   range), whether the runtime still runs. JSON.
@@ -504,7 +506,57 @@ async fn query(
     let buf = SharedBuf::default();
     let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);
     let format = q.format;
-    if let Some(src) = q.source.clone() {
+    let window = st.trace.get().filter(|_| st.module("trace").is_none());
+    if let (Some("trace"), Some(tw)) = (q.source.as_deref(), window) {
+        // A past-traffic run: the module over the packets the trace window stored.
+        let module = match m.config.build() {
+            Ok(m) => m,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        };
+        let out = ChunkWriter {
+            tx: tx.clone(),
+            buf: Vec::new(),
+        };
+        let printer = match module.printer_with(format, Box::new(out), &q.print) {
+            Ok(p) => p,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        };
+        let spec = ModuleSpec {
+            name: m.config.name.clone(),
+            module,
+            filter: m.config.filter.clone(),
+            interval: m.config.interval,
+        };
+        // The module's own filter prunes the window through its index; the runtime applies
+        // it again (same filter, same answer).
+        let wq = como_window::Query {
+            filter: m.config.filter.clone(),
+            start_ns: q.start_ns,
+            end_ns: q.end_ns.saturating_sub(1),
+        };
+        let dir = tw.dir.clone();
+        let name = m.config.name.clone();
+        spawn_producer(tx.clone(), move || {
+            let mut source = WindowSource::start(dir, wq);
+            let opts = Options {
+                workers: 1,
+                ..Options::default()
+            };
+            match como_runtime::run(
+                vec![spec],
+                &opts,
+                &mut source,
+                PrintSink::new(vec![printer]),
+            ) {
+                Ok((report, _)) => {
+                    if let Some(e) = report.source_error {
+                        tracing::warn!("`{name}` over the trace window: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("`{name}` over the trace window: {e}"),
+            }
+        });
+    } else if let Some(src) = q.source.clone() {
         let Some(from) = st.module(&src) else {
             return error(StatusCode::NOT_FOUND, format!("no source module `{src}`"));
         };
@@ -571,6 +623,100 @@ async fn query(
         Body::from_stream(stream),
     )
         .into_response()
+}
+
+/// One packet read from the trace window.
+struct WindowPacket {
+    ts_ns: u64,
+    wire_len: u32,
+    link: como_packet::LinkType,
+    data: Vec<u8>,
+}
+
+/// The packets of a trace-window query as a runtime source: a thread runs the query and hands
+/// over batches of packets (bounded channel: the query waits for the modules).
+struct WindowSource {
+    rx: std::sync::mpsc::Receiver<Result<Vec<WindowPacket>, String>>,
+    batch: Vec<WindowPacket>,
+    next: usize,
+}
+
+impl WindowSource {
+    fn start(dir: std::path::PathBuf, q: como_window::Query) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let spawned = std::thread::Builder::new()
+            .name("como-window-read".into())
+            .spawn(move || {
+                let mut batch = Vec::with_capacity(512);
+                let res = como_window::query(&dir, &q, &mut |p| {
+                    batch.push(WindowPacket {
+                        ts_ns: p.ts_ns,
+                        wire_len: p.wire_len,
+                        link: p.link,
+                        data: p.data.to_vec(),
+                    });
+                    if batch.len() >= 512 {
+                        tx.send(Ok(std::mem::take(&mut batch)))
+                            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "run ended"))?;
+                    }
+                    Ok(())
+                });
+                let _ = match res {
+                    Ok(_) => tx.send(Ok(batch)),
+                    Err(como_window::QueryError::Sink(_)) => Ok(()),
+                    Err(e) => tx.send(Err(e.to_string())),
+                };
+            });
+        let (tx2, rx2) = std::sync::mpsc::sync_channel(1);
+        let rx = match spawned {
+            Ok(_) => rx,
+            Err(e) => {
+                let _ = tx2.send(Err(format!("cannot start the window reader: {e}")));
+                rx2
+            }
+        };
+        WindowSource {
+            rx,
+            batch: Vec::new(),
+            next: 0,
+        }
+    }
+}
+
+impl como_runtime::Source for WindowSource {
+    fn name(&self) -> String {
+        "trace window".into()
+    }
+
+    fn next_packet(&mut self) -> Result<como_runtime::Next<'_>, como_runtime::SourceError> {
+        while self.next >= self.batch.len() {
+            match self.rx.recv() {
+                Ok(Ok(b)) => {
+                    self.batch = b;
+                    self.next = 0;
+                }
+                Ok(Err(message)) => {
+                    return Err(como_runtime::SourceError {
+                        source_name: "trace window".into(),
+                        message,
+                    })
+                }
+                Err(_) => return Ok(como_runtime::Next::End),
+            }
+        }
+        let i = self.next;
+        self.next += 1;
+        match self.batch.get(i) {
+            Some(p) => Ok(como_runtime::Next::Packet(como_packet::Packet {
+                ts_ns: p.ts_ns,
+                wire_len: p.wire_len,
+                data: &p.data,
+                link: p.link,
+                interface: 0,
+            })),
+            None => Ok(como_runtime::Next::End),
+        }
+    }
 }
 
 /// `GET /trace`: packets of the trace window.
@@ -865,6 +1011,85 @@ mod trace_tests {
             text.contains("como_trace_drops_total{reason=\"disk_slow\"} 0"),
             "{text}"
         );
+        server.stop().expect("stop");
+    }
+
+    /// `GET /<module>?source=trace` runs the module over the window's packets: the same
+    /// records as the module run over the original trace.
+    #[test]
+    fn module_over_the_window_equals_module_over_the_trace() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("window");
+        let original = traces().join("nDPI/teams.pcap");
+        let mut cfg = como_window::WindowConfig::new(&dir);
+        cfg.buffer_bytes = 64 * 1024;
+        cfg.buffers = 4;
+        cfg.segment_bytes = 256 * 1024;
+        let w = como_window::Window::open(cfg).expect("window");
+        {
+            let mut h = w.writer();
+            let mut r = como_tracefile::TraceReader::open(&original).expect("trace");
+            while let Some(p) = r.next_packet() {
+                assert!(h.write_wait(&p.expect("packet")));
+            }
+        }
+        let _ = w.finish();
+        let conf = como_config::Config::parse(
+            "[[module]]\nname = \"web\"\nkind = \"traffic\"\nfilter = \"tcp port 443\"\ninterval = \"5s\"\n",
+            "test.toml",
+        )
+        .expect("config");
+        let mc = conf.modules.into_iter().next().expect("module");
+        // The module over the original trace, printed as JSON.
+        let expected = {
+            let out = SharedBuf::default();
+            let printer = mc
+                .module
+                .printer_with(
+                    Format::Json,
+                    Box::new(out.clone()),
+                    &como_module::PrintParams::new(),
+                )
+                .expect("printer");
+            let spec = ModuleSpec {
+                name: mc.name.clone(),
+                module: mc.build().expect("module"),
+                filter: mc.filter.clone(),
+                interval: mc.interval,
+            };
+            let mut src = como_runtime::TraceSource::open(&original).expect("source");
+            let opts = Options {
+                workers: 1,
+                ..Options::default()
+            };
+            como_runtime::run(vec![spec], &opts, &mut src, PrintSink::new(vec![printer]))
+                .expect("run");
+            String::from_utf8(out.take()).expect("utf-8")
+        };
+        assert!(expected.lines().count() > 3, "{expected}");
+        let db =
+            como_storage::Database::open(tmp.path().join("db"), como_storage::Options::default())
+                .expect("db");
+        let node = como_config::Node {
+            name: "t".into(),
+            location: String::new(),
+            db_path: tmp.path().join("db"),
+        };
+        let served = ServedModule {
+            config: mc,
+            read: db.read_handle(),
+        };
+        let st = Arc::new(NodeState::new(node, vec![served], Vec::new()).expect("state"));
+        st.set_trace(TraceWindow { dir, stats: None });
+        let server = Server::start(st, "127.0.0.1:0".parse().expect("addr")).expect("server");
+        let mut resp = ureq::get(format!(
+            "http://{}/web?source=trace&format=json",
+            server.addr()
+        ))
+        .call()
+        .expect("GET");
+        let got = resp.body_mut().read_to_string().expect("body");
+        assert_eq!(got, expected);
         server.stop().expect("stop");
     }
 }
