@@ -615,3 +615,30 @@ fn window_survives_kill9() {
         );
     }
 }
+
+#[test]
+fn window_query_survives_a_damaged_or_missing_index() {
+    let t = load_trace("nDPI/netflix.pcap").expect("trace");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("w");
+    write_window(small_config(&dir), &t.packets);
+    let want = query(&dir, "host 192.168.1.7 and tcp", usize::MAX);
+    assert!(!want.is_empty());
+    let segs = segment::list(&dir).expect("list");
+    // Truncate one index and remove another: those segments are scanned whole.
+    let first = segs.first().expect("segment").index_path();
+    let len = std::fs::metadata(&first).expect("idx").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&first)
+        .expect("open")
+        .set_len(len / 2)
+        .expect("truncate");
+    if let Some(last) = segs.get(1) {
+        std::fs::remove_file(last.index_path()).expect("rm");
+    }
+    assert_eq!(query(&dir, "host 192.168.1.7 and tcp", usize::MAX), want);
+    // Reopening the window leaves the segments alone.
+    let _ = Window::open(small_config(&dir)).expect("reopen").finish();
+    assert_eq!(query(&dir, "host 192.168.1.7 and tcp", usize::MAX), want);
+}

@@ -33,6 +33,23 @@
 //! one at a time while the age, byte or free-disk limit is exceeded. Queries ([`query`]) prune
 //! segments by time, groups by time and by the keys the filter requires, then apply the exact
 //! filter.
+//!
+//! # Hooking a capture worker
+//! ```no_run
+//! # use como_window::{Window, WindowConfig};
+//! # fn packets() -> Vec<como_packet::Packet<'static>> { Vec::new() }
+//! let window = Window::open(WindowConfig::new("/var/lib/como/trace")).expect("window");
+//! let mut w = window.writer(); // one per worker thread
+//! for p in packets() {
+//!     w.write(&p); // live sources: never blocks (drops counted as disk_slow)
+//! }
+//! w.flush(); // when the worker goes idle: the partial buffer reaches the disk
+//! drop(w);
+//! let counters = window.finish(); // closes the open segment
+//! # let _ = counters;
+//! ```
+//! Trace-file sources call [`WindowWriter::write_wait`] instead, which waits for a free
+//! buffer rather than dropping.
 
 pub mod block;
 pub mod disk;
@@ -91,8 +108,9 @@ pub struct WindowConfig {
 }
 
 impl WindowConfig {
-    /// Defaults: snaplen 65535, 1 GiB or 1 h segments, 32 buffers of 1 MiB, O_DIRECT,
-    /// io_uring, hugepages, partial buffers flushed after 1 s, no limits.
+    /// Defaults: snaplen 65535, 1 GiB or 1 h segments, 16 buffers of 2 MiB (one hugepage
+    /// each when the kernel has some reserved), O_DIRECT, io_uring, partial buffers flushed
+    /// after 1 s, no limits.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         WindowConfig {
             dir: dir.into(),
@@ -100,8 +118,8 @@ impl WindowConfig {
             segment_bytes: 1 << 30,
             segment_ns: Some(3600 * 1_000_000_000),
             limits: Limits::default(),
-            buffer_bytes: 1 << 20,
-            buffers: 32,
+            buffer_bytes: 2 << 20,
+            buffers: 16,
             filter: String::new(),
             direct: true,
             uring: true,
