@@ -4,18 +4,24 @@
 # Usage: scripts/fuzz.sh [SECONDS]     (SECONDS per target, default 20)
 #
 # Targets: pcap, pcapng, erf (whole trace files), packet (one packet of any link type),
-# filter (a filter expression). Seed corpora are copied at run time into
+# filter (a filter expression), kernel_diff (filters compiled into the kernel tables against
+# the exact evaluator, on generated and real packets), packet_key (the kernel field
+# extraction against a model, on every cut of a frame), config (a configuration file, as
+# `como validate` reads it), query_params (the parameters of a query URL), window_segment
+# (trace-window segments torn by a crash or damaged: recovery, index, queries).
+# Seed corpora are copied at run time into
 # tests/fuzz/corpus/<target>/ (not committed): the trace files of tests/data/traces by
 # extension (up to 64 KiB each), the first packets of each pcap trace for the packet target
-# (tests/fuzz/seed_packets.py, when python3 is there), the expressions of
-# tests/data/filters/corpus.txt, and the committed reproducers of fixed crashes in
-# tests/fuzz/regressions/<target>/ (so they are re-run every time).
+# (tests/fuzz/seed_packets.py, when python3 is there; its Ethernet ones for packet_key), the
+# expressions of tests/data/filters/corpus.txt, the committed seeds of tests/fuzz/seeds/<target>/,
+# and the committed reproducers of crashes in tests/fuzz/regressions/<target>/ (so they are
+# re-run every time).
 # Needs nightly and cargo-fuzz (scripts/setup.sh installs both). Prints one line per target;
 # exits non-zero if the build fails or any target finds a crash, leak, timeout or OOM
 # (the reproducer is then in tests/fuzz/artifacts/<target>/).
 # Environment: FUZZ_TARGET_DIR (default tests/fuzz/target) keeps the sanitizer build apart
 # from the workspace's target directory; FUZZ_TARGETS (default "pcap pcapng erf packet
-# filter") picks the targets: add filter_diff, the differential target against libpcap, for
+# filter kernel_diff packet_key config query_params window_segment") picks the targets: add filter_diff, the differential target against libpcap, for
 # longer manual runs (e.g. FUZZ_TARGETS=filter_diff scripts/fuzz.sh 600).
 set -euo pipefail
 
@@ -25,7 +31,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 fuzz="$root/tests/fuzz"
 traces="$root/tests/data/traces"
 target_dir="${FUZZ_TARGET_DIR:-$fuzz/target}"
-read -r -a targets <<<"${FUZZ_TARGETS:-pcap pcapng erf packet filter}"
+read -r -a targets <<<"${FUZZ_TARGETS:-pcap pcapng erf packet filter kernel_diff packet_key config query_params window_segment}"
 
 log() { printf 'fuzz: %s\n' "$*"; }
 
@@ -63,6 +69,22 @@ if command -v python3 >/dev/null; then
     python3 "$fuzz/seed_packets.py" "$traces" "$fuzz/corpus/packet" 2>/dev/null || log "packet seeds from traces failed; using the hand-made ones"
 fi
 
+# packet_key: the Ethernet packet seeds (link index 0; same layout).
+mkdir -p "$fuzz/corpus/packet_key"
+find "$fuzz/corpus/packet" -type f -size -2k -print0 |
+    while IFS= read -r -d '' f; do
+        if [ "$(head -c1 "$f" | od -An -tu1 | tr -d ' ')" = 0 ]; then
+            cp -f "$f" "$fuzz/corpus/packet_key/"
+        fi
+    done
+# Committed seeds (small hand-written or minimised inputs) of the newer targets.
+for t in "${targets[@]}"; do
+    if [ -d "$fuzz/seeds/$t" ]; then
+        mkdir -p "$fuzz/corpus/$t"
+        find "$fuzz/seeds/$t" -type f -exec cp -f -t "$fuzz/corpus/$t" {} +
+    fi
+done
+
 for t in "${targets[@]}"; do
     if [ -d "$fuzz/regressions/$t" ]; then
         mkdir -p "$fuzz/corpus/$t"
@@ -85,10 +107,14 @@ done
 log "built ${#targets[@]} targets in $(($(date +%s) - start)) s"
 
 # --- run --------------------------------------------------------------------------------------
+# window_segment writes its segments in a scratch folder of its own, removed at the end.
+COMO_FUZZ_SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/como-fuzz-scratch.XXXXXX")"
+export COMO_FUZZ_SCRATCH
+trap 'rm -rf "$COMO_FUZZ_SCRATCH"' EXIT
 failed=()
 for t in "${targets[@]}"; do
     out="$fuzz/artifacts/$t.log"
-    mkdir -p "$fuzz/artifacts/$t"
+    mkdir -p "$fuzz/artifacts/$t" "$fuzz/corpus/$t"
     extra=()
     [ -f "$fuzz/dict/$t.dict" ] && extra+=("-dict=$fuzz/dict/$t.dict")
     [ "$t" = filter_diff ] && extra+=("-dict=$fuzz/dict/filter.dict" -detect_leaks=0)

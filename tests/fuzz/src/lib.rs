@@ -2,7 +2,12 @@
 //!
 //! Every target feeds hostile bytes to one parser and walks everything it returns; the only
 //! thing checked is that nothing panics, overflows or reads out of bounds (libFuzzer and the
-//! address sanitizer report those).
+//! address sanitizer report those). The differential targets add their own checks, with the
+//! helpers of [`kgen`] (byte-driven filter and frame generators) and [`keymodel`] (a model of
+//! the kernel field extraction).
+
+pub mod keymodel;
+pub mod kgen;
 
 use como_packet::{Layers, Packet, Summary};
 use como_tracefile::TraceReader;
