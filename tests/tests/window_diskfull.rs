@@ -103,6 +103,7 @@ fn window_disk_full_stops_then_resumes() {
     let dir = fs.dir.join("window");
     let mut cfg = WindowConfig::new(&dir);
     cfg.buffer_bytes = 64 * 1024;
+    cfg.snaplen = 1600;
     cfg.buffers = 8;
     cfg.segment_bytes = 1 << 20;
     let w = Window::open(cfg).expect("window opens (buffered I/O on tmpfs)");

@@ -917,6 +917,7 @@ mod trace_tests {
         let original = traces().join("nDPI/teams.pcap");
         let mut cfg = como_window::WindowConfig::new(&dir);
         cfg.buffer_bytes = 64 * 1024;
+        cfg.snaplen = 1600;
         cfg.buffers = 4;
         cfg.segment_bytes = 256 * 1024;
         let w = como_window::Window::open(cfg).expect("window");
@@ -1023,6 +1024,7 @@ mod trace_tests {
         let original = traces().join("nDPI/teams.pcap");
         let mut cfg = como_window::WindowConfig::new(&dir);
         cfg.buffer_bytes = 64 * 1024;
+        cfg.snaplen = 1600;
         cfg.buffers = 4;
         cfg.segment_bytes = 256 * 1024;
         let w = como_window::Window::open(cfg).expect("window");

@@ -350,6 +350,17 @@ impl Window {
                 cfg.buffer_bytes
             )));
         }
+        let cut = if cfg.snaplen == 0 {
+            262_144
+        } else {
+            cfg.snaplen as usize
+        };
+        if cfg.buffer_bytes < block::epb_len(cut) + block::MIN_BLOCK {
+            return Err(Error::Config(format!(
+                "staging buffers of {} bytes cannot hold one packet of snaplen {cut}",
+                cfg.buffer_bytes
+            )));
+        }
         if cfg.buffers == 0 || cfg.buffers > MAX_BUFFERS {
             return Err(Error::Config("staging buffer count out of range".into()));
         }
