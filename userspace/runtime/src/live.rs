@@ -24,6 +24,13 @@
 //! **Counters** ([`WorkerCounters`]) are atomics written once per batch (and once per
 //! statistics period for the queue's own drop counters): nothing per packet but local adds.
 //!
+//! **The packet window** ([`LivePipeline::start_with_window`]) is one more rule of the kernel
+//! tables, with its own bit (not a module's): a frame whose metadata has that bit set (checked
+//! exactly with the window's filter when the kernel flags it, or classified in userspace when
+//! the metadata is missing or stale) goes to the worker's [`WindowTap`], whether or not a module
+//! wants it. The tap is called with `None` when the worker goes idle (after [`SPIN_POLLS`]
+//! empty polls) and when it stops: the moment to hand a partial buffer to the disk.
+//!
 //! **Replacing the module set.** [`LivePipeline::stop`] flushes and returns the queues (the
 //! sockets stay open, frames wait in their rings); [`LivePipeline::start`] with the new module
 //! set and the new table generation goes on. A frame classified by another generation than
@@ -84,6 +91,11 @@ pub const MIN_SLEEP: Duration = Duration::from_micros(20);
 pub const MAX_SLEEP: Duration = Duration::from_micros(500);
 /// How often a worker reads its queue's drop statistics.
 pub const STATS_EVERY: Duration = Duration::from_millis(100);
+
+/// One worker's consumer of the packets the window rule selects: called with `Some(packet)`
+/// for each such packet (in ring order, on the worker's thread; it must not block), and with
+/// `None` when the worker goes idle or stops.
+pub type WindowTap = Box<dyn FnMut(Option<&Packet<'_>>) + Send>;
 
 /// The kernel's drop statistics of one queue (cumulative since the socket was opened).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -164,6 +176,8 @@ pub struct WorkerCounters {
     pub total_ns: AtomicU64,
     /// Packets each module got (index in the module list).
     pub module_packets: Vec<AtomicU64>,
+    /// Packets handed to the packet window's tap (the window's rule selected them).
+    pub window_packets: AtomicU64,
     /// The queue's statistics (last read).
     pub rx_dropped: AtomicU64,
     /// See [`QueueStats::rx_ring_full`].
@@ -186,6 +200,7 @@ impl WorkerCounters {
             busy_ns: AtomicU64::new(0),
             total_ns: AtomicU64::new(0),
             module_packets: (0..modules).map(|_| AtomicU64::new(0)).collect(),
+            window_packets: AtomicU64::new(0),
             rx_dropped: AtomicU64::new(0),
             rx_ring_full: AtomicU64::new(0),
             fill_ring_empty: AtomicU64::new(0),
@@ -316,6 +331,7 @@ struct Local {
     bytes: u64,
     no_meta: u64,
     rechecked: u64,
+    window: u64,
     modules: Vec<u64>,
 }
 
@@ -329,6 +345,9 @@ impl Local {
         if self.rechecked != 0 {
             c.rechecked.fetch_add(self.rechecked, Ordering::Relaxed);
         }
+        if self.window != 0 {
+            c.window_packets.fetch_add(self.window, Ordering::Relaxed);
+        }
         for (n, a) in self.modules.iter_mut().zip(&c.module_packets) {
             if *n != 0 {
                 a.fetch_add(*n, Ordering::Relaxed);
@@ -339,11 +358,45 @@ impl Local {
         self.bytes = 0;
         self.no_meta = 0;
         self.rechecked = 0;
+        self.window = 0;
+    }
+}
+
+/// A worker's part of the packet window: its rule bit, exact filter and tap.
+struct WorkerWindow {
+    /// `1 << bit`.
+    bit: u64,
+    /// The window's exact filter.
+    filter: Classifier,
+    /// Where the selected packets go.
+    tap: WindowTap,
+}
+
+impl WorkerWindow {
+    /// Offers `pkt` to the tap when the window wants it (`rules`/`recheck`: the kernel's bits,
+    /// `None` when the frame must be classified here).
+    #[inline]
+    fn offer(&mut self, kernel: Option<(u64, u64)>, pkt: &Packet<'_>) -> bool {
+        let wanted = match kernel {
+            Some((rules, _)) if rules & self.bit == 0 => false,
+            Some((_, recheck)) if recheck & self.bit == 0 => true,
+            _ => match &self.filter {
+                Classifier::All => true,
+                Classifier::Expr(f) => f.matches(pkt),
+                Classifier::Never => false,
+            },
+        };
+        if wanted {
+            (self.tap)(Some(pkt));
+        }
+        wanted
     }
 }
 
 struct LiveWorker {
     core: WorkerCore,
+    /// The packet window's rule and tap, when the window is on.
+    window: Option<WorkerWindow>,
     exact: Exact,
     layer_mask: u64,
     lens: Vec<u64>,
@@ -376,6 +429,7 @@ impl LiveWorker {
             bytes: 0,
             no_meta: 0,
             rechecked: 0,
+            window: 0,
             modules: vec![0; self.exact.filters.len()],
         };
         let mut busy_ns: u64 = 0;
@@ -400,6 +454,7 @@ impl LiveWorker {
                     layer_mask,
                     generation,
                     seq,
+                    window,
                     ..
                 } = &mut self;
                 let local = &mut local;
@@ -419,6 +474,11 @@ impl LiveWorker {
                     local.bytes += u64::from(wire_len);
                     let meta =
                         decode_meta(frame.meta).filter(|m| generation.is_none_or(|g| g == m.gen));
+                    if let Some(w) = window {
+                        if w.offer(meta.map(|m| (m.rules, m.recheck)), &pkt) {
+                            local.window += 1;
+                        }
+                    }
                     let mask = match meta {
                         Some(m) => {
                             let mask = m.rules & exact.all_mask;
@@ -486,6 +546,12 @@ impl LiveWorker {
                 sleep = MIN_SLEEP;
             } else {
                 idle = idle.saturating_add(1);
+                if idle == SPIN_POLLS {
+                    // Going idle: the window's partial buffer to the disk.
+                    if let Some(w) = &mut self.window {
+                        (w.tap)(None);
+                    }
+                }
                 if idle > SPIN_POLLS + YIELD_POLLS {
                     std::thread::sleep(sleep);
                     sleep = (sleep * 2).min(MAX_SLEEP);
@@ -501,6 +567,9 @@ impl LiveWorker {
             }
         }
         local.flush(&self.counters);
+        if let Some(w) = &mut self.window {
+            (w.tap)(None);
+        }
         self.publish_stats(queue.as_mut(), base, Instant::now());
         if !export_gone {
             // Flush every open interval.
@@ -534,8 +603,58 @@ impl<S: Sink> LivePipeline<S> {
         opts: &LiveOptions,
         sink: S,
     ) -> Result<Self, RuntimeError> {
+        Self::start_with_window(specs, queues, opts, sink, None)
+    }
+
+    /// [`LivePipeline::start`] with the packet window: `window = (bit, filter, taps)`, the
+    /// window's rule bit in the kernel tables (above the modules' bits `0..specs.len()`), its
+    /// filter (pcap-filter for Ethernet, the one compiled into that bit; empty: every packet)
+    /// and one tap per queue (worker `i` feeds `taps[i]`). See the module docs.
+    pub fn start_with_window(
+        specs: Vec<ModuleSpec>,
+        queues: Vec<Box<dyn LiveQueue>>,
+        opts: &LiveOptions,
+        sink: S,
+        window: Option<(u32, &str, Vec<WindowTap>)>,
+    ) -> Result<Self, RuntimeError> {
         if specs.is_empty() || specs.len() > MAX_MODULES {
             return Err(RuntimeError::ModuleCount(specs.len()));
+        }
+        let mut taps: Vec<Option<WorkerWindow>> = Vec::with_capacity(queues.len());
+        match window {
+            None => taps.resize_with(queues.len(), || None),
+            Some((bit, filter, t)) => {
+                if bit as usize >= MAX_MODULES || (bit as usize) < specs.len() {
+                    // The window's bit must not be a module's: 63 modules at most with it.
+                    return Err(RuntimeError::ModuleCount(specs.len() + 1));
+                }
+                if t.len() != queues.len() {
+                    return Err(RuntimeError::Thread(format!(
+                        "{} window taps for {} queues",
+                        t.len(),
+                        queues.len()
+                    )));
+                }
+                for tap in t {
+                    let filter = if filter.trim().is_empty() {
+                        Classifier::All
+                    } else {
+                        let f = ebpf_filters::compile(filter, LinkType::Ethernet).map_err(
+                            |source| RuntimeError::Filter {
+                                module: "trace window".into(),
+                                link: LinkType::Ethernet.name(),
+                                source,
+                            },
+                        )?;
+                        Classifier::Expr(f)
+                    };
+                    taps.push(Some(WorkerWindow {
+                        bit: 1 << bit,
+                        filter,
+                        tap,
+                    }));
+                }
+            }
         }
         if let Some(s) = specs.iter().find(|s| s.interval.is_zero()) {
             return Err(RuntimeError::Interval(s.name.clone()));
@@ -573,6 +692,7 @@ impl<S: Sink> LivePipeline<S> {
                         (&new.bytes, &old.bytes),
                         (&new.no_meta, &old.no_meta),
                         (&new.rechecked, &old.rechecked),
+                        (&new.window_packets, &old.window_packets),
                     ] {
                         a.store(b.load(Ordering::Relaxed), Ordering::Relaxed);
                     }
@@ -592,8 +712,9 @@ impl<S: Sink> LivePipeline<S> {
             .spawn(move || export_loop(especs, n, erx, sink, ecpu))
             .map_err(|e| RuntimeError::Thread(e.to_string()))?;
         let mut workers = Vec::with_capacity(n);
-        for (id, queue) in queues.into_iter().enumerate() {
+        for (id, (queue, window)) in queues.into_iter().zip(taps).enumerate() {
             let worker = LiveWorker {
+                window,
                 core: WorkerCore::new(
                     id,
                     Arc::clone(&specs),
@@ -701,5 +822,246 @@ impl<S: Sink> Drop for LivePipeline<S> {
         for h in self.workers.drain(..) {
             let _ = h.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    //! The packet window's rule in the live worker: packets reach the tap iff the window's
+    //! bit is set (re-checked exactly when flagged; classified in userspace without metadata),
+    //! whatever the modules want; the tap is told to flush when the worker stops.
+
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex, PoisonError};
+    use std::time::{Duration, Instant};
+
+    use como_packet::{LinkType, Packet};
+    use ebpf_filters::kernel::{PacketKey, Tables};
+    use ebpf_filters_common::XdpMeta;
+
+    use super::tests_support::{spec, trace};
+    use super::{Frame, LiveOptions, LivePipeline, LiveQueue, QueueStats, WindowTap};
+    use crate::{CollectSink, ModuleSpec, Next, RuntimeError, Source, SourceError, TraceSource};
+
+    /// The window's bit, as `como run` gives it (the last one).
+    const BIT: u32 = 63;
+
+    /// Frames (metadata, data) handed out in batches of at most `max`, then nothing.
+    struct MemQueue {
+        frames: Vec<(Vec<u8>, Vec<u8>)>,
+        next: usize,
+    }
+
+    impl LiveQueue for MemQueue {
+        fn device(&self) -> String {
+            "mem0".into()
+        }
+
+        fn queue(&self) -> u32 {
+            0
+        }
+
+        fn recv(&mut self, max: usize, f: &mut dyn FnMut(Frame<'_>)) -> Result<usize, SourceError> {
+            let end = (self.next + max).min(self.frames.len());
+            let n = end - self.next;
+            for (meta, data) in self.frames.get(self.next..end).unwrap_or_default() {
+                f(Frame { meta, data });
+            }
+            self.next = end;
+            Ok(n)
+        }
+
+        fn stats(&mut self) -> QueueStats {
+            QueueStats::default()
+        }
+    }
+
+    fn meta_bytes(m: XdpMeta) -> Vec<u8> {
+        let mut v = Vec::with_capacity(24);
+        v.extend_from_slice(&m.rules.to_ne_bytes());
+        v.extend_from_slice(&m.recheck.to_ne_bytes());
+        v.extend_from_slice(&m.magic.to_ne_bytes());
+        v.extend_from_slice(&m.gen.to_ne_bytes());
+        v
+    }
+
+    fn packets(file: &str) -> Vec<Vec<u8>> {
+        let mut src = TraceSource::open(trace(file)).expect("open");
+        let mut out = Vec::new();
+        while let Ok(Next::Packet(p)) = src.next_packet() {
+            out.push(p.data.to_vec());
+        }
+        assert!(out.len() > 100, "{file}: {} packets", out.len());
+        out
+    }
+
+    fn compile(expr: &str) -> ebpf_filters::Filter {
+        ebpf_filters::compile(expr, LinkType::Ethernet).expect("filter")
+    }
+
+    fn matches(expr: &str, data: &[u8]) -> bool {
+        compile(expr).matches(&Packet {
+            ts_ns: 0,
+            wire_len: data.len() as u32,
+            data,
+            link: LinkType::Ethernet,
+            interface: 0,
+        })
+    }
+
+    /// What the XDP program writes for `data` with the module filters `modules` in bits
+    /// `0..` and `window` in [`BIT`].
+    fn kernel_meta(modules: &[&str], window: &str, data: &[u8]) -> XdpMeta {
+        let fs: Vec<_> = modules.iter().map(|e| compile(e)).collect();
+        let w = compile(window);
+        let mut refs: Vec<Option<&ebpf_filters::Filter>> = fs.iter().map(Some).collect();
+        refs.resize(BIT as usize, None);
+        refs.push(Some(&w));
+        let tables = Tables::compile(&refs).expect("tables");
+        tables.classify(&PacketKey::extract(data, data.len() as u32))
+    }
+
+    /// Runs one worker over `frames`; the packets the tap got and how often it was told to
+    /// flush, and the per-module packet counts.
+    fn run(
+        specs: Vec<ModuleSpec>,
+        window: &str,
+        frames: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> (Vec<Vec<u8>>, usize, Vec<u64>, u64) {
+        let total = frames.len() as u64;
+        let got = Arc::new(Mutex::new((Vec::<Vec<u8>>::new(), 0usize)));
+        let g = Arc::clone(&got);
+        let tap: WindowTap = Box::new(move |p: Option<&Packet<'_>>| {
+            let mut g = g.lock().unwrap_or_else(PoisonError::into_inner);
+            match p {
+                Some(p) => g.0.push(p.data.to_vec()),
+                None => g.1 += 1,
+            }
+        });
+        let queues: Vec<Box<dyn LiveQueue>> = vec![Box::new(MemQueue { frames, next: 0 })];
+        let pipe = LivePipeline::start_with_window(
+            specs,
+            queues,
+            &LiveOptions::default(),
+            CollectSink::default(),
+            Some((BIT, window, vec![tap])),
+        )
+        .expect("start");
+        let t = Instant::now();
+        while pipe.counters()[0].packets.load(Ordering::Relaxed) < total {
+            assert!(t.elapsed() < Duration::from_secs(20), "worker stalled");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let c = Arc::clone(&pipe.counters()[0]);
+        pipe.stop().expect("stop");
+        let modules = c
+            .module_packets
+            .iter()
+            .map(|m| m.load(Ordering::Relaxed))
+            .collect();
+        let window_count = c.window_packets.load(Ordering::Relaxed);
+        let g = got.lock().unwrap_or_else(PoisonError::into_inner);
+        (g.0.clone(), g.1, modules, window_count)
+    }
+
+    fn tcp_module() -> Vec<ModuleSpec> {
+        vec![spec("traffic", "", "tcp", Duration::from_secs(3600))]
+    }
+
+    #[test]
+    fn window_gets_its_packets_when_no_module_wants_them() {
+        // Modules on tcp, window on udp: kernel metadata as the XDP program writes it.
+        let data = packets("nDPI/teams.pcap");
+        let frames: Vec<_> = data
+            .iter()
+            .map(|d| (meta_bytes(kernel_meta(&["tcp"], "udp", d)), d.clone()))
+            .collect();
+        let want: Vec<_> = data.iter().filter(|d| matches("udp", d)).cloned().collect();
+        let tcp = data.iter().filter(|d| matches("tcp", d)).count() as u64;
+        assert!(!want.is_empty() && tcp > 0);
+        let (got, flushes, modules, count) = run(tcp_module(), "udp", frames);
+        assert_eq!(got.len(), want.len(), "window packets");
+        assert!(
+            got == want,
+            "the window got other packets than `udp` selects"
+        );
+        assert_eq!(count, want.len() as u64, "window_packets counter");
+        assert_eq!(modules, vec![tcp], "the module still gets tcp only");
+        assert!(flushes >= 1, "the tap was never told to flush");
+    }
+
+    #[test]
+    fn window_bit_decides_and_flagged_bits_are_rechecked() {
+        let data = packets("nDPI/teams.pcap");
+        let udp: Vec<_> = data.iter().filter(|d| matches("udp", d)).cloned().collect();
+        // The kernel says "window" for every packet and flags it: only the exact filter's
+        // packets may reach the tap.
+        let flagged = XdpMeta {
+            rules: 1 << BIT | 1,
+            recheck: 1 << BIT,
+            magic: ebpf_filters_common::META_MAGIC,
+            gen: 0,
+        };
+        let frames = data
+            .iter()
+            .map(|d| (meta_bytes(flagged), d.clone()))
+            .collect();
+        let (got, ..) = run(tcp_module(), "udp", frames);
+        assert!(got == udp, "flagged window bit not re-checked exactly");
+        // Trusted (not flagged) bits are taken as they are: a bit cleared by the kernel keeps
+        // the packet out, a set one lets it in.
+        let frames: Vec<_> = data
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let rules = if i % 2 == 0 { 1 << BIT } else { 0 };
+                let m = XdpMeta {
+                    rules,
+                    recheck: 0,
+                    magic: ebpf_filters_common::META_MAGIC,
+                    gen: 0,
+                };
+                (meta_bytes(m), d.clone())
+            })
+            .collect();
+        let even: Vec<_> = data.iter().step_by(2).cloned().collect();
+        let (got, ..) = run(tcp_module(), "udp", frames);
+        assert!(got == even, "trusted window bits not obeyed");
+    }
+
+    #[test]
+    fn window_without_metadata_is_classified_in_userspace() {
+        let data = packets("zeek/workshop_2011_browse.pcap");
+        let expr = "src host 192.150.187.43 and tcp[tcpflags] & tcp-push != 0";
+        let want: Vec<_> = data.iter().filter(|d| matches(expr, d)).cloned().collect();
+        assert!(!want.is_empty());
+        let frames = data.iter().map(|d| (Vec::new(), d.clone())).collect();
+        let (got, ..) = run(tcp_module(), expr, frames);
+        assert_eq!(got.len(), want.len());
+        assert!(
+            got == want,
+            "userspace classification of the window differs"
+        );
+        // An empty window filter: every packet.
+        let frames = data.iter().map(|d| (Vec::new(), d.clone())).collect();
+        let (got, ..) = run(tcp_module(), "", frames);
+        assert!(got == data, "an empty window filter must take every packet");
+    }
+
+    #[test]
+    fn window_bit_must_not_be_a_module_bit() {
+        let queues: Vec<Box<dyn LiveQueue>> = vec![Box::new(MemQueue {
+            frames: Vec::new(),
+            next: 0,
+        })];
+        let tap: WindowTap = Box::new(|_| {});
+        let r = LivePipeline::start_with_window(
+            tcp_module(),
+            queues,
+            &LiveOptions::default(),
+            CollectSink::default(),
+            Some((0, "udp", vec![tap])),
+        );
+        assert!(matches!(r, Err(RuntimeError::ModuleCount(2))));
     }
 }
