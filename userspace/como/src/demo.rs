@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use como_config::Config;
-use como_tests::netns::{NetNs, Pace, PacketSender, VethPair};
+use como_netlab::{NetNs, Pace, PacketSender, VethPair};
 
 use crate::Failure;
 

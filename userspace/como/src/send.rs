@@ -1,7 +1,7 @@
 //! `como send -i IFACE -r FILE [--pps N | --topspeed] [--loop N] [--netns NAME]`: the project's
 //! own traffic sender. Replays the Ethernet frames of a trace file (pcap, pcapng, ERF) out of an
 //! interface with an `AF_PACKET` socket and `sendmmsg` (the sender of the test fixture,
-//! `como_tests::netns::PacketSender`, so tests and the CLI send the same way).
+//! `como_netlab::PacketSender`, so tests and the CLI send the same way).
 //!
 //! Frames are sent as captured (a packet cut by the capture's snap length is sent cut). Packets of
 //! other link types are skipped (counted). Pace: `--pps N` frames per second on a schedule from
@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context};
 use como_packet::LinkType;
-use como_tests::netns::{Pace, PacketSender};
+use como_netlab::{Pace, PacketSender};
 use como_tracefile::TraceReader;
 
 use crate::Failure;
