@@ -509,6 +509,125 @@ impl Flat {
     }
 }
 
+/// An arm with a fixed number of atoms and terms (loops unrolled by the compiler).
+#[derive(Debug, Clone)]
+struct FixedArm<const A: usize, const T: usize> {
+    atoms: [Atom; A],
+    terms: [(u64, u64); T],
+    fixed_end: u64,
+    ihl_k: u32,
+    tr_end: u64,
+}
+
+/// [`Flat`] with every arm of `A` atoms and `T` terms, arms padded to `MAX_ARMS + 1`.
+#[derive(Debug, Clone)]
+pub(crate) struct Fixed<const A: usize, const T: usize> {
+    key_k: u32,
+    vals: [u32; MAX_ARMS],
+    arms: [FixedArm<A, T>; MAX_ARMS + 1],
+}
+
+/// A [`Flat`] in the smallest [`Fixed`] shape that holds it.
+#[derive(Debug, Clone)]
+pub(crate) enum Mono {
+    /// Up to 1 atom, 1 term per arm.
+    A1T1(Box<Fixed<1, 1>>),
+    /// Up to 2 atoms, 2 terms.
+    A2T2(Box<Fixed<2, 2>>),
+    /// Up to 4 atoms, 2 terms.
+    A4T2(Box<Fixed<4, 2>>),
+    /// Up to 8 atoms, 16 terms.
+    A8T16(Box<Fixed<8, 16>>),
+}
+
+impl<const A: usize, const T: usize> Fixed<A, T> {
+    fn of(f: &Flat) -> Option<Self> {
+        let arm = |i: usize| -> Option<FixedArm<A, T>> {
+            let a = f.arms.get(i).or_else(|| f.arms.first())?;
+            if a.atoms.len() > A || a.terms.len() > T {
+                return None;
+            }
+            let mut atoms = [Atom::FALSE; A];
+            for (s, x) in atoms.iter_mut().zip(a.atoms.iter()) {
+                *s = *x;
+            }
+            let mut terms = [(0u64, 1u64); T];
+            for (s, x) in terms.iter_mut().zip(a.terms.iter()) {
+                *s = *x;
+            }
+            Some(FixedArm {
+                atoms,
+                terms,
+                fixed_end: a.fixed_end,
+                ihl_k: a.ihl_k,
+                tr_end: a.tr_end,
+            })
+        };
+        Some(Fixed {
+            key_k: f.key_k,
+            vals: f.vals,
+            arms: [arm(0)?, arm(1)?, arm(2)?, arm(3)?, arm(4)?],
+        })
+    }
+
+    #[inline(always)]
+    fn run(&self, d: &[u8]) -> Option<bool> {
+        let key = ld2(d, self.key_k as usize)?;
+        let idx = self
+            .vals
+            .iter()
+            .enumerate()
+            .fold(0usize, |a, (i, &v)| a | (usize::from(key == v) * (i + 1)));
+        let arm = self.arms.get(idx)?;
+        let len = d.len() as u64;
+        let ihl = d
+            .get(arm.ihl_k as usize)
+            .map_or(0, |&b| u32::from(b & 0xf) << 2);
+        if !((arm.fixed_end <= len) & (u64::from(ihl) + arm.tr_end <= len)) {
+            return None;
+        }
+        let mut bits = 0u64;
+        for (i, a) in arm.atoms.iter().enumerate() {
+            let base = ihl & 0u32.wrapping_sub(u32::from(a.ihl));
+            let w = ld4(d, (base + a.k) as usize);
+            let v = (w >> a.shift) & a.mask;
+            bits |= u64::from(v.wrapping_sub(a.lo) <= a.span) << i;
+        }
+        Some(
+            arm.terms
+                .iter()
+                .fold(false, |acc, &(m, w)| acc | (bits & m == w)),
+        )
+    }
+}
+
+impl Mono {
+    /// The smallest fixed shape holding `f`.
+    pub(crate) fn of(f: &Flat) -> Option<Mono> {
+        if let Some(x) = Fixed::<1, 1>::of(f) {
+            return Some(Mono::A1T1(Box::new(x)));
+        }
+        if let Some(x) = Fixed::<2, 2>::of(f) {
+            return Some(Mono::A2T2(Box::new(x)));
+        }
+        if let Some(x) = Fixed::<4, 2>::of(f) {
+            return Some(Mono::A4T2(Box::new(x)));
+        }
+        Fixed::<8, 16>::of(f).map(|x| Mono::A8T16(Box::new(x)))
+    }
+
+    /// As [`Flat::run`].
+    #[inline]
+    pub(crate) fn run(&self, d: &[u8]) -> Option<bool> {
+        match self {
+            Mono::A1T1(x) => x.run(d),
+            Mono::A2T2(x) => x.run(d),
+            Mono::A4T2(x) => x.run(d),
+            Mono::A8T16(x) => x.run(d),
+        }
+    }
+}
+
 #[inline(always)]
 fn ld2(d: &[u8], s: usize) -> Option<u32> {
     let b = d.get(s..s.checked_add(2)?)?;
@@ -575,6 +694,7 @@ mod tests {
                     continue;
                 };
                 flat_filters += 1;
+                let mono = super::Mono::of(flat);
                 for (n, p) in t.packets.iter().enumerate() {
                     let lens = if n < 8 {
                         0..=p.data.len()
@@ -583,10 +703,12 @@ mod tests {
                     };
                     for len in lens {
                         let Some(d) = p.data.get(..len) else { continue };
+                        let m = mono.as_ref().and_then(|m| m.run(d));
                         if let Some(b) = flat.run(d) {
                             answered += 1;
                             let want = run_slow(&f.ir, &f.prog, d, p.wire_len);
                             assert_eq!(b, want, "{e:?} on {len} bytes of {:02x?}", p.data);
+                            assert_eq!(m, Some(b), "{e:?}: fixed-shape form");
                         }
                     }
                 }
@@ -696,6 +818,7 @@ mod tests {
         for e in BENCH {
             let f = crate::compile(e, t.link).unwrap_or_else(|err| panic!("{e}: {err}"));
             let (thr, fl) = f.prog.parts();
+            let mono = fl.and_then(super::Mono::of);
             let (mut a, mut b) = (Duration::MAX, Duration::MAX);
             for _ in 0..rounds {
                 let (d, x) = time(|| {
@@ -703,7 +826,8 @@ mod tests {
                         .iter()
                         .filter(|p| {
                             let d = std::hint::black_box(&p.data[..]);
-                            fl.and_then(|fl| fl.run(d))
+                            mono.as_ref()
+                                .and_then(|m| m.run(d))
                                 .or_else(|| thr.and_then(|th| th.run(d)))
                                 .unwrap_or_else(|| run_slow(&f.ir, &f.prog, d, p.wire_len))
                         })
