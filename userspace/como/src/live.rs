@@ -18,6 +18,14 @@
 //!    needs a restart (logged);
 //! 4. SIGTERM / SIGINT: stop the workers, flush and store the open intervals, detach, exit 0.
 //!
+//! **The packet trace window** (`[trace]`, see `como-window`): its filter is one more rule of
+//! the kernel tables, in the last bit ([`WINDOW_BIT`]), so the packets it wants are redirected
+//! to the workers even when no module wants them; each worker writes the frames whose window
+//! bit is set (re-checked with the exact filter when the kernel flags the rule) into its own
+//! `WindowWriter` (never blocking: drops counted as `disk_slow`), and hands its partial buffer
+//! to the disk when it goes idle. The window stays open across reloads (a change of `[trace]`
+//! needs a restart) and its open segment is closed at exit, SIGTERM included.
+//!
 //! Storage: live traffic is always new, so unlike a file source re-read after a crash, nothing
 //! is skipped as already stored; the interval open at a reload or restart is stored as two
 //! records (one per run), which queries return side by side.
@@ -34,12 +42,14 @@ use std::time::Duration;
 use af_xdp::{HugePages, SocketConfig, Umem, UmemConfig, XskSocket, ZeroCopy};
 use anyhow::{anyhow, bail, Context};
 use como_config::{Config, Queues, SourceKind, Switch, Unmatched, XdpMode, XdpSource};
+use como_packet::Packet;
 use como_runtime::{
     Frame, LiveOptions, LivePipeline, LiveQueue, ModuleSpec, QueueStats, SourceError,
     WorkerCounters,
 };
 use como_server::metrics::{CaptureProbe, CaptureSample, DropReason, QueueSample, XdpSample};
-use como_server::{SourceState, SourceStatus};
+use como_server::{SourceState, SourceStatus, TraceWindow};
+use como_window::Window;
 use como_xdp::XdpProgram;
 use ebpf_filters::kernel::Tables;
 
@@ -234,9 +244,14 @@ impl Capture {
         })
     }
 
-    /// Compiles `specs`' filters into tables and installs them; the new generation.
-    pub(crate) fn install(&self, specs: &[ModuleSpec]) -> anyhow::Result<u32> {
-        let tables = compile_tables(specs)?;
+    /// Compiles `specs`' filters (and the trace window's, in [`WINDOW_BIT`]) into tables and
+    /// installs them; the new generation.
+    pub(crate) fn install(
+        &self,
+        specs: &[ModuleSpec],
+        window: Option<&str>,
+    ) -> anyhow::Result<u32> {
+        let tables = compile_tables(specs, window)?;
         let prog = self.prog.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(prog.install(&tables)?)
     }
@@ -253,8 +268,19 @@ impl Capture {
     }
 }
 
-/// The kernel tables of a module set (rule `i` = module `i`; no filter = every packet).
-pub(crate) fn compile_tables(specs: &[ModuleSpec]) -> anyhow::Result<Tables> {
+/// The kernel rule bit of the packet trace window: the last one (modules take `0..n`).
+pub(crate) const WINDOW_BIT: u32 = ebpf_filters_common::MAX_RULES as u32 - 1;
+
+/// The kernel tables of a module set (rule `i` = module `i`; no filter = every packet) and of
+/// the trace window's filter `window` (rule [`WINDOW_BIT`]; `None`: no window, no rule).
+pub(crate) fn compile_tables(specs: &[ModuleSpec], window: Option<&str>) -> anyhow::Result<Tables> {
+    if window.is_some() && specs.len() > WINDOW_BIT as usize {
+        bail!(
+            "with the trace window on, a live node runs at most {WINDOW_BIT} modules (the window takes a rule of the kernel's {}), not {}",
+            ebpf_filters_common::MAX_RULES,
+            specs.len()
+        );
+    }
     let mut filters = Vec::with_capacity(specs.len());
     for s in specs {
         // An empty expression is tcpdump's "every packet".
@@ -262,8 +288,26 @@ pub(crate) fn compile_tables(specs: &[ModuleSpec]) -> anyhow::Result<Tables> {
             .with_context(|| format!("module {}: filter", s.name))?;
         filters.push(f);
     }
-    let refs: Vec<Option<&ebpf_filters::Filter>> = filters.iter().map(Some).collect();
+    let window_filter = window
+        .map(|w| {
+            ebpf_filters::compile(w.trim(), como_packet::LinkType::Ethernet)
+                .context("trace window: filter")
+        })
+        .transpose()?;
+    let mut refs: Vec<Option<&ebpf_filters::Filter>> = filters.iter().map(Some).collect();
+    if let Some(w) = &window_filter {
+        refs.resize(WINDOW_BIT as usize, None);
+        refs.push(Some(w));
+    }
     let tables = Tables::compile(&refs).context("compiling the kernel tables")?;
+    if let (Some(r), Some(expr)) = (tables.rule_report(WINDOW_BIT as usize), window) {
+        if !r.exact {
+            tracing::info!(
+                "trace window: the kernel over-approximates its filter `{expr}` ({}); its packets are re-checked in userspace",
+                r.reasons.join("; ")
+            );
+        }
+    }
     for (i, s) in specs.iter().enumerate() {
         if let Some(r) = tables.rule_report(i) {
             if !r.exact {
@@ -392,8 +436,36 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
     let source = the_xdp_source(&r.config).map_err(Failure::Filter)?;
     let mut config = r.config;
     let mut specs = module_specs(&config);
+    // The trace window: its filter is applied by the kernel rule and the workers, not again
+    // by the writer.
+    let trace = config.trace.clone();
+    let window_filter = trace.as_ref().map(|t| t.filter.clone());
+    let wfilter = window_filter.as_deref();
+    compile_tables(&specs, wfilter).map_err(Failure::Filter)?;
+    let window = match &trace {
+        Some(t) => {
+            let mut wc = crate::trace::window_config(t);
+            wc.filter.clear();
+            let w = Window::open(wc)
+                .with_context(|| format!("trace window {}", t.path.display()))
+                .map_err(file)?;
+            tracing::info!(
+                "trace window in {} (filter `{}`, engine {:?}, staging buffers on {})",
+                t.path.display(),
+                t.filter,
+                w.engine(),
+                if w.hugepages() {
+                    "hugepages"
+                } else {
+                    "normal pages"
+                }
+            );
+            Some(w)
+        }
+        None => None,
+    };
     let mut capture = Capture::open(&source).map_err(file)?;
-    let mut generation = capture.install(&specs).map_err(file)?;
+    let mut generation = capture.install(&specs, wfilter).map_err(file)?;
     let cpus: Vec<Option<usize>> = (0..capture.queues.len())
         .map(|i| source.cpu_of(i))
         .collect();
@@ -411,6 +483,12 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
         // interval open at a restart or reload may then have two records, one per run).
         let resume = resume.iter().map(|_| Resume::nothing_stored()).collect();
         let (node, server) = start_node(&config, reads, vec![Arc::clone(&status)])?;
+        if let Some(w) = &window {
+            node.set_trace(TraceWindow {
+                dir: w.dir().to_path_buf(),
+                stats: Some(w.stats_shared()),
+            });
+        }
         let sink = ResumeSink {
             inner: storage,
             resume,
@@ -423,8 +501,12 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
             generation: Some(generation),
             counters: counters.take(),
         };
-        let pipe =
-            LivePipeline::start(specs.clone(), queues, &opts, sink).map_err(|e| file(e.into()))?;
+        let taps = window.as_ref().map(|w| {
+            let taps = (0..queues.len()).map(|_| window_tap(w)).collect();
+            (WINDOW_BIT, wfilter.unwrap_or_default(), taps)
+        });
+        let pipe = LivePipeline::start_with_window(specs.clone(), queues, &opts, sink, taps)
+            .map_err(|e| file(e.into()))?;
         node.set_module_cpu(pipe.module_cpu());
         node.metrics.set_capture_probe(Arc::new(Probe {
             prog: Arc::clone(&capture.prog),
@@ -452,7 +534,7 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
                 break;
             }
             if r.reload.swap(false, Ordering::SeqCst) {
-                match prepare_reload(r.config_path, &source) {
+                match prepare_reload(r.config_path, &source, trace.as_ref()) {
                     Ok(n) => {
                         next = Some(n);
                         break;
@@ -489,7 +571,7 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
         };
         // The workers are stopped: frames wait in the rings. Install the new tables (the
         // frames classified under the old generation are re-classified in userspace).
-        match capture.install(&new_specs) {
+        match capture.install(&new_specs, wfilter) {
             Ok(g) => {
                 generation = g;
                 config = new_config;
@@ -509,7 +591,33 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
     if let Err(e) = capture.detach() {
         tracing::warn!("detaching XDP: {e:#}");
     }
+    if let Some(w) = window {
+        // The workers have stopped (their writers flushed): close the open segment.
+        let s = w.finish();
+        tracing::info!(
+            "trace window: {} packets written, dropped {} (disk slow), {} (disk full), {} (too big)",
+            s.packets,
+            s.drops_disk_slow,
+            s.drops_disk_full,
+            s.drops_too_big
+        );
+    }
     result
+}
+
+/// What a live worker calls with each packet of the trace window (`None`: idle or stop);
+/// `como_runtime`'s `WindowTap`.
+type Tap = Box<dyn FnMut(Option<&Packet<'_>>) + Send>;
+
+/// A worker's tap into the trace window: its own writer; `None` (idle, stop) flushes.
+fn window_tap(w: &Window) -> Tap {
+    let mut writer = w.writer();
+    Box::new(move |p: Option<&Packet<'_>>| match p {
+        Some(p) => {
+            writer.write(p);
+        }
+        None => writer.flush(),
+    })
 }
 
 /// Reads, validates and compiles a new configuration; the module set must be compilable for
@@ -517,6 +625,7 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
 fn prepare_reload(
     path: Option<&Path>,
     source: &XdpSource,
+    trace: Option<&como_config::TraceConfig>,
 ) -> anyhow::Result<(Config, Vec<ModuleSpec>)> {
     let c = reload_config(path)?;
     let new_source = the_xdp_source(&c)?;
@@ -525,8 +634,13 @@ fn prepare_reload(
             "reload: changes of the xdp source need a restart; applying the modules only"
         );
     }
+    if c.trace.as_ref() != trace {
+        tracing::warn!(
+            "reload: changes of [trace] need a restart; the running window is kept as it is"
+        );
+    }
     let specs = module_specs(&c);
-    compile_tables(&specs)?;
+    compile_tables(&specs, trace.map(|t| t.filter.as_str()))?;
     Ok((c, specs))
 }
 

@@ -8,6 +8,12 @@
 //! - `-e` exits once every file source is consumed and everything is flushed and stored;
 //!   without it the daemon keeps answering queries until SIGTERM or SIGINT.
 //! - SIGTERM / SIGINT: stop reading, flush the open intervals, sync, exit 0.
+//! - `[trace]` (the packet trace window): every packet read from the file sources that the
+//!   window's filter selects is written into the window (`WindowWriter::write_wait`: a file
+//!   source waits for the disk rather than losing packets); once every source is consumed the
+//!   open segment is closed (indexed); `/trace` and `source=trace` answer from it. Restarted
+//!   on the same input, the window stores the packets again (only the modules' databases
+//!   skip what was stored).
 //! - An `xdp` source runs the live form instead (`crate::live`: XDP + AF_XDP, pinned
 //!   workers, SIGHUP reloads the module set).
 //! - **Restart on the same `db_path`** (after a crash or kill -9): each module's database is
@@ -35,7 +41,8 @@ use como_runtime::{
     check_filters, MergedSource, ModuleSpec, Next, Options, Pipeline, Sink, SinkError, Source,
     SourceError, StorageSink, TraceSource,
 };
-use como_server::{NodeState, ServedModule, Server, SourceState, SourceStatus};
+use como_server::{NodeState, ServedModule, Server, SourceState, SourceStatus, TraceWindow};
+use como_window::{Window, WindowWriter};
 
 use crate::Failure;
 
@@ -420,6 +427,14 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
         opened.push((t, speed));
     }
 
+    let window = match &config.trace {
+        Some(t) => Some(Arc::new(
+            Window::open(crate::trace::window_config(t))
+                .with_context(|| format!("trace window {}", t.path.display()))
+                .map_err(file)?,
+        )),
+        None => None,
+    };
     let (storage, reads, resume) = open_storage(&config)?;
     let statuses: Vec<Arc<SourceStatus>> = config
         .sources
@@ -427,6 +442,12 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
         .map(|s| Arc::new(SourceStatus::new(s.name(), s.type_name())))
         .collect();
     let (node, server) = start_node(&config, reads, statuses)?;
+    if let Some(w) = &window {
+        node.set_trace(TraceWindow {
+            dir: w.dir().to_path_buf(),
+            stats: Some(w.stats_shared()),
+        });
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -465,6 +486,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
         kept: Vec::new(),
     };
     let pnode = Arc::clone(&node);
+    let pwindow = window.clone();
     let pipeline = std::thread::Builder::new()
         .name("como-dispatch".into())
         .spawn(move || -> anyhow::Result<()> {
@@ -473,7 +495,12 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
                 1 => sources.pop(),
                 _ => Some(Box::new(MergedSource::new(sources))),
             };
-            let result = drive(specs, &opts, source, sink, &pnode);
+            let writer = pwindow.as_ref().map(|w| w.writer());
+            let result = drive(specs, &opts, source, sink, &pnode, writer);
+            if let Some(w) = &pwindow {
+                // Every packet read is in the window: close (and index) its segment.
+                w.rotate();
+            }
             pnode.set_finished();
             result
         })
@@ -515,17 +542,35 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
     if let Err(e) = server.stop() {
         tracing::warn!("query server: {e}");
     }
+    drop(node);
+    if let Some(w) = window {
+        // The dispatcher has ended (its writer is flushed): close the open segment.
+        match Arc::try_unwrap(w) {
+            Ok(w) => {
+                let s = w.finish();
+                tracing::info!(
+                    "trace window: {} packets written, {} dropped (disk full)",
+                    s.packets,
+                    s.drops_disk_full
+                );
+            }
+            // Still shared (a dispatcher that did not end): dropping the last handle closes it.
+            Err(w) => drop(w),
+        }
+    }
     result
 }
 
 /// The dispatcher loop: like `como_runtime::run`, publishing the per-module counters every
-/// [`PUBLISH_EVERY`] packets.
+/// [`PUBLISH_EVERY`] packets, and writing every packet into the trace window (`window`; its
+/// own filter selects).
 fn drive(
     specs: Vec<ModuleSpec>,
     opts: &Options,
     source: Option<Box<dyn Source>>,
     sink: ResumeSink,
     node: &NodeState,
+    mut window: Option<WindowWriter>,
 ) -> anyhow::Result<()> {
     let mut pipe = Pipeline::start(specs, opts, sink)?;
     node.set_module_cpu(pipe.module_cpu());
@@ -552,6 +597,9 @@ fn drive(
                 Ok(Next::Packet(p)) => {
                     idle_since = None;
                     last_ts = last_ts.max(p.ts_ns);
+                    if let Some(w) = &mut window {
+                        w.write_wait(&p);
+                    }
                     if let Err(e) = pipe.packet(&p) {
                         return Err(pipe.finish().err().unwrap_or(e).into());
                     }
@@ -564,6 +612,11 @@ fn drive(
                     }
                 }
                 Ok(Next::Idle) => {
+                    if idle_since.is_none() {
+                        if let Some(w) = &mut window {
+                            w.flush();
+                        }
+                    }
                     let since = *idle_since.get_or_insert_with(Instant::now);
                     let idle = since.elapsed();
                     if idle >= opts.idle_timeout {
@@ -585,6 +638,8 @@ fn drive(
         }
         bar.finish_and_clear();
     }
+    // The last partial buffer to the writer.
+    drop(window);
     publish(&pipe, &mut published);
     let (report, _) = pipe.finish()?;
     for w in &report.warnings {

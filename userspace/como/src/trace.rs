@@ -51,10 +51,6 @@ pub(crate) struct TraceArgs {
 }
 
 /// The window settings of a `[trace]` section (for the daemon that writes the window).
-#[expect(
-    dead_code,
-    reason = "used by the daemon once its workers feed the window"
-)]
 pub(crate) fn window_config(t: &como_config::TraceConfig) -> como_window::WindowConfig {
     let mut c = como_window::WindowConfig::new(&t.path);
     c.snaplen = t.snaplen;

@@ -1,0 +1,428 @@
+//! The packet trace window fed by the daemon (privileged: veth in network namespaces, like
+//! `live_results.rs`), plus the same for a trace-file source (unprivileged).
+//!
+//! - A real trace replayed through the live source (tcpreplay, paced, zero loss) with `[trace]`
+//!   on: `GET /trace?filter=EXPR` returns exactly the packets `tcpdump -r original EXPR`
+//!   selects among those the window's filter selects, bytes identical up to the snaplen and
+//!   original lengths kept; while the daemon runs (workers flush when idle) and after SIGTERM
+//!   (segment closed, indexed, tshark reads it).
+//! - The window's filter shares nothing with the modules' (modules on `tcp`, window on `udp`):
+//!   the window still gets every UDP packet (its own kernel rule), the modules only TCP.
+//! - `GET /<module>?source=trace` gives the very records (timestamps included) the module
+//!   stored when it ran live over the same traffic.
+
+#[expect(dead_code, reason = "the daemon helpers serve several test files")]
+mod daemon;
+#[allow(dead_code, reason = "each live test file uses a part of the helpers")]
+mod live_common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use daemon::{trace, Daemon};
+use live_common::{metric_sum, metrics, reader, wait_captured, Lab};
+
+/// One packet: captured bytes and original length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pkt {
+    data: Vec<u8>,
+    wire_len: u32,
+}
+
+/// The packets of a pcap or pcapng file (or answer).
+fn read_packets(name: &str, bytes: Vec<u8>) -> Vec<Pkt> {
+    let mut r = como_tracefile::TraceReader::from_bytes(name, bytes)
+        .unwrap_or_else(|e| panic!("{name}: not a trace: {e}"));
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap_or_else(|e| panic!("{name}: {e}"));
+        out.push(Pkt {
+            data: p.data.to_vec(),
+            wire_len: p.wire_len,
+        });
+    }
+    out
+}
+
+/// What `tcpdump -r original EXPR` selects, cut at `snaplen` (the oracle).
+fn tcpdump_select(original: &Path, expr: &str, snaplen: usize, tmp: &Path) -> Vec<Pkt> {
+    let out = tmp.join("tcpdump-out.pcap");
+    let st = Command::new("tcpdump")
+        .arg("-r")
+        .arg(original)
+        .arg("-w")
+        .arg(&out)
+        .arg(expr)
+        .output()
+        .expect("run tcpdump");
+    if String::from_utf8_lossy(&st.stderr).contains("expression rejects all packets") {
+        return Vec::new();
+    }
+    assert!(
+        st.status.success(),
+        "tcpdump -r {} {expr}: {}",
+        original.display(),
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let bytes = std::fs::read(&out).expect("tcpdump output");
+    read_packets("tcpdump", bytes)
+        .into_iter()
+        .map(|mut p| {
+            p.data.truncate(snaplen);
+            p
+        })
+        .collect()
+}
+
+/// `tcpdump -r original --count EXPR`.
+fn tcpdump_count(original: &Path, expr: &str) -> u64 {
+    let out = Command::new("tcpdump")
+        .arg("-r")
+        .arg(original)
+        .arg("--count")
+        .arg(expr)
+        .output()
+        .expect("run tcpdump");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("tcpdump --count output: {text}"))
+}
+
+/// `GET /trace?filter=EXPR&format=FORMAT` as packets.
+fn trace_answer(d: &Daemon, expr: &str, format: &str) -> Vec<Pkt> {
+    let enc: String = expr
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let q = format!("/trace?filter={enc}&format={format}");
+    let (code, body) = d.get_bytes(&q);
+    assert_eq!(
+        code,
+        200,
+        "GET {q}: {}",
+        String::from_utf8_lossy(&body)
+            .chars()
+            .take(300)
+            .collect::<String>()
+    );
+    read_packets("answer", body)
+}
+
+/// Polls `/trace` (every packet) until it holds `n` packets or `timeout` passes.
+fn wait_window(d: &Daemon, n: usize, timeout: Duration) -> usize {
+    let t = Instant::now();
+    loop {
+        let got = trace_answer(d, "", "pcap").len();
+        if got >= n || t.elapsed() > timeout {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Compares the window's answer with tcpdump's selection; a message naming the first
+/// difference.
+fn same_packets(expr: &str, got: &[Pkt], want: &[Pkt]) {
+    let first = got.iter().zip(want).position(|(a, b)| a != b).map(|i| {
+        format!(
+            "first difference at packet {i}: got {:?}, want {:?}",
+            got.get(i).map(|p| (p.wire_len, p.data.len())),
+            want.get(i).map(|p| (p.wire_len, p.data.len()))
+        )
+    });
+    assert!(
+        got.len() == want.len() && first.is_none(),
+        "/trace?filter={expr}: {} packets, tcpdump selects {}; {}",
+        got.len(),
+        want.len(),
+        first.unwrap_or_default()
+    );
+}
+
+/// The `[trace]` section of a window in `dir` with `extra` lines.
+fn trace_section(dir: &Path, extra: &str) -> String {
+    format!("[trace]\npath = \"{}\"\n{extra}\n", dir.display())
+}
+
+/// Segment files of the window folder (`.pcapng`), closed ones and open ones.
+fn segments(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut closed = Vec::new();
+    let mut open = Vec::new();
+    for e in std::fs::read_dir(dir).expect("window folder") {
+        let p = e.expect("entry").path();
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+        let Some(name) = name else { continue };
+        if name.ends_with(".pcapng") {
+            if name.starts_with("seg-") && p.with_extension("pcapng.idx").exists() {
+                closed.push(p);
+            } else {
+                open.push(p);
+            }
+        }
+    }
+    (closed, open)
+}
+
+/// tshark's packet count of a file (fails the test when tshark cannot read it).
+fn tshark_count(path: &Path) -> u64 {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(path)
+        .args(["-T", "fields", "-e", "frame.number"])
+        .output()
+        .expect("run tshark");
+    assert!(
+        out.status.success(),
+        "tshark cannot read {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).lines().count() as u64
+}
+
+/// Modules on TCP only; the window on UDP only, cut at 128 bytes: the window gets its own
+/// packets from the kernel, and `/trace` answers what tcpdump selects.
+#[test]
+fn live_window_trace_equals_tcpdump_with_a_filter_no_module_shares() {
+    let test = "live_window_trace_equals_tcpdump_with_a_filter_no_module_shares";
+    let Some(lab) = Lab::new(test) else { return };
+    let original = trace("nDPI/teams.pcap");
+    let snaplen = 128usize;
+    let wdir = lab.dir.path().join("trace");
+    let modules = format!(
+        "[[module]]\nname = \"tcp_traffic\"\nkind = \"traffic\"\ninterval = \"1d\"\nfilter = \"tcp\"\n\
+         [[module]]\nname = \"tcp_protocol\"\nkind = \"protocol\"\ninterval = \"1d\"\nfilter = \"tcp\"\n{}",
+        trace_section(&wdir, &format!("filter = \"udp\"\nsnaplen = {snaplen}"))
+    );
+    let cfg = lab.config("live.toml", "127.0.0.1:0", &lab.source(""), &modules);
+    let d = Daemon::start(&cfg, &[]);
+    assert!(lab.xdp_attached(), "XDP not attached to {}", lab.veth.a);
+    let sent = lab.tcpreplay(&original, 4000);
+    let total = tcpdump_count(&original, "");
+    assert_eq!(sent, total, "tcpreplay sent");
+    let tcp = tcpdump_count(&original, "tcp");
+    let udp = tcpdump_count(&original, "udp");
+    assert!(udp > 100 && tcp > 100, "trace with tcp {tcp} and udp {udp}");
+    // Redirected to the workers: what a module or the window wants (tcp or udp), no more.
+    let m = wait_captured(&d, tcp + udp, Duration::from_secs(20));
+    assert_eq!(
+        metric_sum(&m, "como_capture_packets_total", &[]) as u64,
+        tcp + udp,
+        "packets redirected to the workers (modules: tcp, window: udp)"
+    );
+    assert_eq!(
+        metric_sum(&m, "como_capture_drops_total", &[]),
+        0.0,
+        "{m:?}"
+    );
+    assert_eq!(
+        metric_sum(&m, "como_module_packets_total", &["module=\"tcp_traffic\""]) as u64,
+        tcp,
+        "the tcp module's packets"
+    );
+    // While the daemon runs: the idle workers have handed their packets to the disk.
+    let got = wait_window(&d, udp as usize, Duration::from_secs(20));
+    assert_eq!(
+        got as u64, udp,
+        "packets in the window while the daemon runs"
+    );
+    let exprs = [
+        "",
+        "udp",
+        "port 53",
+        "host 192.168.1.2",
+        "udp and not port 443 and greater 200",
+        "ip[8] < 100 or udp[0:2] > 50000",
+        "tcp",
+    ];
+    for expr in exprs {
+        let want_expr = if expr.is_empty() {
+            "udp".to_owned()
+        } else {
+            format!("udp and ({expr})")
+        };
+        let want = tcpdump_select(&original, &want_expr, snaplen, lab.dir.path());
+        if expr == "tcp" {
+            assert!(want.is_empty());
+        } else if expr.is_empty() || expr == "udp" || expr == "port 53" {
+            assert!(!want.is_empty(), "{want_expr}: tcpdump selects nothing");
+        }
+        same_packets(expr, &trace_answer(&d, expr, "pcap"), &want);
+        same_packets(expr, &trace_answer(&d, expr, "pcapng"), &want);
+    }
+    let m = metrics(&d);
+    assert_eq!(
+        metric_sum(&m, "como_trace_packets_total", &[]) as u64,
+        udp,
+        "como_trace_packets_total"
+    );
+    assert_eq!(metric_sum(&m, "como_trace_drops_total", &[]), 0.0, "{m:?}");
+    // SIGTERM: the open segment is closed (fsynced, indexed, renamed) and tshark reads it.
+    assert_eq!(d.terminate(), Some(0), "daemon exit status");
+    let (closed, open) = segments(&wdir);
+    assert!(
+        open.is_empty(),
+        "segments left open after SIGTERM: {open:?}"
+    );
+    assert!(!closed.is_empty(), "no closed segment");
+    let in_segments: u64 = closed.iter().map(|p| tshark_count(p)).sum();
+    assert_eq!(in_segments, udp, "packets tshark reads in the segments");
+    // After the run, from the stored window (indexed this time).
+    let modules = "[[module]]\nname = \"tcp_traffic\"\nkind = \"traffic\"\ninterval = \"1d\"\nfilter = \"tcp\"\n"
+        .to_owned()
+        + &trace_section(&wdir, &format!("filter = \"udp\"\nsnaplen = {snaplen}"));
+    let r = reader(&lab, &modules);
+    for expr in exprs {
+        let want_expr = if expr.is_empty() {
+            "udp".to_owned()
+        } else {
+            format!("udp and ({expr})")
+        };
+        let want = tcpdump_select(&original, &want_expr, snaplen, lab.dir.path());
+        same_packets(expr, &trace_answer(&r, expr, "pcap"), &want);
+    }
+}
+
+/// Modules' records over the window (`source=trace`) equal what they stored live, timestamps
+/// included: 1 s intervals over a replay of a few seconds, the window on every packet.
+#[test]
+fn live_window_module_over_trace_equals_live_records() {
+    let test = "live_window_module_over_trace_equals_live_records";
+    let Some(lab) = Lab::new(test) else { return };
+    let original = trace("nDPI/netflix.pcap");
+    let wdir = lab.dir.path().join("trace");
+    let mods: &[(&str, &str, &str, &str)] = &[
+        ("traffic", "traffic", "", ""),
+        ("tcp_traffic", "traffic", "", "tcp"),
+        ("protocol", "protocol", "", ""),
+        ("topports", "topports", "topn = 5", ""),
+        ("topaddr", "topaddr", "topn = 5", "ip"),
+        ("tuple", "tuple", "", "tcp or udp"),
+        ("flowcount", "flowcount", "", "not arp"),
+    ];
+    let mut modules = String::new();
+    for (name, kind, args, filter) in mods {
+        modules.push_str(&format!(
+            "[[module]]\nname = \"{name}\"\nkind = \"{kind}\"\ninterval = \"1s\"\nfilter = \"{filter}\"\n"
+        ));
+        if !args.is_empty() {
+            modules.push_str(&format!("[module.args]\n{args}\n"));
+        }
+    }
+    modules.push_str(&trace_section(&wdir, ""));
+    let cfg = lab.config("live.toml", "127.0.0.1:0", &lab.source(""), &modules);
+    let d = Daemon::start(&cfg, &[]);
+    assert!(lab.xdp_attached(), "XDP not attached to {}", lab.veth.a);
+    let total = tcpdump_count(&original, "");
+    // About 3 s of traffic: several 1 s intervals.
+    let sent = lab.tcpreplay(&original, 600);
+    assert_eq!(sent, total, "tcpreplay sent");
+    let m = wait_captured(&d, sent, Duration::from_secs(20));
+    assert_eq!(
+        metric_sum(&m, "como_capture_packets_total", &[]) as u64,
+        sent,
+        "zero loss at a paced rate"
+    );
+    assert_eq!(
+        metric_sum(&m, "como_capture_drops_total", &[]),
+        0.0,
+        "{m:?}"
+    );
+    assert_eq!(
+        wait_window(&d, sent as usize, Duration::from_secs(20)) as u64,
+        sent,
+        "packets in the window"
+    );
+    assert_eq!(d.terminate(), Some(0), "daemon exit status");
+    let r = reader(&lab, &modules);
+    let mut intervals = 0;
+    for (name, ..) in mods {
+        let (code, live) = r.get(&format!("/{name}?time=-2d:+1d&format=json"));
+        assert_eq!(code, 200, "{name}: {live}");
+        let (code, past) = r.get(&format!("/{name}?source=trace&time=-2d:+1d&format=json"));
+        assert_eq!(code, 200, "{name} source=trace: {past}");
+        let live: Vec<&str> = live.lines().filter(|l| !l.trim().is_empty()).collect();
+        let past: Vec<&str> = past.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(!live.is_empty(), "{name}: no live record");
+        let first = live.iter().zip(&past).position(|(a, b)| a != b);
+        assert!(
+            live.len() == past.len() && first.is_none(),
+            "{name}: live {} records, over the window {}; first difference at {first:?}: live {:?}, window {:?}",
+            live.len(),
+            past.len(),
+            first.and_then(|i| live.get(i)),
+            first.and_then(|i| past.get(i)),
+        );
+        if *name == "traffic" {
+            let ts: std::collections::BTreeSet<String> = live
+                .iter()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .map(|v| v["ts"].to_string())
+                .collect();
+            intervals = ts.len();
+        }
+    }
+    assert!(
+        intervals >= 2,
+        "the replay spans {intervals} interval(s); want several"
+    );
+}
+
+/// A trace-file source writes every packet the window's filter selects (`write_wait`: none
+/// lost); `/trace` and `como trace` answer what tcpdump selects (no privileges needed).
+#[test]
+fn window_fed_by_a_file_source_answers_like_tcpdump() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = trace("nDPI/teams.pcap");
+    let wdir = dir.path().join("trace");
+    let sources = daemon::file_source(&original, None);
+    let modules = daemon::module("tcp_traffic", "traffic", "1d", "tcp")
+        + &trace_section(&wdir, "filter = \"udp or arp\"");
+    let cfg = daemon::write_config(dir.path(), "file.toml", &sources, &modules);
+    let d = Daemon::start(&cfg, &[]);
+    d.wait_done();
+    for expr in ["", "port 53", "arp", "tcp"] {
+        let want_expr = if expr.is_empty() {
+            "udp or arp".to_owned()
+        } else {
+            format!("(udp or arp) and ({expr})")
+        };
+        let want = tcpdump_select(&original, &want_expr, 65535, dir.path());
+        if expr != "tcp" {
+            assert!(!want.is_empty(), "{want_expr}");
+        }
+        same_packets(expr, &trace_answer(&d, expr, "pcap"), &want);
+    }
+    // Every source consumed: the segment is closed and indexed while the daemon serves.
+    let (closed, open) = segments(&wdir);
+    assert!(open.is_empty() && closed.len() == 1, "{closed:?} {open:?}");
+    assert_eq!(d.terminate(), Some(0));
+    let out = dir.path().join("cli.pcap");
+    let st = Command::new(daemon::como_bin())
+        .args(["trace", "-c"])
+        .arg(&cfg)
+        .arg("-w")
+        .arg(&out)
+        .arg("port 53")
+        .output()
+        .expect("como trace");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    same_packets(
+        "port 53 (como trace)",
+        &read_packets("cli", std::fs::read(&out).expect("output")),
+        &tcpdump_select(&original, "(udp or arp) and port 53", 65535, dir.path()),
+    );
+}
