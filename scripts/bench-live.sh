@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-#! Live capture on veth: `como run` with an xdp source against `tcpdump -i VETH -w /dev/null`
-#! (AF_PACKET), same veth, same sender, same offered loads, in one run (issue 4, Benchmarks).
+#! Live capture on veth: `como run` with an xdp source (and the light path `live_rx`: the XDP
+#! program and one AF_XDP socket alone) against `tcpdump -i VETH -w /dev/null` (AF_PACKET), on
+#! the same veth, with the same sender and offered loads, in one run (issue 4, Benchmarks).
 #
 # Usage: scripts/bench-live.sh            (root: network namespaces, veth, XDP)
 #
@@ -10,57 +11,71 @@
 # off: the only frames on the wire are the sender's.
 # Traffic: `live_frames` (benches/src/bin/live_frames.rs) writes IPv4/UDP frames of each size
 # (BENCH_LIVE_SIZES, default "64 1514": bytes handed to the interface, no FCS on veth);
-# `como send -i blb --netns ... -r FRAMES --pps N | --topspeed --loop L` (AF_PACKET sendmmsg)
-# sends them, pinned to CPU 0 (on veth the receiving end's XDP program and AF_PACKET taps run in
-# the sender's softirq, so on this CPU too); the receiver has CPU 1 (como: `cpus = [1]`, the
-# worker; tcpdump: taskset -c 1).
-# Receivers, each measured the same way:
-#   como-native / como-skb: `como run -c CFG`, one `[[source]] type = "xdp"` on the capture end
-#     (mode = "native" | "skb", queues "all" = queue 0, cpus = [1], other options default), one
-#     `traffic` module with no filter (every frame is redirected to the socket and counted).
-#     Received = the increase of como_capture_packets_total on /metrics over the step (after the
-#     worker drained), with the drop reasons (como_capture_drops_total) and the XDP program's
-#     `seen` counter. One daemon per mode and size, kept over all its steps.
-#   tcpdump: `tcpdump -i bla -n -w /dev/null` (default buffer), a fresh process per step, stopped
-#     with SIGINT: received = "packets captured"; its "dropped by kernel" is shown too.
-# Per receiver: a step at the sender's top speed (--topspeed) gives the offered top rate and the
-# loss there; then a binary search on --pps (BENCH_LIVE_STEPS steps, default 7) between 0 and that
+# `como send -i blb --netns ... -r FRAMES --loop 0 --pps N | --topspeed` (AF_PACKET sendmmsg)
+# sends them, pinned to CPU 0 (on veth the receiving end's XDP program, the copy into the UMEM
+# and the AF_PACKET taps run in the sender's softirq, so on this CPU too); the receiver gets
+# CPU 1 (como: `cpus = [1]` pins the worker; live_rx and tcpdump: taskset -c 1).
+# Priority (BENCH_LIVE_RT, default 50): the sender and the receiver run under `chrt -f N`
+# (SCHED_FIFO), so the builds of a shared machine do not take their cores (0: normal priority).
+# The kernel throttles real-time tasks to 950 ms per second (sched_rt_runtime_us, left as it
+# is): a receiver that spins longer is stopped for 50 ms, far more than its rings hold. So under
+# SCHED_FIFO a step lasts 0.9 s (BENCH_LIVE_SECS), and the receivers stop spinning when idle
+# between steps (the como worker backs off by design, live_rx likewise); otherwise 3 s.
+# Receivers (BENCH_LIVE_RECEIVERS, default "rx-native como-native como-skb tcpdump"):
+#   como-native / como-skb: `como run -c CFG`: one `[[source]] type = "xdp"` on the capture end
+#     (mode = "native" | "skb", queues "all" = queue 0, cpus = [1], plus BENCH_LIVE_SOURCE: extra
+#     TOML lines such as "rx_ring = 32768", default none = the defaults), one `traffic` module
+#     with no filter (every frame is redirected to the socket and counted). Received = the
+#     increase of como_capture_packets_total on /metrics over the step (once the counters stop
+#     moving), with the drop reasons (como_capture_drops_total) and the program's `seen`. One
+#     daemon per receiver and size, kept over its steps.
+#   rx-native / rx-skb: `live_rx -i bla --mode M` (benches/src/bin/live_rx.rs): the same XDP
+#     program (one rule: every packet) and one AF_XDP socket with the same defaults, a loop that
+#     only counts (no module runtime); its 100 ms counter lines are read like /metrics.
+#   tcpdump: `tcpdump -i bla -n -w /dev/null` (default buffer, 2 MiB), a fresh process per step,
+#     stopped with SIGINT: received = "packets captured"; "dropped by kernel" is shown too.
+# Per receiver: BENCH_LIVE_TOP_RUNS steps (default 3, counters summed) at the sender's top speed
+# (--topspeed) give the offered top rate and the loss there; then a binary search on --pps (BENCH_LIVE_STEPS steps, default 7) between 0 and that
 # top rate for the highest rate with zero loss (received == sent). A step sends about
-# BENCH_LIVE_SECS seconds of frames (default 3). Loss = sent - received, where sent is what
-# `como send` reports the kernel took.
+# BENCH_LIVE_SECS seconds (`como send --loop 0` stopped by SIGINT). Loss = sent - received, where sent is what
+# `como send` reports the kernel took. The first row of each size is the sender alone (nothing
+# capturing; the frames die in the capture namespace's stack).
 # Goals (issue 4): at top speed >= 99.9 % received; zero-loss rate >= 2x tcpdump's.
-# Environment: CARGO_TARGET_DIR (release builds of como, gen-trace, live_frames), BENCH_TMP,
-# BENCH_LIVE_SIZES, BENCH_LIVE_MODES (default "native skb"), BENCH_LIVE_SECS, BENCH_LIVE_STEPS,
-# BENCH_LIVE_TCPDUMP (0: skip tcpdump).
+# Environment: CARGO_TARGET_DIR (release builds of como, gen-trace, live_frames, live_rx),
+# BENCH_TMP, BENCH_LIVE_SIZES, BENCH_LIVE_RECEIVERS, BENCH_LIVE_SOURCE, BENCH_LIVE_SECS,
+# BENCH_LIVE_STEPS, BENCH_LIVE_TOP_RUNS, BENCH_LIVE_RT.
 set -euo pipefail
 
 bench_name=bench-live # read by bench-lib.sh
 # shellcheck source=scripts/bench-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 sizes="${BENCH_LIVE_SIZES:-64 1514}"
-modes="${BENCH_LIVE_MODES:-native skb}"
-secs="${BENCH_LIVE_SECS:-3}"
+receivers="${BENCH_LIVE_RECEIVERS:-rx-native como-native como-skb tcpdump}"
+source_extra="${BENCH_LIVE_SOURCE:-}"
 steps="${BENCH_LIVE_STEPS:-7}"
-with_tcpdump="${BENCH_LIVE_TCPDUMP:-1}"
+top_runs="${BENCH_LIVE_TOP_RUNS:-3}"
+rt="${BENCH_LIVE_RT:-50}"
+if [ "$rt" != 0 ]; then secs="${BENCH_LIVE_SECS:-0.9}"; else secs="${BENCH_LIVE_SECS:-3}"; fi
 
 [ "$(id -u)" = 0 ] || { log "needs root (network namespaces, veth, XDP)"; exit 1; }
-for t in ip taskset curl; do
+for t in ip taskset chrt curl; do
     command -v "$t" >/dev/null || { log "$t not found"; exit 1; }
 done
 [ "$(nproc)" -ge 2 ] || { log "needs 2 CPUs (sender on 0, receiver on 1)"; exit 1; }
-log "cargo build --release -p como-benches --bin live_frames"
-(cd "$root" && cargo build --release -q -p como-benches --bin live_frames)
+log "cargo build --release -p como-benches --bin live_frames --bin live_rx"
+(cd "$root" && cargo build --release -q -p como-benches --bin live_frames --bin live_rx)
 frames_bin="$target/release/live_frames"
+rx_bin="$target/release/live_rx"
 
 ns_cap="blcap$$"
 ns_gen="blgen$$"
 dev_a="bla$$"
 dev_b="blb$$"
-daemon_pid=""
+rx_pid=""
 cleanup() {
-    if [ -n "$daemon_pid" ]; then
-        kill -TERM "$daemon_pid" 2>/dev/null || true
-        wait "$daemon_pid" 2>/dev/null || true
+    if [ -n "$rx_pid" ]; then
+        kill -TERM "$rx_pid" 2>/dev/null || true
+        wait "$rx_pid" 2>/dev/null || true
     fi
     ip -n "$ns_cap" link del "$dev_a" 2>/dev/null || true
     ip netns del "$ns_cap" 2>/dev/null || true
@@ -81,21 +96,19 @@ ip -n "$ns_gen" link set "$dev_b" up
 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
-# send ARGS...: `como send` from the traffic end on CPU 0; prints "FRAMES SECONDS".
+# send ARGS...: `como send ... --loop 0` from the traffic end on CPU 0, stopped by SIGINT after
+# $secs seconds; prints "FRAMES SECONDS".
 send() {
     local out
-    out="$(taskset -c 0 "$como" send -i "$dev_b" --netns "$ns_gen" -r "$frames" "$@")"
+    local cmd=(timeout -s INT "$secs" taskset -c 0 "$como" send -i "$dev_b" --netns "$ns_gen" -r "$frames" --loop 0 "$@")
+    # timeout must be able to preempt the sender: one priority above it.
+    [ "$rt" = 0 ] || cmd=(chrt -f $((rt + 1)) timeout -s INT "$secs" chrt -f "$rt" "${cmd[@]:4}")
+    out="$("${cmd[@]}")" || true
     # sent N frames (B bytes) in S s: R pps
-    awk '{print $2, $7}' <<<"$out"
+    awk '/^sent / {print $2, $7}' <<<"$out"
 }
 
-# loops_for PPS: how many times to send the frames file for about $secs seconds at PPS.
-loops_for() {
-    awk -v p="$1" -v s="$secs" -v n="$nframes" 'BEGIN {l = int(p * s / n + 0.999); print (l < 1 ? 1 : l)}'
-}
-
-# metric NAME [LABEL=VALUE...]: the sum of the daemon's series of NAME with every given label.
-scrape() { curl -fsS "http://$daemon_addr/metrics" >"$tmp/metrics"; }
+# metric NAME [LABEL=VALUE...]: the sum of the scraped series of NAME with every given label.
 metric() {
     local name="$1"
     shift
@@ -113,9 +126,14 @@ metric() {
         END { printf "%.0f", sum }' "$tmp/metrics"
 }
 
-# como_counts: "RECEIVED SEEN RX_DROPPED RX_RING_FULL REDIRECT_FAILED FILL_RING_EMPTY INVALID".
-como_counts() {
-    scrape
+# counts: "RECEIVED SEEN RX_DROPPED RX_RING_FULL REDIRECT_FAILED FILL_RING_EMPTY INVALID" of the
+# running receiver (como run: /metrics; live_rx: its last counter line).
+counts() {
+    if [ "$kind" = rx ]; then
+        tail -1 "$tmp/rx.out" | awk '{print $2, $14, $6, $8, $18, $10, $12}'
+        return
+    fi
+    curl -fsS "http://$daemon_addr/metrics" >"$tmp/metrics"
     local r
     printf '%s %s' "$(metric como_capture_packets_total "device=$dev_a")" \
         "$(metric como_xdp_packets_total action=seen)"
@@ -125,60 +143,88 @@ como_counts() {
     printf '\n'
 }
 
-start_daemon() { # MODE
-    local cfg="$tmp/como-$1.toml"
-    cat >"$cfg" <<EOF
+# start_receiver: como run or live_rx for $who, in the background ($rx_pid).
+start_receiver() {
+    local mode="${who#*-}" i
+    if [ "$kind" = rx ]; then
+        : >"$tmp/rx.out"
+        if [ "$rt" != 0 ]; then
+            ip netns exec "$ns_cap" chrt -f "$rt" taskset -c 1 "$rx_bin" -i "$dev_a" --mode "$mode" >"$tmp/rx.out" 2>"$tmp/rx.err" &
+        else
+            ip netns exec "$ns_cap" taskset -c 1 "$rx_bin" -i "$dev_a" --mode "$mode" >"$tmp/rx.out" 2>"$tmp/rx.err" &
+        fi
+        rx_pid=$!
+        for ((i = 0; i < 100; i++)); do
+            grep -q '^packets' "$tmp/rx.out" && break
+            kill -0 "$rx_pid" 2>/dev/null || { log "live_rx exited: $(cat "$tmp/rx.err")"; exit 1; }
+            sleep 0.1
+        done
+        grep -q '^packets' "$tmp/rx.out" || { log "live_rx printed no counters"; exit 1; }
+        log "$who: $(head -1 "$tmp/rx.out")"
+    else
+        local cfg="$tmp/$who.toml"
+        cat >"$cfg" <<EOF
 [node]
-db_path = "$tmp/db-$1"
+db_path = "$tmp/db-$who"
 [query]
 listen = "127.0.0.1:0"
 [[source]]
 type = "xdp"
 interface = "$dev_a"
 netns = "$ns_cap"
-mode = "$1"
+mode = "$mode"
 cpus = [1]
+$source_extra
 [[module]]
 name = "traffic"
 kind = "traffic"
 interval = "1s"
 EOF
-    rm -rf "$tmp/db-$1"
-    "$como" run -c "$cfg" >"$tmp/daemon.out" 2>"$tmp/daemon.err" &
-    daemon_pid=$!
-    local i
-    for ((i = 0; i < 100; i++)); do
-        daemon_addr="$(sed -n 's/^listening on //p' "$tmp/daemon.out")"
-        [ -n "$daemon_addr" ] && break
-        kill -0 "$daemon_pid" 2>/dev/null || { log "como run exited: $(cat "$tmp/daemon.err")"; exit 1; }
-        sleep 0.1
-    done
-    [ -n "$daemon_addr" ] || { log "como run never printed 'listening on'"; exit 1; }
-    # Attached once the capture series shows up.
-    for ((i = 0; i < 100; i++)); do
-        scrape 2>/dev/null && grep -q "^como_capture_packets_total.*device=\"$dev_a\"" "$tmp/metrics" && break
-        sleep 0.1
-    done
+        rm -rf "$tmp/db-$who"
+        : >"$tmp/daemon.out"
+        if [ "$rt" != 0 ]; then
+            chrt -f "$rt" "$como" run -c "$cfg" >"$tmp/daemon.out" 2>"$tmp/daemon.err" &
+        else
+            "$como" run -c "$cfg" >"$tmp/daemon.out" 2>"$tmp/daemon.err" &
+        fi
+        rx_pid=$!
+        daemon_addr=""
+        for ((i = 0; i < 100; i++)); do
+            daemon_addr="$(sed -n 's/^listening on //p' "$tmp/daemon.out")"
+            [ -n "$daemon_addr" ] && break
+            kill -0 "$rx_pid" 2>/dev/null || { log "como run exited: $(cat "$tmp/daemon.err")"; exit 1; }
+            sleep 0.1
+        done
+        [ -n "$daemon_addr" ] || { log "como run never printed 'listening on'"; exit 1; }
+        for ((i = 0; i < 100; i++)); do
+            curl -fsS "http://$daemon_addr/metrics" 2>/dev/null | grep -q "^como_capture_packets_total.*device=\"$dev_a\"" && break
+            sleep 0.1
+        done
+    fi
     ip -n "$ns_cap" link show dev "$dev_a" | grep -q xdp || { log "no XDP program on $dev_a"; exit 1; }
 }
 
-stop_daemon() {
-    kill -TERM "$daemon_pid"
-    wait "$daemon_pid" || log "como run exited with $?: $(tail -3 "$tmp/daemon.err")"
-    daemon_pid=""
+stop_receiver() {
+    local st=0
+    kill -TERM "$rx_pid"
+    wait "$rx_pid" || st=$?
+    if [ "$kind" = como ] && [ "$st" != 0 ]; then
+        log "como run exited with $st: $(tail -3 "$tmp/daemon.err")"
+    fi
+    rx_pid=""
 }
 
-# step_como ARGS...: one send into the running daemon; prints
+# step_xdp ARGS...: one send into the running receiver; prints
 # "SENT SECONDS RECEIVED SEEN RX_DROPPED RX_RING_FULL REDIRECT_FAILED FILL_RING_EMPTY INVALID"
 # (counters as increases over the step).
-step_como() {
+step_xdp() {
     local before after s prev="" i
-    read -r -a before <<<"$(como_counts)"
+    read -r -a before <<<"$(counts)"
     s="$(send "$@")"
-    # Wait until the worker has drained: counters still for 300 ms (at most 5 s).
-    for ((i = 0; i < 50; i++)); do
+    # Wait until the receiver has drained: counters still for 300 ms (at most 5 s).
+    for ((i = 0; i < 17; i++)); do
         sleep 0.3
-        after="$(como_counts)"
+        after="$(counts)"
         [ "$after" = "$prev" ] && break
         prev="$after"
     done
@@ -193,7 +239,11 @@ step_como() {
 step_tcpdump() {
     local pid s i
     : >"$tmp/tcpdump.err"
-    ip netns exec "$ns_cap" taskset -c 1 tcpdump -i "$dev_a" -n -w /dev/null 2>"$tmp/tcpdump.err" &
+    if [ "$rt" != 0 ]; then
+        ip netns exec "$ns_cap" chrt -f "$rt" taskset -c 1 tcpdump -i "$dev_a" -n -w /dev/null 2>"$tmp/tcpdump.err" &
+    else
+        ip netns exec "$ns_cap" taskset -c 1 tcpdump -i "$dev_a" -n -w /dev/null 2>"$tmp/tcpdump.err" &
+    fi
     pid=$!
     for ((i = 0; i < 100; i++)); do
         grep -q '^listening on' "$tmp/tcpdump.err" && break
@@ -208,16 +258,27 @@ step_tcpdump() {
         "$(awk '/dropped by kernel/ {print $1}' "$tmp/tcpdump.err")"
 }
 
-# measure RECEIVER: top-speed step, then the zero-loss search; prints one table row.
+# measure: top-speed step, then the zero-loss search, for receiver $who; prints one table row.
 measure() {
-    local who="$1" stepf r sent sec recv top_sent top_sec top_recv extra="" i
-    case "$who" in tcpdump) stepf=step_tcpdump ;; *) stepf=step_como ;; esac
-    local load0
+    local stepf r sent sec recv top_sent top_sec top_recv extra="" i load0 achieved
+    case "$kind" in tcpdump) stepf=step_tcpdump ;; *) stepf=step_xdp ;; esac
     load0="$(loadavg)"
-    read -r -a r <<<"$($stepf --topspeed --loop "$(loops_for 1000000)")"
+    # The top-speed step, $top_runs times; the counters summed.
+    local sum=() j
+    for ((i = 0; i < top_runs; i++)); do
+        read -r -a r <<<"$($stepf --topspeed)"
+        for j in "${!r[@]}"; do
+            if [ "$j" = 1 ]; then
+                sum[j]="$(awk -v a="${sum[j]:-0}" -v b="${r[j]}" 'BEGIN {print a + b}')"
+            else
+                sum[j]=$((${sum[j]:-0} + ${r[j]:-0}))
+            fi
+        done
+    done
+    r=("${sum[@]}")
     top_sent="${r[0]}" top_sec="${r[1]}" top_recv="${r[2]:-0}"
-    if [ "$who" = tcpdump ]; then
-        extra="dropped by kernel ${r[3]}"
+    if [ "$kind" = tcpdump ]; then
+        extra="dropped by kernel ${r[3]:-?}"
     else
         extra="seen ${r[3]}, rx_dropped ${r[4]}, rx_ring_full ${r[5]}, redirect_failed ${r[6]}, fill_ring_empty ${r[7]}, invalid ${r[8]}"
     fi
@@ -231,13 +292,15 @@ measure() {
     else
         for ((i = 0; i < steps; i++)); do
             mid=$(((lo + hi) / 2))
-            read -r -a r <<<"$($stepf --pps "$mid" --loop "$(loops_for "$mid")")"
+            read -r -a r <<<"$($stepf --pps "$mid")"
             sent="${r[0]}" sec="${r[1]}" recv="${r[2]:-0}"
-            local achieved
             achieved="$(awk -v n="$sent" -v s="$sec" 'BEGIN {printf "%.0f", n / s}')"
             if [ "$recv" -ge "$sent" ]; then
                 lo="$mid"
-                if [ "$achieved" -gt "$best_pps" ]; then best_pps="$achieved"; best_desc="--pps $mid"; fi
+                if [ "$achieved" -gt "$best_pps" ]; then
+                    best_pps="$achieved"
+                    best_desc="--pps $mid"
+                fi
                 log "$who $size B --pps $mid: sent $sent ($achieved pps), received all"
             else
                 hi="$mid"
@@ -246,41 +309,47 @@ measure() {
         done
     fi
     local mode="-"
-    case "$who" in como-*) mode="${who#como-}" ;; esac
+    case "$who" in *-native | *-skb) mode="${who#*-}" ;; esac
     awk -v who="$who" -v mode="$mode" -v size="$size" -v ts="$top_sent" -v tsec="$top_sec" \
         -v tr="$top_recv" -v best="$best_pps" -v bd="$best_desc" -v extra="$extra" \
         -v load="$load0 / $(loadavg)" \
         'BEGIN {
             loss = ts > tr ? ts - tr : 0
-            printf "| %s B | %s | %s | %.0f | %.0f | %.3f %% | %.1f %% | %.0f (%s) | %s | %s |\n",
-                size, who, mode, ts / tsec, tr / tsec, 100 * loss / ts, 100 * tr / ts, best, bd, extra, load
+            printf "| %s B | %s | %s | %.0f | %.0f | %.3f %% | %.0f (%s) | %s | %s |\n",
+                size, who, mode, ts / tsec, tr / tsec, 100 * loss / ts, best, bd, extra, load
         }'
-    eval "zero_loss_${who//-/_}=$best_pps"
+    zero_loss["$who"]="$best_pps"
 }
 
-printf 'como %s; %s; kernel %s; %s CPUs; %s s per step, %s search steps; start %s UTC, load average %s\n\n' \
-    "$("$como" --version 2>/dev/null | awk '{print $2}')" "$(tcpdump --version 2>&1 | head -1)" \
-    "$(uname -r)" "$(nproc)" "$secs" "$steps" "$(date -u +%H:%M)" "$(loadavg)"
-printf '| frame | receiver | XDP mode | offered at top speed pps | received pps | loss at top | received at top | zero-loss pps (step) | counters at top speed | load average (start / end) |\n'
-printf '|---|---|---|---:|---:|---:|---:|---:|---|---|\n'
+declare -A zero_loss
+printf 'como %s (%s); %s; kernel %s; %s CPUs; %s s per step, %s top-speed steps, %s search steps; SCHED_FIFO %s; extra source lines: %s; start %s UTC, load average %s\n\n' \
+    "$("$como" --version 2>/dev/null | awk '{print $2}')" "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "no git")" \
+    "$(tcpdump --version 2>&1 | head -1)" "$(uname -r)" "$(nproc)" "$secs" "$top_runs" "$steps" "$rt" "${source_extra:-none}" "$(date -u +%H:%M)" "$(loadavg)"
+printf '| frame | receiver | XDP mode | offered at top speed, pps | received, pps | loss at top speed | zero-loss pps (step) | counters at top speed | load average (start / end) |\n'
+printf '|---|---|---|---:|---:|---:|---:|---|---|\n'
 for size in $sizes; do
     frames="$tmp/frames-$size.pcap"
     nframes=$((size > 1000 ? 5000 : 20000))
     "$frames_bin" -o "$frames" --size "$size" -n "$nframes"
-    for mode in $modes; do
-        start_daemon "$mode"
-        measure "como-$mode"
-        stop_daemon
+    read -r -a r <<<"$(send --topspeed)"
+    awk -v size="$size" -v n="${r[0]}" -v s="${r[1]}" -v load="$(loadavg)" \
+        'BEGIN {printf "| %s B | (sender alone) | - | %.0f | | | | | %s |\n", size, n / s, load}'
+    for who in $receivers; do
+        case "$who" in
+            rx-native | rx-skb) kind=rx ;;
+            como-native | como-skb) kind=como ;;
+            tcpdump) kind=tcpdump ;;
+            *) log "unknown receiver $who"; exit 2 ;;
+        esac
+        [ "$kind" = tcpdump ] || start_receiver
+        measure
+        [ "$kind" = tcpdump ] || stop_receiver
     done
-    zero_loss_tcpdump=""
-    if [ "$with_tcpdump" != 0 ]; then
-        measure tcpdump
-    fi
-    if [ -n "$zero_loss_tcpdump" ] && [ "$zero_loss_tcpdump" -gt 0 ]; then
-        for mode in $modes; do
-            v="zero_loss_como_$mode"
-            awk -v m="$mode" -v s="$size" -v c="${!v}" -v t="$zero_loss_tcpdump" \
-                'BEGIN {printf "| %s B | zero-loss ratio como-%s / tcpdump | | | | | | %.2fx | | |\n", s, m, c / t}'
+    if [ -n "${zero_loss[tcpdump]:-}" ] && [ "${zero_loss[tcpdump]}" -gt 0 ]; then
+        for who in $receivers; do
+            [ "$who" = tcpdump ] && continue
+            awk -v w="$who" -v s="$size" -v c="${zero_loss[$who]}" -v t="${zero_loss[tcpdump]}" \
+                'BEGIN {printf "| %s B | zero-loss rate %s / tcpdump | | | | | %.2fx | | |\n", s, w, c / t}'
         done
     fi
 done
