@@ -366,6 +366,18 @@ fn raw(rest: &[u8]) {
 }
 
 fn bad_index(s: &mut Src<'_>, rest: &[u8]) {
+    // The damage is drawn first (so the fuzzer reaches it from the front of the input):
+    // the input replaces the index, or 1 to 4 overwrites of 1, 2, 4 or 8 bytes (a count, an
+    // offset, a length ...) at drawn positions.
+    let replace = s.below(4) == 0;
+    let mut edits: Vec<(u16, Vec<u8>)> = Vec::new();
+    if !replace {
+        for _ in 0..1 + s.below(4) {
+            let at = s.u16();
+            let width = s.pick(&[1usize, 2, 4, 8]).unwrap_or(1);
+            edits.push((at, (0..width).map(|_| s.byte()).collect()));
+        }
+    }
     let Some(b) = build(s) else { return };
     let dir = fresh_dir();
     let part = dir.join(segment::part_name(3));
@@ -377,16 +389,13 @@ fn bad_index(s: &mut Src<'_>, rest: &[u8]) {
     };
     let idx_path = segment::index_path(&path);
     let good = std::fs::read(&idx_path).unwrap_or_default();
-    let bad = if s.below(4) == 0 {
+    let bad = if replace {
         rest.to_vec()
     } else {
-        // 1 to 4 overwrites of 1, 2, 4 or 8 bytes (a count, an offset, a length ...).
         let mut v = good.clone();
-        for _ in 0..1 + s.below(4) {
-            let at = s.below(v.len());
-            let width = s.pick(&[1usize, 2, 4, 8]).unwrap_or(1);
-            for k in 0..width {
-                let byte = s.byte();
+        for (at, bytes) in &edits {
+            let at = usize::from(*at) % v.len().max(1);
+            for (k, &byte) in bytes.iter().enumerate() {
                 if let Some(x) = v.get_mut(at + k) {
                     *x = byte;
                 }
