@@ -441,7 +441,12 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
     let trace = config.trace.clone();
     let window_filter = trace.as_ref().map(|t| t.filter.clone());
     let wfilter = window_filter.as_deref();
-    compile_tables(&specs, wfilter).map_err(Failure::Filter)?;
+    if trace.is_some() && specs.len() > WINDOW_BIT as usize {
+        return Err(Failure::Filter(anyhow!(
+            "with the trace window on, a live node runs at most {WINDOW_BIT} modules, not {}",
+            specs.len()
+        )));
+    }
     let window = match &trace {
         Some(t) => {
             let mut wc = crate::trace::window_config(t);

@@ -426,3 +426,165 @@ fn window_fed_by_a_file_source_answers_like_tcpdump() {
         &tcpdump_select(&original, "(udp or arp) and port 53", 65535, dir.path()),
     );
 }
+
+/// Polls `/trace` for `expr` until it holds `n` packets or `timeout` passes (`None` while the
+/// query server restarts).
+fn wait_window_expr(d: &Daemon, expr: &str, n: usize, timeout: Duration) -> Vec<Pkt> {
+    let t = Instant::now();
+    loop {
+        let got = live_common::try_get(d, "/status")
+            .map(|_| trace_answer(d, expr, "pcapng"))
+            .unwrap_or_default();
+        if got.len() >= n || t.elapsed() > timeout {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sorted by bytes (two workers interleave their buffers in the window).
+fn sorted(mut v: Vec<Pkt>) -> Vec<Pkt> {
+    v.sort_by(|a, b| a.data.cmp(&b.data).then(a.wire_len.cmp(&b.wire_len)));
+    v
+}
+
+/// Two queues (native mode, one pinned worker each), a window filter the kernel only
+/// over-approximates (`ip[8]`, the TTL, is re-checked in userspace), and a SIGHUP that
+/// replaces the module set: the window keeps its rule and gets exactly tcpdump's packets,
+/// once per replay.
+#[test]
+fn live_window_two_queues_flagged_filter_survives_reload() {
+    let test = "live_window_two_queues_flagged_filter_survives_reload";
+    let Some(lab) = Lab::with_queues(test, 2) else {
+        return;
+    };
+    let original = trace("nDPI/teams.pcap");
+    let wdir = lab.dir.path().join("trace");
+    let wexpr = "udp and ip[8] < 100";
+    let section = trace_section(&wdir, &format!("filter = \"{wexpr}\""));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let source = lab.source("mode = \"native\"\ncpus = [0, 1]");
+    let module_a = daemon::module("a", "traffic", "1d", "tcp");
+    let cfg = lab.config(
+        "live.toml",
+        &listen,
+        &source,
+        &format!("{module_a}{section}"),
+    );
+    let d = Daemon::start(&cfg, &[]);
+    assert!(lab.xdp_attached(), "XDP not attached to {}", lab.veth.a);
+    let want = sorted(tcpdump_select(&original, wexpr, 65535, lab.dir.path()));
+    let udp = tcpdump_count(&original, "udp") as usize;
+    assert!(
+        !want.is_empty() && want.len() < udp,
+        "{wexpr}: {} of {udp} udp packets",
+        want.len()
+    );
+    lab.tcpreplay(&original, 4000);
+    let got = wait_window_expr(&d, "", want.len(), Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    let got = if got.len() == want.len() {
+        trace_answer(&d, "", "pcapng")
+    } else {
+        got
+    };
+    same_packets("(first replay)", &sorted(got), &want);
+    // Both workers wrote into the window.
+    let m = metrics(&d);
+    let per_queue: Vec<f64> = ["0", "1"]
+        .iter()
+        .map(|q| {
+            metric_sum(
+                &m,
+                "como_capture_packets_total",
+                &[&format!("queue=\"{q}\"")],
+            )
+        })
+        .collect();
+    assert!(
+        per_queue.iter().all(|&n| n > 0.0),
+        "traffic on both queues: {per_queue:?}"
+    );
+    // Replace the module set (a → b on udp); the window goes on with its own rule.
+    let module_b = daemon::module("b", "protocol", "1d", "udp");
+    lab.config(
+        "live.toml",
+        &listen,
+        &source,
+        &format!("{module_b}{section}"),
+    );
+    let pid = d.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let t = Instant::now();
+    loop {
+        let (code, body) = live_common::try_get(&d, "/modules").unwrap_or_default();
+        if code == 200 && body.contains("\"b\"") {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "reload not seen: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lab.tcpreplay(&original, 4000);
+    let twice = sorted(want.iter().chain(&want).cloned().collect());
+    let got = wait_window_expr(&d, "", twice.len(), Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    let got = if got.len() == twice.len() {
+        trace_answer(&d, "", "pcapng")
+    } else {
+        got
+    };
+    same_packets("(after the reload)", &sorted(got), &twice);
+    // A query narrower than the window's filter, over both runs.
+    let narrow = sorted(tcpdump_select(
+        &original,
+        &format!("({wexpr}) and port 53"),
+        65535,
+        lab.dir.path(),
+    ));
+    let narrow2 = sorted(narrow.iter().chain(&narrow).cloned().collect());
+    same_packets(
+        "port 53",
+        &sorted(trace_answer(&d, "port 53", "pcap")),
+        &narrow2,
+    );
+    let m = metrics(&d);
+    assert_eq!(metric_sum(&m, "como_trace_drops_total", &[]), 0.0, "{m:?}");
+    assert_eq!(d.terminate(), Some(0), "daemon exit status");
+    let (closed, open) = segments(&wdir);
+    assert!(open.is_empty(), "segments left open: {open:?}");
+    let in_segments: u64 = closed.iter().map(|p| tshark_count(p)).sum();
+    assert_eq!(in_segments, twice.len() as u64, "packets tshark reads");
+}
+
+/// The window takes the kernel's last rule bit: 64 modules and a window do not fit, and the
+/// daemon says so before it attaches anything (exit status 2, no privileges needed).
+#[test]
+fn live_window_and_64_modules_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut modules = String::new();
+    for i in 0..64 {
+        modules.push_str(&daemon::module(&format!("m{i}"), "traffic", "1s", "tcp"));
+    }
+    let source = "[[source]]\ntype = \"xdp\"\ninterface = \"como-no-such-if\"\n";
+    let with = modules.clone() + &trace_section(&dir.path().join("trace"), "");
+    let cfg = daemon::write_config(dir.path(), "64.toml", source, &with);
+    let out = daemon::como(&["run", "-c", &cfg.to_string_lossy()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("at most 63 modules"), "{err}");
+    assert!(
+        !dir.path().join("trace").exists(),
+        "the window was opened before the refusal"
+    );
+}
