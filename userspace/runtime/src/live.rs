@@ -29,7 +29,8 @@
 //! exactly with the window's filter when the kernel flags it, or classified in userspace when
 //! the metadata is missing or stale) goes to the worker's [`WindowTap`], whether or not a module
 //! wants it. The tap is called with `None` when the worker goes idle (after [`SPIN_POLLS`]
-//! empty polls) and when it stops: the moment to hand a partial buffer to the disk.
+//! empty polls), every [`STATS_EVERY`] while it stays idle, and when it stops: the moments to
+//! hand a partial buffer to the disk (the tap decides; see `como run`'s live docs).
 //!
 //! **Replacing the module set.** [`LivePipeline::stop`] flushes and returns the queues (the
 //! sockets stay open, frames wait in their rings); [`LivePipeline::start`] with the new module
@@ -94,7 +95,8 @@ pub const STATS_EVERY: Duration = Duration::from_millis(100);
 
 /// One worker's consumer of the packets the window rule selects: called with `Some(packet)`
 /// for each such packet (in ring order, on the worker's thread; it must not block), and with
-/// `None` when the worker goes idle or stops.
+/// `None` when the worker goes idle, every [`STATS_EVERY`] while it stays idle, and when it
+/// stops.
 pub type WindowTap = Box<dyn FnMut(Option<&Packet<'_>>) + Send>;
 
 /// The kernel's drop statistics of one queue (cumulative since the socket was opened).
@@ -564,6 +566,11 @@ impl LiveWorker {
             if now.duration_since(last_stats) >= STATS_EVERY {
                 last_stats = now;
                 self.publish_stats(queue.as_mut(), base, now);
+                if idle > 0 {
+                    if let Some(w) = &mut self.window {
+                        (w.tap)(None);
+                    }
+                }
             }
         }
         local.flush(&self.counters);
