@@ -588,3 +588,112 @@ fn live_window_and_64_modules_are_refused() {
         "the window was opened before the refusal"
     );
 }
+
+/// A tmpfs mounted for a test, unmounted when dropped (also on failure).
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    fn new(parent: &Path, size: &str) -> Tmpfs {
+        let dir = parent.join("small-disk");
+        std::fs::create_dir(&dir).expect("mkdir");
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("mount runs");
+        assert!(st.success(), "mount -t tmpfs failed");
+        Tmpfs { dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// The window on a 1 MiB tmpfs that two replays of a 0.7 MB trace overflow: the window stops
+/// writing and says so (`como_trace_disk_full`, drops), the capture loses nothing and the
+/// module counts every packet; what the window kept is readable by tshark and is made of the
+/// trace's packets.
+#[test]
+fn live_window_disk_full_leaves_the_modules_alone() {
+    let test = "live_window_disk_full_leaves_the_modules_alone";
+    let Some(lab) = Lab::new(test) else { return };
+    let disk = Tmpfs::new(lab.dir.path(), "1m");
+    let original = trace("nDPI/teams.pcap");
+    let total = tcpdump_count(&original, "");
+    let modules =
+        daemon::module("all", "traffic", "1d", "") + &trace_section(&disk.dir.join("trace"), "");
+    let cfg = lab.config("live.toml", "127.0.0.1:0", &lab.source(""), &modules);
+    let d = Daemon::start(&cfg, &[]);
+    assert!(lab.xdp_attached(), "XDP not attached to {}", lab.veth.a);
+    let mut sent = 0;
+    for _ in 0..2 {
+        sent += lab.tcpreplay(&original, 4000);
+    }
+    assert_eq!(sent, 2 * total, "tcpreplay sent");
+    let m = wait_captured(&d, sent, Duration::from_secs(20));
+    assert_eq!(
+        metric_sum(&m, "como_capture_packets_total", &[]) as u64,
+        sent,
+        "capture loses nothing while the window's disk is full"
+    );
+    assert_eq!(
+        metric_sum(&m, "como_capture_drops_total", &[]),
+        0.0,
+        "{m:?}"
+    );
+    // The workers hand their last buffer over once idle: wait for the window's verdict.
+    let t = Instant::now();
+    let m = loop {
+        let m = metrics(&d);
+        let written = metric_sum(&m, "como_trace_packets_total", &[]);
+        let dropped = metric_sum(&m, "como_trace_drops_total", &[]);
+        if (written + dropped) as u64 >= sent || t.elapsed() > Duration::from_secs(10) {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        metric_sum(&m, "como_trace_disk_full", &[]),
+        1.0,
+        "the window does not say the disk is full: {m:?}"
+    );
+    let full = metric_sum(&m, "como_trace_drops_total", &["reason=\"disk_full\""])
+        + metric_sum(&m, "como_trace_drops_total", &["reason=\"disk_slow\""]);
+    assert!(full > 0.0, "no window drop counted: {m:?}");
+    let kept = trace_answer(&d, "", "pcap");
+    assert!(
+        !kept.is_empty() && (kept.len() as u64) < sent,
+        "{} packets kept of {sent}",
+        kept.len()
+    );
+    let originals: std::collections::HashSet<Vec<u8>> =
+        tcpdump_select(&original, "", 65535, lab.dir.path())
+            .into_iter()
+            .map(|p| p.data)
+            .collect();
+    assert!(
+        kept.iter().all(|p| originals.contains(&p.data)),
+        "the window holds packets that were not sent"
+    );
+    assert_eq!(d.terminate(), Some(0), "daemon exit status");
+    for e in std::fs::read_dir(disk.dir.join("trace")).expect("window folder") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "pcapng") {
+            tshark_count(&p);
+        }
+    }
+    let r = reader(&lab, &daemon::module("all", "traffic", "1d", ""));
+    let (code, body) = r.get("/all?time=-2d:+1d&format=json");
+    assert_eq!(code, 200, "{body}");
+    let pkts: u64 = body
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["pkts"].as_u64())
+        .sum();
+    assert_eq!(pkts, sent, "the module's packets");
+}
