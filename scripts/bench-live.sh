@@ -319,11 +319,12 @@ measure() {
                 size, who, mode, ts / tsec, tr / tsec, 100 * loss / ts, best, bd, extra, load
         }'
     zero_loss["$who"]="$best_pps"
+    zero_loss_at["$who"]="$best_desc"
 }
 
-declare -A zero_loss
+declare -A zero_loss zero_loss_at
 printf 'como %s (%s); %s; kernel %s; %s CPUs; %s s per step, %s top-speed steps, %s search steps; SCHED_FIFO %s; extra source lines: %s; start %s UTC, load average %s\n\n' \
-    "$("$como" --version 2>/dev/null | awk '{print $2}')" "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "no git")" \
+    "$("$como" --version 2>/dev/null | awk '{print $2}')" "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || cat "$root/.commit" 2>/dev/null || echo "no git")" \
     "$(tcpdump --version 2>&1 | head -1)" "$(uname -r)" "$(nproc)" "$secs" "$top_runs" "$steps" "$rt" "${source_extra:-none}" "$(date -u +%H:%M)" "$(loadavg)"
 printf '| frame | receiver | XDP mode | offered at top speed, pps | received, pps | loss at top speed | zero-loss pps (step) | counters at top speed | load average (start / end) |\n'
 printf '|---|---|---|---:|---:|---:|---:|---|---|\n'
@@ -348,8 +349,12 @@ for size in $sizes; do
     if [ -n "${zero_loss[tcpdump]:-}" ] && [ "${zero_loss[tcpdump]}" -gt 0 ]; then
         for who in $receivers; do
             [ "$who" = tcpdump ] && continue
-            awk -v w="$who" -v s="$size" -v c="${zero_loss[$who]}" -v t="${zero_loss[tcpdump]}" \
-                'BEGIN {printf "| %s B | zero-loss rate %s / tcpdump | | | | | %.2fx | | |\n", s, w, c / t}'
+            note=""
+            if [ "${zero_loss_at[$who]}" = "top speed" ] && [ "${zero_loss_at[tcpdump]}" = "top speed" ]; then
+                note=" (both lossless at the sender's top speed: a ratio of sender rates)"
+            fi
+            awk -v w="$who" -v s="$size" -v c="${zero_loss[$who]}" -v t="${zero_loss[tcpdump]}" -v note="$note" \
+                'BEGIN {printf "| %s B | zero-loss rate %s / tcpdump | | | | | %.2fx%s | | |\n", s, w, c / t, note}'
         done
     fi
 done
