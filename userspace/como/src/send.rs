@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, Context};
-use como_packet::LinkType;
 use como_netlab::{Pace, PacketSender};
+use como_packet::LinkType;
 use como_tracefile::TraceReader;
 
 use crate::Failure;
