@@ -10,7 +10,7 @@
 //! empty one from the pool; when the pool is empty (the disk does not keep up) the packet is
 //! dropped for the window only and counted as `disk_slow`: the worker never blocks.
 //!
-//! The writer thread ([`writer`]) writes each buffer at the end of the open segment with
+//! The writer thread (module `writer`) writes each buffer at the end of the open segment with
 //! io_uring (`O_DIRECT`, registered buffers, fixed file; blocking `pwrite` when io_uring is
 //! refused, buffered I/O where `O_DIRECT` is refused, each logged) and indexes it while the
 //! write is in flight.
@@ -30,7 +30,7 @@
 //! Segments rotate by size (`segment_bytes`) and by packet time (`segment_secs`); a finished
 //! segment is fsynced, its index written, and it is renamed atomically to a name carrying its
 //! time range ([`segment`]). Retention ([`segment::enforce`]) deletes the oldest closed segments
-//! one at a time while the age, byte or free-disk limit is exceeded. Queries ([`query`]) prune
+//! one at a time while the age, byte or free-disk limit is exceeded. Queries ([`mod@query`]) prune
 //! segments by time, groups by time and by the keys the filter requires, then apply the exact
 //! filter.
 //!
