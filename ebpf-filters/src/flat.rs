@@ -714,8 +714,9 @@ mod tests {
                 }
             }
         }
-        assert!(flat_filters > 1000, "flat forms: {flat_filters}");
-        assert!(answered > 1_000_000, "answered: {answered}");
+        println!("flat forms: {flat_filters} (filter, trace) pairs; answers checked: {answered}");
+        assert!(flat_filters > 10_000, "flat forms: {flat_filters}");
+        assert!(answered > 10_000_000, "answered: {answered}");
     }
 
     /// The benchmark's filters all have a flat form on Ethernet.
