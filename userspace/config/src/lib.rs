@@ -866,7 +866,18 @@ impl Config {
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
         let cx = Ctx { file, text };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let message = e.message().trim().to_owned();
+            let mut message = e.message().trim().to_owned();
+            if message.is_empty() {
+                // toml gives no message for some lexing errors (a control character in a
+                // comment); the position is right, so say what is there.
+                message = match e
+                    .span()
+                    .and_then(|sp| text.get(sp.start..).and_then(|t| t.chars().next()))
+                {
+                    Some(c) => format!("invalid TOML: unexpected character {c:?}"),
+                    None => "invalid TOML".to_owned(),
+                };
+            }
             match e.span() {
                 Some(s) => cx.span(s, message),
                 None => ConfigError {

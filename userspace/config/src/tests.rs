@@ -279,3 +279,12 @@ fn xdp_source_errors_have_positions() {
     ));
     assert!(e.message.contains("two xdp sources"), "{e}");
 }
+
+#[test]
+fn lexing_errors_without_a_toml_message_still_say_what_is_wrong() {
+    // Found by the `config` fuzz target: toml gives an empty message for a control character
+    // in a comment.
+    let e = err("#\0\n");
+    assert_eq!((e.line, e.column), (1, 2), "{e}");
+    assert!(e.message.contains("unexpected character"), "{e}");
+}

@@ -277,6 +277,16 @@ impl Index {
                 complete: c.u32()? != 0,
             });
         }
+        // Groups lie in order, without overlap, inside the segment's data: a damaged index must
+        // not send a reader past the data or make it allocate a group's claimed length.
+        let mut prev_end = 0u64;
+        for g in &groups {
+            let end = g.off.checked_add(u64::from(g.len))?;
+            if g.off < prev_end || end > data_end {
+                return None;
+            }
+            prev_end = end;
+        }
         let ng = groups.len() as u32;
         let n = c.count(8)?;
         let mut v4 = Vec::with_capacity(n);
@@ -471,5 +481,13 @@ mod tests {
         let mut e = idx.encode();
         e.truncate(e.len() - 3);
         assert!(Index::decode(&e).is_none());
+        // A group that claims more bytes than the segment's data holds (the fuzz target
+        // window_segment found a 4 GiB read), or that overlaps the one before, is refused.
+        let mut long = idx.clone();
+        long.groups[0].len = u32::MAX;
+        assert!(Index::decode(&long.encode()).is_none());
+        let mut overlap = idx.clone();
+        overlap.groups[1].off = overlap.groups[0].off;
+        assert!(Index::decode(&overlap.encode()).is_none());
     }
 }

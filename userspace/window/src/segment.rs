@@ -94,7 +94,12 @@ pub fn parse_utc(s: &str) -> Option<u64> {
         return None;
     }
     let days = u64::try_from(days_from_civil(y as i64, m as u32, d as u32)).ok()?;
-    ((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000_000).checked_add(frac)
+    // Checked: a year past 2554 does not fit in u64 nanoseconds (a foreign file name in the
+    // window's folder must not panic a debug build or wrap in release).
+    days.checked_mul(86_400)?
+        .checked_add(hh * 3600 + mm * 60 + ss)?
+        .checked_mul(1_000_000_000)?
+        .checked_add(frac)
 }
 
 /// Howard Hinnant's days-from-civil.
@@ -365,6 +370,12 @@ pub fn enforce(dir: &Path, limits: &Limits, newest_ns: u64) -> io::Result<Delete
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_names_past_u64_nanoseconds_are_refused() {
+        assert_eq!(parse_utc("99991231T235959.000000000Z"), None);
+        assert!(parse_utc("25001231T235959.000000000Z").is_some());
+    }
 
     #[test]
     fn utc_names_round_trip() {
