@@ -16,8 +16,6 @@
 
 use std::cell::Cell;
 
-#[cfg(test)]
-use crate::flat::Flat;
 use crate::ir::{
     ArOp, Base, Cmp, Encap, Ir, Link, LoadBase, Node, Off, Pred, Side, Value, WlanPrologue,
     MAX_REGS,
@@ -88,10 +86,6 @@ pub(crate) struct Program {
     entry: u32,
     /// The same program as threaded code, when every instruction has a register-free form.
     threaded: Option<Threaded>,
-    /// The same program in per-key flat form (`crate::flat`), when it has one. Measured
-    /// slower than the threaded code (benches/RESULTS.md), so built for its tests only.
-    #[cfg(test)]
-    flat: Option<Flat>,
 }
 
 #[derive(Debug, Clone)]
@@ -501,12 +495,6 @@ impl Program {
     pub(crate) fn has_threaded(&self) -> bool {
         self.threaded.is_some()
     }
-
-    /// The threaded code and the flat form, when the program has them.
-    #[cfg(test)]
-    pub(crate) fn parts(&self) -> (Option<&Threaded>, Option<&Flat>) {
-        (self.threaded.as_ref(), self.flat.as_ref())
-    }
 }
 
 /// Jump target: the packet matches.
@@ -724,8 +712,6 @@ impl Program {
             ins: Vec::new(),
             entry: REJECT,
             threaded: None,
-            #[cfg(test)]
-            flat: None,
         };
         p.entry = p.emit(root, ACCEPT, REJECT);
         // Emitted last-to-first: reverse for locality and fix the indices.
@@ -747,13 +733,7 @@ impl Program {
             .iter()
             .map(|i| i.op.fast_view().map(|o| (o, i.jt, i.jf)))
             .collect();
-        if let Some(v) = &view {
-            p.threaded = Threaded::compile(v, p.entry);
-            #[cfg(test)]
-            {
-                p.flat = Flat::compile(v, p.entry);
-            }
-        }
+        p.threaded = view.and_then(|v| Threaded::compile(&v, p.entry));
         p
     }
 

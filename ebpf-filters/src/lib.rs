@@ -57,8 +57,6 @@
 
 pub mod ast;
 pub mod eval;
-#[cfg(test)]
-mod flat;
 pub mod ir;
 pub mod kernel;
 pub mod lexer;
