@@ -246,11 +246,13 @@ step_tcpdump() {
     fi
     pid=$!
     for ((i = 0; i < 100; i++)); do
-        grep -q '^listening on' "$tmp/tcpdump.err" && break
+        grep -q 'listening on' "$tmp/tcpdump.err" && break
         sleep 0.05
     done
     s="$(send "$@")"
-    sleep 0.5
+    # Longer than the 1 s block timeout of tcpdump's TPACKET_V3 ring: the last, partly filled
+    # block reaches tcpdump before SIGINT (else its frames count as lost).
+    sleep 1.5
     kill -INT "$pid"
     wait "$pid" || true
     printf '%s %s %s\n' "$s" \
