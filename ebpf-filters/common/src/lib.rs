@@ -352,6 +352,37 @@ pub struct XdpMeta {
     pub gen: u32,
 }
 
+impl XdpMeta {
+    /// Bytes of the metadata in front of a packet.
+    pub const LEN: usize = core::mem::size_of::<XdpMeta>();
+
+    /// Reads the metadata from the first [`XdpMeta::LEN`] bytes of `b` (native byte order, as
+    /// the program wrote it); `None` when `b` is shorter or the magic is not [`META_MAGIC`]
+    /// (no metadata, or not this program's).
+    pub fn read(b: &[u8]) -> Option<XdpMeta> {
+        let u64_at = |o: usize| -> Option<u64> {
+            Some(u64::from_ne_bytes(b.get(o..o + 8)?.try_into().ok()?))
+        };
+        let u32_at = |o: usize| -> Option<u32> {
+            Some(u32::from_ne_bytes(b.get(o..o + 4)?.try_into().ok()?))
+        };
+        let meta = XdpMeta {
+            rules: u64_at(0)?,
+            recheck: u64_at(8)?,
+            magic: u32_at(16)?,
+            gen: u32_at(20)?,
+        };
+        (meta.magic == META_MAGIC).then_some(meta)
+    }
+
+    /// Reads the metadata that ends where the packet starts: the last [`XdpMeta::LEN`] bytes
+    /// of `headroom` (the bytes in front of the packet in an AF_XDP frame).
+    pub fn read_before_packet(headroom: &[u8]) -> Option<XdpMeta> {
+        let start = headroom.len().checked_sub(Self::LEN)?;
+        Self::read(headroom.get(start..)?)
+    }
+}
+
 /// Indexes of `COMO_STATS` (per-CPU `u64` counters).
 pub mod stat {
     /// Packets the program saw.
@@ -455,6 +486,27 @@ mod tests {
         assert_eq!(l3_class(0, 0, 0, 0x0800, 2, 6), None);
         assert_eq!(l3_class(0, 0, 0, 0x88cc, 0, 0), None);
         assert_eq!(l3_array_index(1, 0), L3_CLASSES);
+    }
+
+    #[test]
+    fn meta_reads_checks_magic_and_length() {
+        let m = XdpMeta {
+            rules: 0x8000_0000_0000_0001,
+            recheck: 1,
+            magic: META_MAGIC,
+            gen: 1,
+        };
+        let mut b = [0u8; 32];
+        b[8..16].copy_from_slice(&m.rules.to_ne_bytes());
+        b[16..24].copy_from_slice(&m.recheck.to_ne_bytes());
+        b[24..28].copy_from_slice(&m.magic.to_ne_bytes());
+        b[28..32].copy_from_slice(&m.gen.to_ne_bytes());
+        assert_eq!(XdpMeta::read_before_packet(&b), Some(m));
+        assert_eq!(XdpMeta::read(&b[8..]), Some(m));
+        assert_eq!(XdpMeta::read(&b[8..30]), None, "too short");
+        assert_eq!(XdpMeta::read_before_packet(&b[..20]), None);
+        b[24] ^= 1;
+        assert_eq!(XdpMeta::read_before_packet(&b), None, "bad magic");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use ebpf_filters_common::{XdpMeta, META_MAGIC};
+use ebpf_filters_common::XdpMeta;
 
 use crate::ring::Ring;
 use crate::sys;
@@ -207,22 +207,7 @@ impl Frame<'_> {
     /// `size_of::<XdpMeta>()` bytes of [`Frame::meta`], if they are there and carry
     /// `META_MAGIC`.
     pub fn xdp_meta(&self) -> Option<XdpMeta> {
-        const N: usize = size_of::<XdpMeta>();
-        let start = self.meta.len().checked_sub(N)?;
-        let b = self.meta.get(start..)?;
-        let u64_at = |o: usize| -> Option<u64> {
-            Some(u64::from_ne_bytes(b.get(o..o + 8)?.try_into().ok()?))
-        };
-        let u32_at = |o: usize| -> Option<u32> {
-            Some(u32::from_ne_bytes(b.get(o..o + 4)?.try_into().ok()?))
-        };
-        let meta = XdpMeta {
-            rules: u64_at(0)?,
-            recheck: u64_at(8)?,
-            magic: u32_at(16)?,
-            gen: u32_at(20)?,
-        };
-        (meta.magic == META_MAGIC).then_some(meta)
+        XdpMeta::read_before_packet(self.meta)
     }
 }
 
@@ -666,6 +651,7 @@ impl AsRawFd for XskSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ebpf_filters_common::META_MAGIC;
 
     fn frame_with_meta(meta: &[u8]) -> Frame<'_> {
         Frame {

@@ -610,9 +610,8 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
     result
 }
 
-/// What a live worker calls with each packet of the trace window (`None`: idle or stop);
-/// `como_runtime`'s `WindowTap`.
-type Tap = Box<dyn FnMut(Option<&Packet<'_>>) + Send>;
+/// What a live worker calls with each packet of the trace window (`None`: idle or stop).
+type Tap = como_runtime::WindowTap;
 
 /// How long an idle worker keeps the window's partial buffer before it hands it to the disk:
 /// every hand-over is a write of whole 4 KiB blocks, so flushing at each idle moment of a

@@ -44,7 +44,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use ebpf_filters::{Filter, FilterError};
 
 pub use live::{
-    decode_meta, Frame, LiveEnd, LiveOptions, LivePipeline, LiveQueue, QueueStats, WorkerCounters,
+    Frame, LiveEnd, LiveOptions, LivePipeline, LiveQueue, QueueStats, WindowTap, WorkerCounters,
     LIVE_BATCH, MAX_SLEEP, MIN_SLEEP, SPIN_POLLS, STATS_EVERY,
 };
 pub use sink::{CollectSink, PrintSink, StorageSink};

@@ -46,7 +46,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use como_module::Pkt;
 use como_packet::{Layers, LinkType, Packet, Parsed};
 use crossbeam_channel::bounded;
-use ebpf_filters_common::{XdpMeta, META_MAGIC};
+use ebpf_filters_common::XdpMeta;
 
 use crate::{
     compile_all, export_loop, Classifier, ExportMsg, ModuleCpu, ModuleSpec, RuntimeError, Sink,
@@ -134,26 +134,6 @@ pub trait LiveQueue: Send {
     fn recv(&mut self, max: usize, f: &mut dyn FnMut(Frame<'_>)) -> Result<usize, SourceError>;
     /// The kernel's drop statistics (read every [`STATS_EVERY`]).
     fn stats(&mut self) -> QueueStats;
-}
-
-/// Decodes the [`XdpMeta`] in front of a frame: `None` when it is missing, short, or its magic
-/// is not [`META_MAGIC`] (the frame must then be classified in userspace).
-pub fn decode_meta(bytes: &[u8]) -> Option<XdpMeta> {
-    const LEN: usize = core::mem::size_of::<XdpMeta>();
-    // The metadata ends where the packet starts: take the last LEN bytes.
-    let start = bytes.len().checked_sub(LEN)?;
-    let b = bytes.get(start..)?;
-    let u64_at =
-        |o: usize| -> Option<u64> { Some(u64::from_ne_bytes(b.get(o..o + 8)?.try_into().ok()?)) };
-    let u32_at =
-        |o: usize| -> Option<u32> { Some(u32::from_ne_bytes(b.get(o..o + 4)?.try_into().ok()?)) };
-    let meta = XdpMeta {
-        rules: u64_at(0)?,
-        recheck: u64_at(8)?,
-        magic: u32_at(16)?,
-        gen: u32_at(20)?,
-    };
-    (meta.magic == META_MAGIC).then_some(meta)
 }
 
 /// Counters of one worker, written once per batch, read by metrics at scrape time.
@@ -474,8 +454,8 @@ impl LiveWorker {
                     };
                     local.packets += 1;
                     local.bytes += u64::from(wire_len);
-                    let meta =
-                        decode_meta(frame.meta).filter(|m| generation.is_none_or(|g| g == m.gen));
+                    let meta = XdpMeta::read_before_packet(frame.meta)
+                        .filter(|m| generation.is_none_or(|g| g == m.gen));
                     if let Some(w) = window {
                         if w.offer(meta.map(|m| (m.rules, m.recheck)), &pkt) {
                             local.window += 1;

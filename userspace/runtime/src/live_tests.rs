@@ -367,22 +367,3 @@ fn an_idle_queue_does_not_stall_intervals_and_stop_returns_the_queues() {
     let qs: Vec<u32> = end.queues.iter().map(|q| q.queue()).collect();
     assert_eq!(qs, vec![0, 1]);
 }
-
-#[test]
-fn decode_meta_checks_magic_and_length() {
-    let m = XdpMeta {
-        rules: 5,
-        recheck: 4,
-        magic: META_MAGIC,
-        gen: 1,
-    };
-    let mut b = vec![0xAA; 8];
-    b.extend(meta_bytes(m));
-    // The metadata is the last 24 bytes in front of the packet.
-    assert_eq!(crate::decode_meta(&b), Some(m));
-    assert_eq!(crate::decode_meta(&b[..20]), None);
-    assert_eq!(crate::decode_meta(&[]), None);
-    let mut bad = meta_bytes(m);
-    bad[16] ^= 1;
-    assert_eq!(crate::decode_meta(&bad), None);
-}

@@ -37,7 +37,7 @@ use aya::{
 };
 use ebpf_filters_common::{
     array_field_base, array_field_len, field, flags, stat, ARRAY_FIELDS_LEN, MAX_QUEUES, MAX_RULES,
-    META_MAGIC, TERM_RULES_LEN,
+    TERM_RULES_LEN,
 };
 use ebpf_filters_common::{l3_class, l3_key, L3_CLASSES, L3_KEY_BITS, LPM_ROOT_PREFIX, MAX_VLAN};
 pub use ebpf_filters_common::{Config, GenConfig, LpmData, Terms, XdpMeta};
@@ -565,7 +565,7 @@ impl XdpProgram {
         // data_out starts at data_meta: the metadata, then the packet.
         let meta_len = (res.data_size_out as usize).saturating_sub(packet.len());
         let meta = if meta_len == META_LEN {
-            out.get(..META_LEN).and_then(parse_meta)
+            out.get(..META_LEN).and_then(XdpMeta::read)
         } else {
             None
         };
@@ -654,17 +654,7 @@ fn check_test_frame(packet: &[u8]) -> Result<(), XdpError> {
 }
 
 /// Reads an [`XdpMeta`] (native byte order) from `b`; `None` unless its magic is
-/// [`META_MAGIC`].
+/// `META_MAGIC` (see `XdpMeta::read`).
 pub fn parse_meta(b: &[u8]) -> Option<XdpMeta> {
-    let u64_at =
-        |o: usize| -> Option<u64> { Some(u64::from_ne_bytes(b.get(o..o + 8)?.try_into().ok()?)) };
-    let u32_at =
-        |o: usize| -> Option<u32> { Some(u32::from_ne_bytes(b.get(o..o + 4)?.try_into().ok()?)) };
-    let meta = XdpMeta {
-        rules: u64_at(0)?,
-        recheck: u64_at(8)?,
-        magic: u32_at(16)?,
-        gen: u32_at(20)?,
-    };
-    (meta.magic == META_MAGIC).then_some(meta)
+    XdpMeta::read(b)
 }
