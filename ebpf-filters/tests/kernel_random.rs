@@ -10,53 +10,22 @@
 //! "re-check"; flagged rules must be a superset and re-checked where they match.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
 
 use como_packet::LinkType;
+use como_tests::ethernet_traces;
 use como_tests::exprgen::{ExprGen, Seen};
-use como_tests::{load_trace, traces_dir};
 use ebpf_filters::kernel::{FieldState, PacketKey, Tables};
 use ebpf_filters::{compile, Filter};
 use ebpf_filters_common::field;
-
-fn trace_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            trace_files(&p, out);
-        } else if !matches!(
-            p.extension().and_then(|e| e.to_str()),
-            Some("md" | "tsv" | "txt")
-        ) {
-            out.push(p);
-        }
-    }
-}
 
 /// (captured bytes, wire length).
 type Pkt = (Vec<u8>, u32);
 
 fn trace_packets() -> Vec<Pkt> {
-    let mut files = Vec::new();
-    trace_files(&traces_dir(), &mut files);
-    let mut out = Vec::new();
-    for f in files {
-        let Ok(t) = load_trace(&f) else { continue };
-        if t.link != LinkType::Ethernet {
-            continue;
-        }
-        out.extend(
-            t.packets
-                .into_iter()
-                .filter(|p| p.link == LinkType::Ethernet)
-                .map(|p| (p.data, p.wire_len)),
-        );
-    }
-    out
+    ethernet_traces()
+        .into_iter()
+        .flat_map(|(_, packets)| packets.into_iter().map(|p| (p.data, p.wire_len)))
+        .collect()
 }
 
 fn harvest(packets: &[Pkt]) -> Seen {

@@ -7,55 +7,18 @@
 //! Prints how many corpus expressions are exact in the kernel and why the others are flagged.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use como_packet::LinkType;
-use como_tests::{corpus_section, load_trace, traces_dir, OwnedPacket};
+use como_tests::{corpus_section, ethernet_traces, OwnedPacket};
 use ebpf_filters::kernel::{PacketKey, Tables};
 use ebpf_filters::{compile, Filter};
 
-fn trace_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            trace_files(&p, out);
-        } else if !matches!(
-            p.extension().and_then(|e| e.to_str()),
-            Some("md" | "tsv" | "txt")
-        ) {
-            out.push(p);
-        }
-    }
-}
-
 /// Every packet of every Ethernet trace (at most `cap` per trace), with its trace name.
 fn ethernet_packets(cap: usize) -> Vec<(String, OwnedPacket)> {
-    let mut files = Vec::new();
-    trace_files(&traces_dir(), &mut files);
     let mut out = Vec::new();
-    for f in files {
-        let Ok(t) = load_trace(&f) else { continue };
-        if t.link != LinkType::Ethernet {
-            continue;
-        }
-        let name = f
-            .strip_prefix(traces_dir())
-            .unwrap_or(&f)
-            .display()
-            .to_string();
-        for p in t
-            .packets
-            .into_iter()
-            .filter(|p| p.link == LinkType::Ethernet)
-            .take(cap)
-        {
-            out.push((name.clone(), p));
-        }
+    for (name, packets) in ethernet_traces() {
+        out.extend(packets.into_iter().take(cap).map(|p| (name.clone(), p)));
     }
     out
 }

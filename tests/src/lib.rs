@@ -52,6 +52,56 @@ impl OwnedPacket {
     }
 }
 
+/// Every trace file under `tests/data/traces` (sorted; the provenance tables and notes left
+/// out), whatever its format or link type.
+pub fn trace_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out);
+            } else if !matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("md" | "tsv" | "txt")
+            ) {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&traces_dir(), &mut out);
+    out
+}
+
+/// The Ethernet packets of every readable trace (the packets before any damage; per packet,
+/// so a pcapng file with several link types gives its Ethernet interfaces' packets), with
+/// the trace's path relative to `tests/data/traces`. Traces without any are left out.
+pub fn ethernet_traces() -> Vec<(String, Vec<OwnedPacket>)> {
+    let mut out = Vec::new();
+    for f in trace_files() {
+        let Ok(t) = load_trace(&f) else { continue };
+        let packets: Vec<OwnedPacket> = t
+            .packets
+            .into_iter()
+            .filter(|p| p.link == LinkType::Ethernet)
+            .collect();
+        if packets.is_empty() {
+            continue;
+        }
+        let name = f
+            .strip_prefix(traces_dir())
+            .unwrap_or(&f)
+            .display()
+            .to_string();
+        out.push((name, packets));
+    }
+    out
+}
+
 /// A whole trace file in memory: its packets up to the first error, and that error.
 #[derive(Debug)]
 pub struct Trace {

@@ -17,12 +17,11 @@
 //! Also: the generation switch (install A, classify, install B, classify; and a thread that
 //! classifies in a loop while another installs A and B alternately never sees a mix).
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use como_packet::{LinkType, Packet};
-use como_tests::{corpus_section, load_trace, traces_dir, OwnedPacket};
+use como_tests::{corpus_section, ethernet_traces, OwnedPacket};
 use como_xdp::{XdpMeta, XdpProgram, MAX_TEST_FRAME};
 use ebpf_filters::kernel::{PacketKey, Tables};
 use ebpf_filters::{compile, Filter};
@@ -41,44 +40,15 @@ fn load(test: &str) -> Option<XdpProgram> {
     }
 }
 
-fn trace_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            trace_files(&p, out);
-        } else if !matches!(
-            p.extension().and_then(|e| e.to_str()),
-            Some("md" | "tsv" | "txt")
-        ) {
-            out.push(p);
-        }
-    }
-}
-
 /// Ethernet frames of 14 to `MAX_TEST_FRAME` bytes of every trace (at most `cap` per trace, evenly
 /// spread), with the trace's name; and the number of such frames before sampling.
 fn ethernet_packets(cap: usize) -> (Vec<(String, OwnedPacket)>, usize) {
-    let mut files = Vec::new();
-    trace_files(&traces_dir(), &mut files);
     let mut out = Vec::new();
     let mut total = 0;
-    for f in files {
-        let Ok(t) = load_trace(&f) else { continue };
-        let name = f
-            .strip_prefix(traces_dir())
-            .unwrap_or(&f)
-            .display()
-            .to_string();
-        let eth: Vec<OwnedPacket> = t
-            .packets
+    for (name, packets) in ethernet_traces() {
+        let eth: Vec<OwnedPacket> = packets
             .into_iter()
-            .filter(|p| {
-                p.link == LinkType::Ethernet && (14..=MAX_TEST_FRAME).contains(&p.data.len())
-            })
+            .filter(|p| (14..=MAX_TEST_FRAME).contains(&p.data.len()))
             .collect();
         total += eth.len();
         let step = eth.len().div_ceil(cap).max(1);
