@@ -23,7 +23,7 @@ use af_xdp::{HugePages, SocketConfig, Umem, UmemConfig, XskSocket};
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use como_packet::LinkType;
-use como_xdp::{parse_meta, XdpMode, XdpProgram};
+use como_xdp::{XdpMode, XdpProgram};
 use ebpf_filters::kernel::Tables;
 
 /// XDP attach mode.
@@ -96,7 +96,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             .rx_batch(64, |f| {
                 packets += 1;
                 bytes += f.data.len() as u64;
-                if let Some(m) = parse_meta(f.meta) {
+                if let Some(m) = f.xdp_meta() {
                     rules |= m.rules;
                 }
             })

@@ -652,9 +652,3 @@ fn check_test_frame(packet: &[u8]) -> Result<(), XdpError> {
         _ => Ok(()),
     }
 }
-
-/// Reads an [`XdpMeta`] (native byte order) from `b`; `None` unless its magic is
-/// `META_MAGIC` (see `XdpMeta::read`).
-pub fn parse_meta(b: &[u8]) -> Option<XdpMeta> {
-    XdpMeta::read(b)
-}
