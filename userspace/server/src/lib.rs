@@ -899,6 +899,27 @@ mod trace_tests {
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/traces")
     }
 
+    /// A finished window in `dir` (small buffers and segments, snaplen 1600) holding every
+    /// packet of `original`; its counters.
+    fn window_of(original: &std::path::Path, dir: &std::path::Path) -> Arc<como_window::Stats> {
+        let mut cfg = como_window::WindowConfig::new(dir);
+        cfg.buffer_bytes = 64 * 1024;
+        cfg.snaplen = 1600;
+        cfg.buffers = 4;
+        cfg.segment_bytes = 256 * 1024;
+        let w = como_window::Window::open(cfg).expect("window");
+        {
+            let mut h = w.writer();
+            let mut r = como_tracefile::TraceReader::open(original).expect("trace");
+            while let Some(p) = r.next_packet() {
+                assert!(h.write_wait(&p.expect("packet")));
+            }
+        }
+        let stats = w.stats_shared();
+        let _ = w.finish();
+        stats
+    }
+
     /// Packets of a pcap or pcapng file: (ts in µs, wire length, bytes).
     fn packets(bytes: Vec<u8>) -> Vec<(u64, u32, Vec<u8>)> {
         let mut r = como_tracefile::TraceReader::from_bytes("answer", bytes).expect("a trace");
@@ -915,21 +936,7 @@ mod trace_tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("window");
         let original = traces().join("nDPI/teams.pcap");
-        let mut cfg = como_window::WindowConfig::new(&dir);
-        cfg.buffer_bytes = 64 * 1024;
-        cfg.snaplen = 1600;
-        cfg.buffers = 4;
-        cfg.segment_bytes = 256 * 1024;
-        let w = como_window::Window::open(cfg).expect("window");
-        {
-            let mut h = w.writer();
-            let mut r = como_tracefile::TraceReader::open(&original).expect("trace");
-            while let Some(p) = r.next_packet() {
-                assert!(h.write_wait(&p.expect("packet")));
-            }
-        }
-        let stats = w.stats_shared();
-        let _ = w.finish();
+        let stats = window_of(&original, &dir);
         let node = como_config::Node {
             name: "t".into(),
             location: String::new(),
@@ -1022,20 +1029,7 @@ mod trace_tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("window");
         let original = traces().join("nDPI/teams.pcap");
-        let mut cfg = como_window::WindowConfig::new(&dir);
-        cfg.buffer_bytes = 64 * 1024;
-        cfg.snaplen = 1600;
-        cfg.buffers = 4;
-        cfg.segment_bytes = 256 * 1024;
-        let w = como_window::Window::open(cfg).expect("window");
-        {
-            let mut h = w.writer();
-            let mut r = como_tracefile::TraceReader::open(&original).expect("trace");
-            while let Some(p) = r.next_packet() {
-                assert!(h.write_wait(&p.expect("packet")));
-            }
-        }
-        let _ = w.finish();
+        window_of(&original, &dir);
         let conf = como_config::Config::parse(
             "[[module]]\nname = \"web\"\nkind = \"traffic\"\nfilter = \"tcp port 443\"\ninterval = \"5s\"\n",
             "test.toml",
