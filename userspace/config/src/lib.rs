@@ -925,6 +925,8 @@ impl Config {
             let span = raw.module.get(MAX_MODULES).map_or(0..0, Spanned::span);
             return Err(cx.span(span, format!("at most {MAX_MODULES} modules")));
         }
+        // Where the 64th module is, for the error when the trace window needs its rule.
+        let module_64 = raw.module.get(MAX_MODULES - 1).map_or(0..0, Spanned::span);
         let mut modules: Vec<ModuleConfig> = Vec::with_capacity(raw.module.len());
         for m in raw.module {
             let m = m.into_inner();
@@ -1005,6 +1007,17 @@ impl Config {
             Some(t) if t.enabled != Some(false) => Some(trace_config(&cx, t, &node.db_path)?),
             _ => None,
         };
+        let live = sources.iter().any(|s| matches!(s.kind, SourceKind::Xdp(_)));
+        if live && trace.is_some() && modules.len() >= MAX_MODULES {
+            // On a live source the window's filter is one more rule of the kernel's 64.
+            return Err(cx.span(
+                module_64,
+                format!(
+                    "with an xdp source and the trace window on, at most {} modules (the window takes one of the kernel's {MAX_MODULES} rules)",
+                    MAX_MODULES - 1
+                ),
+            ));
+        }
         Ok(Self {
             node,
             query: Query { listen },

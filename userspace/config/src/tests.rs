@@ -288,3 +288,29 @@ fn lexing_errors_without_a_toml_message_still_say_what_is_wrong() {
     assert_eq!((e.line, e.column), (1, 2), "{e}");
     assert!(e.message.contains("unexpected character"), "{e}");
 }
+
+#[test]
+fn live_window_leaves_room_for_its_kernel_rule() {
+    let modules = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("[[module]]\nname = \"m{i}\"\nkind = \"traffic\"\n"))
+            .collect()
+    };
+    let xdp = "[[source]]\ntype = \"xdp\"\ninterface = \"eth1\"\n";
+    let trace = "[trace]\npath = \"/w\"\n";
+    // 64 modules: fine without the window, or with it on a file source.
+    assert!(Config::parse(&format!("{xdp}{}", modules(64)), "c.toml").is_ok());
+    assert!(Config::parse(
+        &format!(
+            "[[source]]\ntype = \"file\"\npath = \"a.pcap\"\n{trace}{}",
+            modules(64)
+        ),
+        "c.toml"
+    )
+    .is_ok());
+    assert!(Config::parse(&format!("{xdp}{trace}{}", modules(63)), "c.toml").is_ok());
+    let e = err(&format!("{xdp}{trace}{}", modules(64)));
+    assert!(e.message.contains("at most 63 modules"), "{e}");
+    // The error points at the 64th module (3 lines each, after 3 + 2 lines).
+    assert_eq!(e.line, 5 + 63 * 3 + 1, "{e}");
+}
