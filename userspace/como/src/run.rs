@@ -12,8 +12,8 @@
 //!   window's filter selects is written into the window (`WindowWriter::write_wait`: a file
 //!   source waits for the disk rather than losing packets); once every source is consumed the
 //!   open segment is closed (indexed); `/trace` and `source=trace` answer from it. Restarted
-//!   on the same input, the window stores the packets again (only the modules' databases
-//!   skip what was stored).
+//!   on the same input, the window skips the packets up to the newest one it already holds
+//!   (as the modules' databases skip what they stored).
 //! - An `xdp` source runs the live form instead (`crate::live`: XDP + AF_XDP, pinned
 //!   workers, SIGHUP reloads the module set).
 //! - **Restart on the same `db_path`** (after a crash or kill -9): each module's database is
@@ -495,7 +495,10 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
                 1 => sources.pop(),
                 _ => Some(Box::new(MergedSource::new(sources))),
             };
-            let writer = pwindow.as_ref().map(|w| w.writer());
+            // A restart re-reads the files: the window resumes after what it already holds.
+            let writer = pwindow
+                .as_ref()
+                .map(|w| (w.writer(), w.newest_stored_ns().unwrap_or(0)));
             let result = drive(specs, &opts, source, sink, &pnode, writer);
             if let Some(w) = &pwindow {
                 // Every packet read is in the window: close (and index) its segment.
@@ -562,15 +565,15 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
 }
 
 /// The dispatcher loop: like `como_runtime::run`, publishing the per-module counters every
-/// [`PUBLISH_EVERY`] packets, and writing every packet into the trace window (`window`; its
-/// own filter selects).
+/// [`PUBLISH_EVERY`] packets, and writing every packet newer than the window's newest stored
+/// one into the trace window (`window`: the writer and that time; its own filter selects).
 fn drive(
     specs: Vec<ModuleSpec>,
     opts: &Options,
     source: Option<Box<dyn Source>>,
     sink: ResumeSink,
     node: &NodeState,
-    mut window: Option<WindowWriter>,
+    mut window: Option<(WindowWriter, u64)>,
 ) -> anyhow::Result<()> {
     let mut pipe = Pipeline::start(specs, opts, sink)?;
     node.set_module_cpu(pipe.module_cpu());
@@ -597,8 +600,10 @@ fn drive(
                 Ok(Next::Packet(p)) => {
                     idle_since = None;
                     last_ts = last_ts.max(p.ts_ns);
-                    if let Some(w) = &mut window {
-                        w.write_wait(&p);
+                    if let Some((w, stored_until)) = &mut window {
+                        if p.ts_ns > *stored_until {
+                            w.write_wait(&p);
+                        }
                     }
                     if let Err(e) = pipe.packet(&p) {
                         return Err(pipe.finish().err().unwrap_or(e).into());
@@ -613,7 +618,7 @@ fn drive(
                 }
                 Ok(Next::Idle) => {
                     if idle_since.is_none() {
-                        if let Some(w) = &mut window {
+                        if let Some((w, _)) = &mut window {
                             w.flush();
                         }
                     }

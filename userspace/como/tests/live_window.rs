@@ -425,6 +425,15 @@ fn window_fed_by_a_file_source_answers_like_tcpdump() {
         &read_packets("cli", std::fs::read(&out).expect("output")),
         &tcpdump_select(&original, "(udp or arp) and port 53", 65535, dir.path()),
     );
+    // Restarted on the same file: the window resumes after what it holds (no packet twice).
+    let d = Daemon::start(&cfg, &[]);
+    d.wait_done();
+    same_packets(
+        "after a restart",
+        &trace_answer(&d, "", "pcap"),
+        &tcpdump_select(&original, "udp or arp", 65535, dir.path()),
+    );
+    assert_eq!(d.terminate(), Some(0));
 }
 
 /// Polls `/trace` for `expr` until it holds `n` packets or `timeout` passes (`None` while the

@@ -473,6 +473,18 @@ impl Window {
         self.huge
     }
 
+    /// Time (ns) of the newest packet in a closed segment of the window (a segment left open
+    /// by a crash is closed when the window opens, so it counts), `None` when it holds none:
+    /// where a file source re-read after a restart resumes writing, so the window does not
+    /// store the same packets twice.
+    pub fn newest_stored_ns(&self) -> Option<u64> {
+        segment::list(self.dir())
+            .ok()?
+            .iter()
+            .filter_map(|s| s.range.map(|r| r.1))
+            .max()
+    }
+
     /// The folder.
     pub fn dir(&self) -> &std::path::Path {
         &self.shared.cfg.dir
