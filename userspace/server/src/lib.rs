@@ -487,6 +487,38 @@ fn content_type(f: Format) -> &'static str {
     }
 }
 
+/// A fresh instance of module `m` as a runtime spec, with a printer writing the query's format
+/// to `tx`: what a query that runs the module again (over the trace window or over another
+/// module's replay) needs. The error is the response to send.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the HTTP response, returned at once, once per request"
+)]
+fn rerun(
+    m: &ModuleConfig,
+    format: Format,
+    q: &QueryParams,
+    tx: &Chunks,
+) -> Result<(ModuleSpec, Box<dyn RecordSink + Send>), Response> {
+    let module = m
+        .build()
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let out = ChunkWriter {
+        tx: tx.clone(),
+        buf: Vec::new(),
+    };
+    let printer = module
+        .printer_with(format, Box::new(out), &q.print)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+    let spec = ModuleSpec {
+        name: m.name.clone(),
+        module,
+        filter: m.filter.clone(),
+        interval: m.interval,
+    };
+    Ok((spec, printer))
+}
+
 async fn query(
     State(st): State<Arc<NodeState>>,
     Path(name): Path<String>,
@@ -509,23 +541,9 @@ async fn query(
     let window = st.trace.get().filter(|_| st.module("trace").is_none());
     if let (Some("trace"), Some(tw)) = (q.source.as_deref(), window) {
         // A past-traffic run: the module over the packets the trace window stored.
-        let module = match m.config.build() {
-            Ok(m) => m,
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-        };
-        let out = ChunkWriter {
-            tx: tx.clone(),
-            buf: Vec::new(),
-        };
-        let printer = match module.printer_with(format, Box::new(out), &q.print) {
-            Ok(p) => p,
-            Err(e) => return error(StatusCode::BAD_REQUEST, e),
-        };
-        let spec = ModuleSpec {
-            name: m.config.name.clone(),
-            module,
-            filter: m.config.filter.clone(),
-            interval: m.config.interval,
+        let (spec, printer) = match rerun(&m.config, format, &q, &tx) {
+            Ok(sp) => sp,
+            Err(resp) => return resp,
         };
         // The module's own filter prunes the window through its index; the runtime applies
         // it again (same filter, same answer).
@@ -560,23 +578,9 @@ async fn query(
         let Some(from) = st.module(&src) else {
             return error(StatusCode::NOT_FOUND, format!("no source module `{src}`"));
         };
-        let module = match m.config.build() {
-            Ok(m) => m,
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-        };
-        let out = ChunkWriter {
-            tx: tx.clone(),
-            buf: Vec::new(),
-        };
-        let printer = match module.printer_with(format, Box::new(out), &q.print) {
-            Ok(p) => p,
-            Err(e) => return error(StatusCode::BAD_REQUEST, e),
-        };
-        let spec = ModuleSpec {
-            name: m.config.name.clone(),
-            module,
-            filter: m.config.filter.clone(),
-            interval: m.config.interval,
+        let (spec, printer) = match rerun(&m.config, format, &q, &tx) {
+            Ok(sp) => sp,
+            Err(resp) => return resp,
         };
         let replayed = Arc::clone(&from.config.module);
         let reader = from.read.reader(q.start_ns..q.end_ns);
