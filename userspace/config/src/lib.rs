@@ -9,6 +9,8 @@
 //!
 //! [query]
 //! listen = "127.0.0.1:44444"  # the HTTP query server (the default)
+//! max_queries = 32            # most queries running at once, streaming ones included;
+//!                             # more get 503 + Retry-After (default 32, at least 1)
 //!
 //! [[source]]
 //! type = "file"               # trace file: pcap, pcapng or ERF
@@ -191,10 +193,16 @@ pub struct Node {
 pub struct Query {
     /// Address of the HTTP query server.
     pub listen: SocketAddr,
+    /// Most queries (module queries, `/trace`, chained queries) running at once, streaming
+    /// ones included while they stream; at least 1.
+    pub max_queries: usize,
 }
 
 /// Default address of the query server.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:44444";
+
+/// Default of `[query] max_queries`.
+pub const DEFAULT_MAX_QUERIES: usize = 32;
 
 /// XDP attach mode of an `xdp` source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -470,6 +478,7 @@ struct RawNode {
 #[serde(deny_unknown_fields)]
 struct RawQuery {
     listen: Option<Spanned<String>>,
+    max_queries: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -904,6 +913,13 @@ impl Config {
                 )
             })?,
         };
+        let max_queries = match raw.query.max_queries {
+            None => DEFAULT_MAX_QUERIES,
+            Some(n) => usize::try_from(*n.get_ref())
+                .ok()
+                .filter(|&n| n >= 1)
+                .ok_or_else(|| cx.span(n.span(), "max_queries must be at least 1"))?,
+        };
         let mut sources = Vec::with_capacity(raw.source.len());
         for s in raw.source {
             let span = s.span();
@@ -1020,7 +1036,10 @@ impl Config {
         }
         Ok(Self {
             node,
-            query: Query { listen },
+            query: Query {
+                listen,
+                max_queries,
+            },
             sources,
             modules,
             trace,

@@ -15,6 +15,7 @@ const MINIMAL: &str = "[[module]]\nname = \"t\"\nkind = \"traffic\"\n";
 fn default_config_validates() {
     let c = Config::default_config().expect("default config");
     assert_eq!(c.query.listen.to_string(), "127.0.0.1:44444");
+    assert_eq!(c.query.max_queries, DEFAULT_MAX_QUERIES);
     assert!(c.modules.iter().any(|m| m.name == "traffic"));
     assert!(c.sources.is_empty());
 }
@@ -144,6 +145,24 @@ fn sources_and_listen() {
     assert_eq!((e.line, e.column), (4, 9), "{e}");
     let e = err(&format!("[query]\nlisten = \"nowhere\"\n{MINIMAL}"));
     assert_eq!((e.line, e.column), (2, 10), "{e}");
+}
+
+#[test]
+fn max_queries() {
+    let c = Config::parse(&format!("[query]\nmax_queries = 3\n{MINIMAL}"), "t.toml")
+        .expect("max_queries = 3");
+    assert_eq!(c.query.max_queries, 3);
+    let c = Config::parse(MINIMAL, "t.toml").expect("minimal");
+    assert_eq!(c.query.max_queries, 32);
+    for bad in ["0", "-1"] {
+        let e = err(&format!(
+            "[query]\nlisten = \"127.0.0.1:0\"\nmax_queries = {bad}\n{MINIMAL}"
+        ));
+        assert_eq!((e.line, e.column), (3, 15), "{e}");
+        assert!(e.message.contains("max_queries must be at least 1"), "{e}");
+    }
+    let e = err(&format!("[query]\nmax_queries = \"many\"\n{MINIMAL}"));
+    assert_eq!(e.line, 2, "{e}");
 }
 
 #[test]
