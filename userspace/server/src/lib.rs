@@ -36,7 +36,7 @@ pub mod params;
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -48,8 +48,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use como_config::ModuleConfig;
+use como_module::{Exported, Interval};
 use como_module::{Format, RecordSink};
-use como_runtime::{ModuleCpu, ModuleSpec, Options, PrintSink, ReplaySource};
+use como_runtime::{ModuleCpu, ModuleSpec, Options, PrintSink, ReplaySource, Sink, SinkError};
 use como_storage::ReadHandle;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
@@ -139,6 +140,10 @@ pub struct NodeState {
     stopping: AtomicBool,
     cpu: OnceLock<Arc<ModuleCpu>>,
     trace: OnceLock<TraceWindow>,
+    /// Queries whose producer runs now.
+    queries: AtomicUsize,
+    /// Most queries running at once (`[query] max_queries`).
+    max_queries: AtomicUsize,
 }
 
 /// The packet trace window as the server sees it.
@@ -174,7 +179,26 @@ impl NodeState {
             stopping: AtomicBool::new(false),
             cpu: OnceLock::new(),
             trace: OnceLock::new(),
+            queries: AtomicUsize::new(0),
+            max_queries: AtomicUsize::new(como_config::DEFAULT_MAX_QUERIES),
         })
+    }
+
+    /// Sets the most queries running at once (`[query] max_queries`; default
+    /// [`como_config::DEFAULT_MAX_QUERIES`]; 0 reads as 1). Queries already running go on.
+    pub fn set_max_queries(&self, max: usize) {
+        self.max_queries.store(max.max(1), Ordering::SeqCst);
+    }
+
+    /// The most queries running at once.
+    pub fn max_queries(&self) -> usize {
+        self.max_queries.load(Ordering::SeqCst)
+    }
+
+    /// Queries running now (module queries, `/trace`, chained queries; a streaming one until
+    /// it ends).
+    pub fn queries_running(&self) -> usize {
+        self.queries.load(Ordering::SeqCst)
     }
 
     /// Gives the runtime's per-module CPU accounting to `/metrics` (once; later calls are
@@ -205,6 +229,49 @@ impl NodeState {
 
     fn module(&self, name: &str) -> Option<&ServedModule> {
         self.modules.iter().find(|m| m.config.name == name)
+    }
+}
+
+/// One running query's place among the node's `max_queries`, taken before its producer
+/// starts and released when dropped: when the producer ends (the range is done, or the client
+/// went away), also by a panic (the slot is dropped while the thread unwinds).
+struct QuerySlot(Arc<NodeState>);
+
+impl QuerySlot {
+    /// A slot, or the 503 response (with `Retry-After: 1`) when `max_queries` run already
+    /// (counted in `como_query_rejected_total`).
+    #[expect(
+        clippy::result_large_err,
+        reason = "the error is the HTTP response, returned at once, once per request"
+    )]
+    fn take(st: &Arc<NodeState>) -> Result<Self, Response> {
+        let max = st.max_queries();
+        let taken = st
+            .queries
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            });
+        match taken {
+            Ok(_) => Ok(Self(Arc::clone(st))),
+            Err(_) => {
+                st.metrics.add_query_rejected();
+                let mut resp = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "too many queries running: the limit is {max} ([query] max_queries); retry later"
+                    ),
+                );
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                Err(resp)
+            }
+        }
+    }
+}
+
+impl Drop for QuerySlot {
+    fn drop(&mut self) {
+        self.0.queries.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -487,9 +554,43 @@ fn content_type(f: Format) -> &'static str {
     }
 }
 
-/// A fresh instance of module `m` as a runtime spec, with a printer writing the query's format
-/// to `tx`: what a query that runs the module again (over the trace window or over another
-/// module's replay) needs. The error is the response to send.
+/// Prints a re-run module's records (chained queries, `source=trace`) into a buffer and sends
+/// it as a chunk after each interval: at once when `eager` (a chained query following its
+/// source as intervals complete), else once [`CHUNK`] bytes are waiting. A client that went
+/// away fails the sink, which ends the run.
+struct StreamSink {
+    print: PrintSink,
+    buf: SharedBuf,
+    tx: Chunks,
+    eager: bool,
+}
+
+impl Sink for StreamSink {
+    fn interval(
+        &mut self,
+        module: usize,
+        ivl: Interval,
+        records: &[Exported],
+    ) -> Result<(), SinkError> {
+        self.print.interval(module, ivl, records)?;
+        if (self.eager || self.buf.len() >= CHUNK) && !send(&self.tx, &self.buf) {
+            return Err(SinkError("the client went away".into()));
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.print.finish()?;
+        if !send(&self.tx, &self.buf) {
+            return Err(SinkError("the client went away".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A fresh instance of module `m` as a runtime spec, with a sink printing the query's format
+/// to `tx` (after every interval when `eager`): what a query that runs the module again (over
+/// the trace window or over another module's replay) needs. The error is the response to send.
 #[expect(
     clippy::result_large_err,
     reason = "the error is the HTTP response, returned at once, once per request"
@@ -499,16 +600,14 @@ fn rerun(
     format: Format,
     q: &QueryParams,
     tx: &Chunks,
-) -> Result<(ModuleSpec, Box<dyn RecordSink + Send>), Response> {
+    eager: bool,
+) -> Result<(ModuleSpec, StreamSink), Response> {
     let module = m
         .build()
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    let out = ChunkWriter {
-        tx: tx.clone(),
-        buf: Vec::new(),
-    };
+    let buf = SharedBuf::default();
     let printer = module
-        .printer_with(format, Box::new(out), &q.print)
+        .printer_with(format, Box::new(buf.clone()), &q.print)
         .map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
     let spec = ModuleSpec {
         name: m.name.clone(),
@@ -516,8 +615,71 @@ fn rerun(
         filter: m.filter.clone(),
         interval: m.interval,
     };
-    Ok((spec, printer))
+    let sink = StreamSink {
+        print: PrintSink::new(vec![printer]),
+        buf,
+        tx: tx.clone(),
+        eager,
+    };
+    Ok((spec, sink))
 }
+
+/// When a streaming query over module `m` gives up waiting: the end of its range plus `m`'s
+/// interval plus [`STREAM_SLACK`].
+fn give_up_ns(m: &ModuleConfig, end_ns: u64) -> u64 {
+    let interval_ns = u64::try_from(m.interval.as_nanos()).unwrap_or(u64::MAX);
+    end_ns
+        .saturating_add(interval_ns)
+        .saturating_add(u64::try_from(STREAM_SLACK.as_nanos()).unwrap_or(0))
+}
+
+/// The records of a module in `start..end` as its database stores them, following new ones
+/// (a chained query whose end is in the future): blocks on the reader until a record at or
+/// past the end arrives, the wall clock passes `give_up_ns`, the node's runtime ends, the
+/// server stops, or the client goes away.
+struct FollowRecords {
+    reader: como_storage::Reader,
+    end_ns: u64,
+    give_up_ns: u64,
+    st: Arc<NodeState>,
+    tx: Chunks,
+    done: bool,
+}
+
+impl Iterator for FollowRecords {
+    type Item = Result<Vec<u8>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            // Read before looking: a record stored before the runtime ended is still read.
+            let finished = self.st.is_finished();
+            match self.reader.next() {
+                Some(Ok(rec)) if rec.ts < self.end_ns => return Some(Ok(rec.payload)),
+                Some(Ok(_)) => self.done = true,
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Some(Err(e.to_string()));
+                }
+                None => {
+                    if finished
+                        || self.st.stopping.load(Ordering::SeqCst)
+                        || self.tx.is_closed()
+                        || now_ns() > self.give_up_ns
+                    {
+                        self.done = true;
+                    } else {
+                        self.reader.wait(FOLLOW_POLL);
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Longest a streaming query blocks on its database before it looks again at the clock, the
+/// node and the client.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 async fn query(
     State(st): State<Arc<NodeState>>,
@@ -535,15 +697,20 @@ async fn query(
     let Some(m) = st.modules.get(idx) else {
         return error(StatusCode::NOT_FOUND, format!("no module `{name}`"));
     };
-    let buf = SharedBuf::default();
+    // A query whose end is in the future follows what is stored until its end.
+    let follow = q.wait && q.end_ns > now;
     let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);
     let format = q.format;
     let window = st.trace.get().filter(|_| st.module("trace").is_none());
     if let (Some("trace"), Some(tw)) = (q.source.as_deref(), window) {
         // A past-traffic run: the module over the packets the trace window stored.
-        let (spec, printer) = match rerun(&m.config, format, &q, &tx) {
+        let (spec, sink) = match rerun(&m.config, format, &q, &tx, false) {
             Ok(sp) => sp,
             Err(resp) => return resp,
+        };
+        let slot = match QuerySlot::take(&st) {
+            Ok(slot) => slot,
+            Err(busy) => return busy,
         };
         // The module's own filter prunes the window through its index; the runtime applies
         // it again (same filter, same answer).
@@ -554,59 +721,52 @@ async fn query(
         };
         let dir = tw.dir.clone();
         let name = m.config.name.clone();
-        spawn_producer(tx.clone(), move || {
+        spawn_producer(slot, tx.clone(), move || {
             let mut source = WindowSource::start(dir, wq);
-            let opts = Options {
-                workers: 1,
-                ..Options::default()
-            };
-            match como_runtime::run(
-                vec![spec],
-                &opts,
+            rerun_over(
                 &mut source,
-                PrintSink::new(vec![printer]),
-            ) {
-                Ok((report, _)) => {
-                    if let Some(e) = report.source_error {
-                        tracing::warn!("`{name}` over the trace window: {e}");
-                    }
-                }
-                Err(e) => tracing::warn!("`{name}` over the trace window: {e}"),
-            }
+                spec,
+                sink,
+                &format!("`{name}` over the trace window"),
+            );
         });
     } else if let Some(src) = q.source.clone() {
         let Some(from) = st.module(&src) else {
             return error(StatusCode::NOT_FOUND, format!("no source module `{src}`"));
         };
-        let (spec, printer) = match rerun(&m.config, format, &q, &tx) {
+        let (spec, sink) = match rerun(&m.config, format, &q, &tx, follow) {
             Ok(sp) => sp,
             Err(resp) => return resp,
         };
+        let slot = match QuerySlot::take(&st) {
+            Ok(slot) => slot,
+            Err(busy) => return busy,
+        };
+        let records: Box<dyn Iterator<Item = Result<Vec<u8>, String>> + Send> = if follow {
+            Box::new(FollowRecords {
+                reader: from.read.follow(q.start_ns..),
+                end_ns: q.end_ns,
+                give_up_ns: give_up_ns(&from.config, q.end_ns),
+                st: Arc::clone(&st),
+                tx: tx.clone(),
+                done: false,
+            })
+        } else {
+            let reader = from.read.reader(q.start_ns..q.end_ns);
+            Box::new(reader.map(|r| r.map(|r| r.payload).map_err(|e| e.to_string())))
+        };
         let replayed = Arc::clone(&from.config.module);
-        let reader = from.read.reader(q.start_ns..q.end_ns);
-        let src_name = format!("replay:{src}");
-        spawn_producer(tx.clone(), move || {
-            let records = Box::new(reader.map(|r| r.map(|r| r.payload).map_err(|e| e.to_string())));
-            let mut source = ReplaySource::new(src_name, replayed, records);
-            let opts = Options {
-                workers: 1,
-                ..Options::default()
-            };
-            match como_runtime::run(
-                vec![spec],
-                &opts,
+        spawn_producer(slot, tx.clone(), move || {
+            let mut source = ReplaySource::new(format!("replay:{src}"), replayed, records);
+            rerun_over(
                 &mut source,
-                PrintSink::new(vec![printer]),
-            ) {
-                Ok((report, _)) => {
-                    if let Some(e) = report.source_error {
-                        tracing::warn!("chained query over `{src}`: {e}");
-                    }
-                }
-                Err(e) => tracing::warn!("chained query over `{src}`: {e}"),
-            }
+                spec,
+                sink,
+                &format!("chained query over `{src}`"),
+            );
         });
     } else {
+        let buf = SharedBuf::default();
         let printer = match m
             .config
             .module
@@ -615,9 +775,12 @@ async fn query(
             Ok(p) => p,
             Err(e) => return error(StatusCode::BAD_REQUEST, e),
         };
-        let follow = q.wait && q.end_ns > now;
+        let slot = match QuerySlot::take(&st) {
+            Ok(slot) => slot,
+            Err(busy) => return busy,
+        };
         let state = Arc::clone(&st);
-        spawn_producer(tx.clone(), move || {
+        spawn_producer(slot, tx.clone(), move || {
             produce(&state, idx, &q, follow, printer, &buf, &tx);
         });
     }
@@ -627,6 +790,28 @@ async fn query(
         Body::from_stream(stream),
     )
         .into_response()
+}
+
+/// Runs one module (`spec`, printing into `sink`) over `source` on one worker: the producer
+/// of a query that re-runs a module; `what` names it in logs.
+fn rerun_over(
+    source: &mut dyn como_runtime::Source,
+    spec: ModuleSpec,
+    sink: StreamSink,
+    what: &str,
+) {
+    let opts = Options {
+        workers: 1,
+        ..Options::default()
+    };
+    match como_runtime::run(vec![spec], &opts, source, sink) {
+        Ok((report, _)) => {
+            if let Some(e) = report.source_error {
+                tracing::warn!("{what}: {e}");
+            }
+        }
+        Err(e) => tracing::debug!("{what}: {e}"),
+    }
 }
 
 /// One packet read from the trace window.
@@ -737,69 +922,30 @@ async fn trace(
             "no packet trace window ([trace] is off)",
         );
     };
-    let now = now_ns();
-    let mut filter = String::new();
-    let mut format = como_window::OutFormat::Pcap;
-    let (mut start, mut end, mut time) = (None, None, None);
-    for (k, v) in &pairs {
-        match k.as_str() {
-            "filter" => filter.clone_from(v),
-            "format" => match v.parse() {
-                Ok(f) => format = f,
-                Err(e) => return error(StatusCode::BAD_REQUEST, e),
-            },
-            "time" => time = Some(v.clone()),
-            "start" => start = Some(v.clone()),
-            "end" => end = Some(v.clone()),
-            other => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("unknown parameter `{other}` (filter, time, start, end, format)"),
-                )
-            }
-        }
-    }
-    let point = |s: &str| params::parse_time_point(s, now);
-    let range = match (time, start, end) {
-        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(ParamError(
-            "give either time= or start=/end=, not both".into(),
-        )),
-        (Some(t), None, None) => match t.split_once(':') {
-            Some((a, b)) => point(a).and_then(|a| Ok((a, point(b)?))),
-            None => Err(ParamError(format!("bad time `{t}` (expected A:B)"))),
-        },
-        (None, s, e) => (|| {
-            let a = s.as_deref().map(point).transpose()?.unwrap_or(0);
-            let b = e.as_deref().map(point).transpose()?.unwrap_or(u64::MAX);
-            Ok((a, b))
-        })(),
-    };
-    let (start_ns, end_ns) = match range {
-        Ok(r) if r.0 <= r.1 => r,
-        Ok(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "the end of the time range is before its start",
-            )
-        }
+    let p = match params::parse_trace(&pairs, now_ns()) {
+        Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    if let Err(e) = ebpf_filters::compile(&filter, como_packet::LinkType::Ethernet) {
-        if e.kind != ebpf_filters::ErrorKind::LinkType {
-            return error(StatusCode::BAD_REQUEST, format!("bad filter: {e}"));
-        }
-    }
+    let slot = match QuerySlot::take(&st) {
+        Ok(slot) => slot,
+        Err(busy) => return busy,
+    };
     let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);
+    let format = p.format;
     let q = como_window::Query {
-        filter,
-        start_ns,
-        end_ns,
+        filter: p.filter,
+        start_ns: p.start_ns,
+        // The window's end is inclusive, the query's exclusive.
+        end_ns: match p.end_ns {
+            u64::MAX => u64::MAX,
+            e => e.saturating_sub(1),
+        },
     };
     let out = ChunkWriter {
         tx: tx.clone(),
         buf: Vec::new(),
     };
-    spawn_producer(tx, move || {
+    spawn_producer(slot, tx, move || {
         let out = io::BufWriter::with_capacity(CHUNK, out);
         match como_window::write_query(&tw.dir, &q, format, out) {
             Ok((_, skipped)) if skipped > 0 => tracing::info!(
@@ -821,13 +967,27 @@ async fn trace(
         .into_response()
 }
 
-fn spawn_producer(tx: Chunks, f: impl FnOnce() + Send + 'static) {
-    if let Err(e) = std::thread::Builder::new()
+/// Runs a query's producer `f` on a thread of its own, holding `slot` until `f` returns or
+/// panics (when the thread cannot start, the slot is released at once and the response ends
+/// with an error).
+fn spawn_producer(
+    slot: QuerySlot,
+    tx: Chunks,
+    f: impl FnOnce() + Send + 'static,
+) -> Option<JoinHandle<()>> {
+    let spawned = std::thread::Builder::new()
         .name("como-query-producer".into())
-        .spawn(f)
-    {
-        tracing::error!("cannot start a query thread: {e}");
-        let _ = tx.try_send(Err(io::Error::other(e)));
+        .spawn(move || {
+            let _slot = slot;
+            f();
+        });
+    match spawned {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::error!("cannot start a query thread: {e}");
+            let _ = tx.try_send(Err(io::Error::other(e)));
+            None
+        }
     }
 }
 
@@ -845,11 +1005,7 @@ fn produce(
     let Some(m) = st.modules.get(idx) else {
         return;
     };
-    let interval_ns = u64::try_from(m.config.interval.as_nanos()).unwrap_or(u64::MAX);
-    let give_up_ns = q
-        .end_ns
-        .saturating_add(interval_ns)
-        .saturating_add(u64::try_from(STREAM_SLACK.as_nanos()).unwrap_or(0));
+    let give_up_ns = give_up_ns(&m.config, q.end_ns);
     let mut reader = if follow {
         m.read.follow(q.start_ns..)
     } else {
@@ -885,7 +1041,7 @@ fn produce(
                 if !send(tx, buf) {
                     return;
                 }
-                reader.wait(Duration::from_millis(200));
+                reader.wait(FOLLOW_POLL);
             }
         }
     }

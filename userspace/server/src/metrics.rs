@@ -14,6 +14,8 @@
 //! | `como_capture_drops_total` | counter | `device`, `queue`, `reason` | live capture: packets lost, one reason per XDP program counter (`queue="all"`: the program's counters are per CPU, not per queue) and per AF_XDP socket statistic (see [`DropReason`]) |
 //! | `como_xdp_packets_total` | counter | `device`, `action` | the XDP program's verdicts: `seen`, `matched`, `redirected`, `passed` |
 //! | `como_worker_busy_ratio` | gauge | `worker` | fraction of the time a live worker spent on polls that returned packets |
+//! | `como_queries_running` | gauge | | queries running now (module queries, `/trace`, chained; streaming ones while they stream), at each scrape |
+//! | `como_query_rejected_total` | counter | | queries refused with 503 because `[query] max_queries` were running |
 //!
 //! Counters are never updated per packet: the packet path adds batch totals, and the live
 //! capture's counters are atomics of the workers read by a [`CaptureProbe`] at scrape time.
@@ -21,8 +23,8 @@
 use std::sync::{Mutex, PoisonError};
 
 use prometheus::{
-    Counter, CounterVec, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Counter, CounterVec, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::NodeState;
@@ -159,6 +161,8 @@ pub struct Metrics {
     deltas: Mutex<Deltas>,
     /// Module packets of the probe already added to `module_packets`.
     probe_modules: Mutex<Vec<u64>>,
+    queries_running: IntGauge,
+    query_rejected: IntCounter,
 }
 
 fn counters(
@@ -270,7 +274,19 @@ impl Metrics {
             &["worker"],
         )?;
         registry.register(Box::new(busy.clone()))?;
+        let queries_running = IntGauge::new(
+            "como_queries_running",
+            "Queries running now (streaming ones while they stream)",
+        )?;
+        registry.register(Box::new(queries_running.clone()))?;
+        let query_rejected = IntCounter::new(
+            "como_query_rejected_total",
+            "Queries refused (503) because [query] max_queries were running",
+        )?;
+        registry.register(Box::new(query_rejected.clone()))?;
         Ok(Self {
+            queries_running,
+            query_rejected,
             capture_packets,
             capture_bytes,
             capture_drops,
@@ -311,6 +327,11 @@ impl Metrics {
         if let Some(c) = self.module_records.get(i) {
             c.inc_by(records);
         }
+    }
+
+    /// Counts a query refused because `[query] max_queries` were running.
+    pub fn add_query_rejected(&self) {
+        self.query_rejected.inc();
     }
 
     /// Reads the live capture's counters from `probe` at every scrape (replaces a previous
@@ -390,6 +411,8 @@ impl Metrics {
                 .set(i64::try_from(m.read.stored_bytes()).unwrap_or(i64::MAX));
         }
         self.uptime.set(node.started.elapsed().as_secs_f64());
+        self.queries_running
+            .set(i64::try_from(node.queries_running()).unwrap_or(i64::MAX));
         if let Some(cpu) = node.module_cpu() {
             let mut seen = self.cpu_seen.lock().unwrap_or_else(PoisonError::into_inner);
             for (i, (c, old)) in self.module_cpu.iter().zip(seen.iter_mut()).enumerate() {

@@ -6,6 +6,10 @@
 //! `@20231114221320` (UTC, `yyyymmddhhmmss`: exactly 14 digits). `start` and `end` are Unix
 //! seconds (fractions allowed). With none of them the range is everything stored up to now.
 //! A `+` written unencoded in a URL arrives as a space: a leading space reads as `+`.
+//!
+//! `/trace` ([`parse_trace`]) takes `filter` (tcpdump's syntax), `format` (`pcap`, `pcapng`) and
+//! the same time range (`time=A:B` or `start`/`end`; with none of them, every stored packet).
+//! Every parameter may be given once; an error names the parameter.
 
 use std::collections::BTreeMap;
 
@@ -122,16 +126,26 @@ pub fn parse_time_point(s: &str, now_ns: u64) -> Result<u64, ParamError> {
     })
 }
 
-/// Parses a query's parameters (`pairs` in URL order, already percent-decoded).
-pub fn parse(pairs: &[(String, String)], now_ns: u64) -> Result<QueryParams, ParamError> {
+/// The parameters of a query as a map, each given once.
+fn once(pairs: &[(String, String)]) -> Result<BTreeMap<&str, &str>, ParamError> {
     let mut seen = BTreeMap::new();
     for (k, v) in pairs {
         if seen.insert(k.as_str(), v.as_str()).is_some() {
             return Err(ParamError(format!("parameter `{k}` given twice")));
         }
     }
+    Ok(seen)
+}
+
+/// Takes the time range out of `seen`: `time=A:B`, or `start`/`end` in Unix seconds; the range
+/// is `0..default_end` when none is given.
+fn range(
+    seen: &mut BTreeMap<&str, &str>,
+    now_ns: u64,
+    default_end: u64,
+) -> Result<(u64, u64), ParamError> {
     let mut start_ns = 0;
-    let mut end_ns = now_ns;
+    let mut end_ns = default_end;
     if let Some(t) = seen.remove("time") {
         if seen.contains_key("start") || seen.contains_key("end") {
             return Err(ParamError(
@@ -161,9 +175,16 @@ pub fn parse(pairs: &[(String, String)], now_ns: u64) -> Result<QueryParams, Par
             "the end of the time range is before its start".into(),
         ));
     }
+    Ok((start_ns, end_ns))
+}
+
+/// Parses a query's parameters (`pairs` in URL order, already percent-decoded).
+pub fn parse(pairs: &[(String, String)], now_ns: u64) -> Result<QueryParams, ParamError> {
+    let mut seen = once(pairs)?;
+    let (start_ns, end_ns) = range(&mut seen, now_ns, now_ns)?;
     let format = match seen.remove("format") {
         None => Format::Pretty,
-        Some(f) => f.parse().map_err(|e| ParamError(format!("{e}")))?,
+        Some(f) => f.parse().map_err(|e| ParamError(format!("format: {e}")))?,
     };
     let wait = match seen.remove("wait") {
         None | Some("yes") => true,
@@ -182,6 +203,49 @@ pub fn parse(pairs: &[(String, String)], now_ns: u64) -> Result<QueryParams, Par
         wait,
         source,
         print,
+    })
+}
+
+/// The parameters of a `/trace` query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceParams {
+    /// Filter expression (tcpdump's syntax; empty: every packet). It compiles.
+    pub filter: String,
+    /// First nanosecond asked for (inclusive).
+    pub start_ns: u64,
+    /// End (exclusive), ns; `u64::MAX` (every packet from `start_ns` on) when no end is given.
+    pub end_ns: u64,
+    /// Output file format.
+    pub format: como_window::OutFormat,
+}
+
+/// Parses the parameters of `/trace` (`pairs` in URL order, already percent-decoded): `filter`,
+/// `format`, `time=A:B` or `start`/`end`. The filter is compiled (for Ethernet) to refuse a
+/// bad expression here, with the parser's reason.
+pub fn parse_trace(pairs: &[(String, String)], now_ns: u64) -> Result<TraceParams, ParamError> {
+    let mut seen = once(pairs)?;
+    let (start_ns, end_ns) = range(&mut seen, now_ns, u64::MAX)?;
+    let format = match seen.remove("format") {
+        None => como_window::OutFormat::Pcap,
+        Some(f) => f.parse().map_err(|e| ParamError(format!("format: {e}")))?,
+    };
+    let filter = seen.remove("filter").unwrap_or_default().to_owned();
+    if let Some(other) = seen.keys().next() {
+        return Err(ParamError(format!(
+            "unknown parameter `{other}` (filter, time, start, end, format)"
+        )));
+    }
+    if let Err(e) = ebpf_filters::compile(&filter, como_packet::LinkType::Ethernet) {
+        // An expression for another link type is the window's to judge per packet.
+        if e.kind != ebpf_filters::ErrorKind::LinkType {
+            return Err(ParamError(format!("bad filter: {e}")));
+        }
+    }
+    Ok(TraceParams {
+        filter,
+        start_ns,
+        end_ns,
+        format,
     })
 }
 
@@ -252,6 +316,60 @@ mod tests {
             vec![("format", "csv"), ("format", "json")],
         ] {
             assert!(p(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn t(q: &[(&str, &str)]) -> Result<TraceParams, ParamError> {
+        let v: Vec<(String, String)> = q
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect();
+        parse_trace(&v, NOW)
+    }
+
+    #[test]
+    fn trace_query() {
+        let q = t(&[]).expect("ok");
+        assert_eq!(
+            q,
+            TraceParams {
+                filter: String::new(),
+                start_ns: 0,
+                end_ns: u64::MAX,
+                format: como_window::OutFormat::Pcap,
+            }
+        );
+        let q = t(&[
+            ("filter", "udp port 53"),
+            ("time", "-10m:0"),
+            ("format", "pcapng"),
+        ])
+        .expect("ok");
+        assert_eq!(
+            (q.filter.as_str(), q.start_ns, q.end_ns, q.format),
+            (
+                "udp port 53",
+                NOW - 600 * NS,
+                NOW,
+                como_window::OutFormat::PcapNg
+            )
+        );
+        let q = t(&[("start", "10"), ("end", "20.5")]).expect("ok");
+        assert_eq!((q.start_ns, q.end_ns), (10 * NS, 20 * NS + NS / 2));
+        for (bad, names) in [
+            (vec![("filter", "tcp and")], "filter"),
+            (vec![("format", "erf")], "format"),
+            (vec![("time", "1")], "time"),
+            (vec![("color", "red")], "color"),
+            (vec![("start", "5"), ("end", "1")], "end"),
+            (vec![("start", "@5")], "start"),
+            (vec![("time", "-1h:0"), ("end", "1")], "time="),
+            (vec![("filter", "tcp"), ("filter", "udp")], "filter"),
+        ] {
+            match t(&bad) {
+                Ok(q) => panic!("{bad:?} accepted: {q:?}"),
+                Err(e) => assert!(e.0.contains(names), "{bad:?}: {e}"),
+            }
         }
     }
 }
