@@ -2,7 +2,9 @@
 //! the window come back, for a filter, exactly as `tcpdump -r original -w - EXPR` selects them
 //! (bytes identical up to the snaplen); every segment opens in tshark with the packet count of
 //! its index; segments survive a kill -9 of the writing process; retention holds its limits
-//! and deletes oldest first; a segment being read is not deleted.
+//! and deletes oldest first; a segment being read is not deleted (the next-oldest go in its
+//! place, and it goes once its reader is gone); lost indexes are rebuilt as the writer wrote
+//! them.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -475,30 +477,148 @@ fn window_retention_by_age_uses_packet_time() {
     );
 }
 
+/// A window of several closed segments of synthetic packets (no limits); returns its segments.
+fn segments_for_retention(dir: &Path) -> Vec<segment::Segment> {
+    let mut cfg = small_config(dir);
+    cfg.segment_bytes = 256 * 1024;
+    write_window(cfg, &synthetic(5_000, 1_700_000_000_000_000_000, 300));
+    let segs = segment::list(dir).expect("list");
+    assert!(segs.len() >= 5, "{} segments", segs.len());
+    segs
+}
+
+fn paths(segs: &[segment::Segment]) -> Vec<std::path::PathBuf> {
+    segs.iter().map(|s| s.path.clone()).collect()
+}
+
 #[test]
-fn window_retention_leaves_a_segment_being_read() {
+fn window_retention_skips_a_segment_being_read_and_deletes_it_later() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("w");
-    let mut cfg = small_config(&dir);
-    cfg.segment_bytes = 256 * 1024;
-    write_window(
-        cfg.clone(),
-        &synthetic(5_000, 1_700_000_000_000_000_000, 300),
-    );
-    let segs = segment::list(&dir).expect("list");
+    let segs = segments_for_retention(&dir);
+    let all: u64 = segs.iter().map(|s| s.bytes).sum();
+    // Room for the newest three segments: the oldest ones must go.
+    let keep: u64 = segs.iter().rev().take(3).map(|s| s.bytes).sum();
     let oldest = segs.first().expect("segments").clone();
     let reader = segment::ReadLock::open(&oldest.path).expect("lock");
     let limits = Limits {
-        max_bytes: Some(1),
+        max_bytes: Some(keep),
         ..Limits::default()
     };
-    let d = segment::enforce(&dir, &limits, u64::MAX).expect("enforce");
-    assert!(d.blocked && d.segments == 0, "{d:?}");
-    assert!(oldest.path.exists());
+    let mut floor = 0;
+    let d = segment::enforce(&dir, &limits, u64::MAX, &mut floor).expect("enforce");
+    // The one being read is kept; the next-oldest go in its place until the limit holds
+    // (counting the kept one), not one more.
+    assert_eq!(d.blocked, 1, "{d:?}");
+    let left = segment::list(&dir).expect("list");
+    assert_eq!(left.first().map(|s| &s.path), Some(&oldest.path));
+    // Expected: oldest first, skipping the one being read, while the total exceeds the limit.
+    let mut total = all;
+    let mut want = vec![oldest.path.clone()];
+    for s in segs.iter().skip(1) {
+        if total > keep {
+            total -= s.bytes;
+        } else {
+            want.push(s.path.clone());
+        }
+    }
+    assert!(segs.len() - want.len() >= 2, "too few deletions to tell");
+    assert_eq!(paths(&left), want);
+    assert_eq!(d.segments as usize, segs.len() - want.len());
+    assert!(left.iter().map(|s| s.bytes).sum::<u64>() <= keep + oldest.bytes);
+    // While it is still read, nothing more goes.
+    let d = segment::enforce(&dir, &limits, u64::MAX, &mut floor).expect("enforce");
+    assert_eq!((d.segments, d.blocked), (0, 1), "{d:?}");
+    // Its reader gone, the next pass deletes it (it is older than what was deleted), and only
+    // it.
     drop(reader);
-    let d = segment::enforce(&dir, &limits, u64::MAX).expect("enforce");
-    assert_eq!(d.segments as usize, segs.len());
-    assert!(segment::list(&dir).expect("list").is_empty());
+    let d = segment::enforce(&dir, &limits, u64::MAX, &mut floor).expect("enforce");
+    assert_eq!((d.segments, d.blocked), (1, 0), "{d:?}");
+    assert!(!oldest.path.exists() && !oldest.index_path().exists());
+    assert_eq!(paths(&segment::list(&dir).expect("list")), want[1..]);
+    let d = segment::enforce(&dir, &limits, u64::MAX, &mut floor).expect("enforce");
+    assert_eq!(d.segments, 0);
+}
+
+#[test]
+fn window_retention_by_age_and_free_disk_skips_a_segment_being_read() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("w");
+    let segs = segments_for_retention(&dir);
+    let oldest = segs.first().expect("segments").clone();
+    let _reader = segment::ReadLock::open(&oldest.path).expect("lock");
+    // Age: the window ends where the third segment starts; the two before are too old.
+    let third = segs[2].range.expect("range");
+    let newest = segs.last().and_then(|s| s.range).expect("range").1;
+    let limits = Limits {
+        window_ns: Some(newest - third.0),
+        ..Limits::default()
+    };
+    let d = segment::enforce(&dir, &limits, newest, &mut 0).expect("enforce");
+    assert_eq!((d.segments, d.blocked), (1, 1), "{d:?}");
+    let mut want = paths(&segs);
+    want.remove(1);
+    assert_eq!(paths(&segment::list(&dir).expect("list")), want);
+    // Free disk: a limit no filesystem meets deletes every segment but the one being read.
+    let limits = Limits {
+        min_free_percent: Some(100.0),
+        ..Limits::default()
+    };
+    let d = segment::enforce(&dir, &limits, newest, &mut 0).expect("enforce");
+    assert_eq!(d.blocked, 1, "{d:?}");
+    assert_eq!(d.segments as usize, segs.len() - 2);
+    assert_eq!(
+        paths(&segment::list(&dir).expect("list")),
+        vec![oldest.path.clone()]
+    );
+}
+
+/// Waits (bounded) until `done` holds.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn window_writer_retention_passes_delete_a_skipped_segment_once_its_reader_is_gone() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("w");
+    let segs = segments_for_retention(&dir);
+    let oldest = segs.first().expect("segments").clone();
+    let newest = segs.last().expect("segments").clone();
+    let reader = segment::ReadLock::open(&oldest.path).expect("lock");
+    // A window with a limit below what the folder holds: its writer's periodic passes run
+    // retention without any packet written.
+    let mut cfg = small_config(&dir);
+    cfg.limits = Limits {
+        max_bytes: Some(newest.bytes + oldest.bytes),
+        ..Limits::default()
+    };
+    let w = Window::open(cfg).expect("window opens");
+    let only = |want: Vec<std::path::PathBuf>| {
+        let dir = dir.clone();
+        move || paths(&segment::list(&dir).expect("list")) == want
+    };
+    wait_for(
+        "the segments between the one being read and the newest to go",
+        only(vec![oldest.path.clone(), newest.path.clone()]),
+    );
+    assert_eq!(
+        w.stats()
+            .segments_deleted
+            .load(std::sync::atomic::Ordering::Relaxed) as usize,
+        segs.len() - 2
+    );
+    drop(reader);
+    wait_for(
+        "the segment no longer read to go",
+        only(vec![newest.path.clone()]),
+    );
+    let st = w.finish();
+    assert_eq!(st.segments_deleted as usize, segs.len() - 1);
 }
 
 #[test]

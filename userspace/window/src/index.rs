@@ -1,8 +1,11 @@
 //! The per-segment index: groups of packets with their time range, and sorted
 //! (key, group) arrays for addresses, ports and protocols.
 //!
-//! A *group* is a run of consecutive EPBs of at most [`GROUP_BYTES`] bytes (never across a
-//! staging buffer: a group is always contiguous in the file). The index stores, per group, its
+//! A *group* is a run of consecutive EPBs of at most [`GROUP_BYTES`] bytes, contiguous in the
+//! file (any other block, such as a staging buffer's padding block, ends it). Groups depend only
+//! on the file's bytes, not on how they are handed to [`IndexBuilder::add_chunk`]: the index the
+//! writer builds buffer by buffer and the one [`crate::segment::index_file`] rebuilds from the
+//! file are the same, byte for byte. The index stores, per group, its
 //! file offset and length, its packet count and its smallest and largest timestamp (the sparse
 //! time index: packets of several workers interleave, so a group's range is kept rather than
 //! assuming order); and per key kind a sorted array of `(key, group)` pairs, one per distinct
@@ -104,9 +107,10 @@ impl IndexBuilder {
         }
     }
 
-    /// Indexes the EPBs of `bytes`, which sits at file offset `file_off`; the last group is
-    /// closed at the end (groups never span two calls). Returns the end of the last complete
-    /// block.
+    /// Indexes the blocks of `bytes`, which sits at file offset `file_off` (calls in file
+    /// order). The last group stays open: the next call extends it when its first EPB follows
+    /// directly (so the groups do not depend on where the calls split the file). Returns the
+    /// end of the last complete block.
     pub fn add_chunk(&mut self, bytes: &[u8], file_off: u64) -> usize {
         let mut blocks = Blocks::new(bytes);
         for b in blocks.by_ref() {
@@ -149,7 +153,6 @@ impl IndexBuilder {
                 g.complete = false;
             }
         }
-        self.close_group();
         let end = blocks.end();
         self.idx.data_end = self.idx.data_end.max(file_off + end as u64);
         end
@@ -183,7 +186,12 @@ impl IndexBuilder {
 
     /// Smallest and largest timestamp so far (`None` without packets).
     pub fn time_range(&self) -> Option<(u64, u64)> {
-        (self.idx.packets > 0).then_some((self.idx.ts_min, self.idx.ts_max))
+        let closed = (self.idx.packets > 0).then_some((self.idx.ts_min, self.idx.ts_max));
+        match (closed, self.cur) {
+            (Some((a, b)), Some(g)) => Some((a.min(g.ts_min), b.max(g.ts_max))),
+            (None, Some(g)) => Some((g.ts_min, g.ts_max)),
+            (c, None) => c,
+        }
     }
 
     /// The finished index (postings sorted).

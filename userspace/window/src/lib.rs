@@ -30,7 +30,10 @@
 //! Segments rotate by size (`segment_bytes`) and by packet time (`segment_secs`); a finished
 //! segment is fsynced, its index written, and it is renamed atomically to a name carrying its
 //! time range ([`segment`]). Retention ([`segment::enforce`]) deletes the oldest closed segments
-//! one at a time while the age, byte or free-disk limit is exceeded. Queries ([`mod@query`]) prune
+//! one at a time while the age, byte or free-disk limit is exceeded; a segment being read is
+//! skipped (kept) and the next-oldest goes in its place, so a slow query holds back only the
+//! segments it reads, which a later pass deletes once it is done. A closed segment whose index
+//! was lost is re-indexed in the background when the window opens ([`reindex`]). Queries ([`mod@query`]) prune
 //! segments by time, groups by time and by the keys the filter requires, then apply the exact
 //! filter.
 //!
@@ -56,6 +59,7 @@ pub mod disk;
 pub mod index;
 pub mod keys;
 pub mod query;
+pub mod reindex;
 pub mod segment;
 pub mod staging;
 mod writer;
@@ -173,6 +177,9 @@ pub struct Stats {
     pub bytes_deleted: AtomicU64,
     /// CPU time (thread CPU clock) the writer thread spent indexing (ns).
     pub index_ns: AtomicU64,
+    /// Closed segments whose lost index (missing, unreadable, or describing more bytes than
+    /// the segment holds) was rebuilt after the window opened ([`reindex`]).
+    pub reindexed_segments: AtomicU64,
     /// Writing is stopped (disk full).
     pub disk_full: AtomicBool,
 }
@@ -202,6 +209,8 @@ pub struct StatsSnapshot {
     pub bytes_deleted: u64,
     /// See [`Stats::index_ns`].
     pub index_ns: u64,
+    /// See [`Stats::reindexed_segments`].
+    pub reindexed_segments: u64,
     /// See [`Stats::disk_full`].
     pub disk_full: bool,
 }
@@ -222,6 +231,7 @@ impl Stats {
             segments_deleted: g(&self.segments_deleted),
             bytes_deleted: g(&self.bytes_deleted),
             index_ns: g(&self.index_ns),
+            reindexed_segments: g(&self.reindexed_segments),
             disk_full: self.disk_full.load(Ordering::Relaxed),
         }
     }
@@ -246,6 +256,8 @@ impl Stats {
              # TYPE como_trace_segments_closed_total counter\ncomo_trace_segments_closed_total {}\n\
              # HELP como_trace_segments_deleted_total Segments deleted by retention.\n\
              # TYPE como_trace_segments_deleted_total counter\ncomo_trace_segments_deleted_total {}\n\
+             # HELP como_trace_segments_reindexed_total Closed segments whose lost index was rebuilt.\n\
+             # TYPE como_trace_segments_reindexed_total counter\ncomo_trace_segments_reindexed_total {}\n\
              # HELP como_trace_disk_full 1 while the window stopped writing for lack of space.\n\
              # TYPE como_trace_disk_full gauge\ncomo_trace_disk_full {}\n",
             s.packets,
@@ -257,6 +269,7 @@ impl Stats {
             s.write_errors,
             s.segments_closed,
             s.segments_deleted,
+            s.reindexed_segments,
             u8::from(s.disk_full),
         )
     }
@@ -317,6 +330,10 @@ pub struct Window {
     shared: Arc<Shared>,
     /// The writer thread.
     thread: Option<JoinHandle<()>>,
+    /// The thread rebuilding lost indexes ([`reindex`]), while it runs.
+    reindex: Option<JoinHandle<()>>,
+    /// Tells the rebuilding thread to stop (set when the window closes).
+    reindex_stop: Arc<AtomicBool>,
     /// Engine features in use.
     info: EngineInfo,
     /// Whether the buffers are on hugepages.
@@ -336,7 +353,8 @@ impl std::fmt::Debug for Window {
 impl Window {
     /// Opens the window in `cfg.dir`: recovers a segment left open by a crash (cut at its last
     /// complete block, indexed, kept), removes orphan index files, allocates the staging
-    /// buffers and starts the writer thread.
+    /// buffers and starts the writer thread, and a thread that rebuilds the lost indexes of
+    /// closed segments ([`reindex`]; counted in [`Stats::reindexed_segments`]).
     pub fn open(cfg: WindowConfig) -> Result<Window, Error> {
         let dir = cfg.dir.clone();
         let io = |source| Error::Io {
@@ -383,7 +401,9 @@ impl Window {
             }
         }
         segment::clean_orphans(&cfg.dir).map_err(io)?;
-        for s in segment::list(&cfg.dir).map_err(io)? {
+        // Listed before the writer starts: every closed segment it makes has its index.
+        let closed = segment::list(&cfg.dir).map_err(io)?;
+        for s in &closed {
             if let Some((_, end)) = s.range {
                 newest = newest.max(end);
             }
@@ -428,9 +448,27 @@ impl Window {
             .name("como-window".into())
             .spawn(move || w.run())
             .map_err(io)?;
+        let reindex_stop = Arc::new(AtomicBool::new(false));
+        let reindex = if closed.is_empty() {
+            None
+        } else {
+            let (stats, stop) = (shared.stats.clone(), reindex_stop.clone());
+            let spawned = std::thread::Builder::new()
+                .name("como-reindex".into())
+                .spawn(move || reindex::run(&closed, &stats, &stop));
+            match spawned {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!("trace window: cannot start the index rebuild thread: {e}");
+                    None
+                }
+            }
+        };
         Ok(Window {
             shared,
             thread: Some(thread),
+            reindex,
+            reindex_stop,
             info,
             huge,
         })
@@ -514,8 +552,12 @@ impl Window {
     }
 
     fn stop(&mut self) {
+        self.reindex_stop.store(true, Ordering::Relaxed);
         let _ = self.shared.tx.send(Msg::Stop);
         if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.reindex.take() {
             let _ = t.join();
         }
     }

@@ -8,11 +8,14 @@
 //!   UTC, `YYYYMMDDTHHMMSS.nnnnnnnnnZ`; `<seq>` is 10 digits, increasing;
 //! * `seg-….pcapng.idx` — its index ([`crate::index`]), written (and fsynced) before the
 //!   rename, so a closed segment without an index only comes from outside interference (it is
-//!   then scanned whole).
+//!   scanned whole until the window, at its next start, rebuilds the index: [`crate::reindex`]).
 //!
 //! Readers hold a shared `flock` on a segment while they read it; retention takes an exclusive
-//! non-blocking lock before deleting and leaves a segment that is being read alone. Nothing
-//! else than these names is ever deleted, and only inside the window's folder.
+//! non-blocking lock before deleting and leaves a segment that is being read alone: it skips
+//! it, goes on with the next-oldest, and deletes the skipped one at a later pass (the writer
+//! runs one every half second), once its reader is gone. A slow or stuck query therefore keeps
+//! only the segments it holds, not the disk filling behind them. Nothing else than these names
+//! is ever deleted, and only inside the window's folder.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -328,19 +331,32 @@ pub struct Deleted {
     pub segments: u64,
     /// Bytes removed.
     pub bytes: u64,
-    /// The oldest segment to remove was being read.
-    pub blocked: bool,
+    /// Segments that were to go but are being read: kept (skipped) for a later pass.
+    pub blocked: u64,
 }
 
 /// Deletes closed segments, oldest first, one at a time, while a limit is exceeded: age
 /// (a segment whose last packet is older than `newest - window`), total bytes (closed and
-/// open), free-disk percentage. Stops at a segment being read.
-pub fn enforce(dir: &Path, limits: &Limits, newest_ns: u64) -> io::Result<Deleted> {
+/// open), free-disk percentage. A segment being read is skipped (kept, counted in
+/// [`Deleted::blocked`]) and the next-oldest is considered in its place, for every limit.
+///
+/// `floor` is retention's memory from one pass to the next (start at 0 and pass the same
+/// variable every time): one more than the highest sequence number deleted so far. A closed
+/// segment below it is older than one already deleted — it was skipped because it was being
+/// read — so it is outside the window whatever the limits say, and goes at the first pass
+/// that finds it without a reader.
+pub fn enforce(
+    dir: &Path,
+    limits: &Limits,
+    newest_ns: u64,
+    floor: &mut u64,
+) -> io::Result<Deleted> {
     let mut segs = list(dir)?;
     let mut total: u64 = segs.iter().map(|s| s.bytes).sum();
     let mut out = Deleted::default();
     segs.retain(|s| !s.open);
     for s in &segs {
+        let behind = s.seq < *floor;
         let too_old = match (limits.window_ns, s.range) {
             (Some(w), Some((_, end))) => end < newest_ns.saturating_sub(w),
             _ => false,
@@ -349,7 +365,7 @@ pub fn enforce(dir: &Path, limits: &Limits, newest_ns: u64) -> io::Result<Delete
         let too_full = limits
             .min_free_percent
             .is_some_and(|p| free_percent(dir).is_some_and(|f| f < p));
-        if !(too_old || too_big || too_full) {
+        if !(behind || too_old || too_big || too_full) {
             break;
         }
         match delete(s)? {
@@ -357,11 +373,9 @@ pub fn enforce(dir: &Path, limits: &Limits, newest_ns: u64) -> io::Result<Delete
                 total = total.saturating_sub(s.bytes);
                 out.segments += 1;
                 out.bytes += n;
+                *floor = (*floor).max(s.seq.saturating_add(1));
             }
-            None => {
-                out.blocked = true;
-                break;
-            }
+            None => out.blocked += 1,
         }
     }
     Ok(out)

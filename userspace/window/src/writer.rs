@@ -62,6 +62,8 @@ pub(crate) struct Writer {
     next_seq: u64,
     /// Newest packet time written (the window's clock for age retention).
     newest: u64,
+    /// Retention's memory between passes (see [`segment::enforce`]).
+    retention_floor: u64,
     /// Writing stopped because the disk is full (or failing).
     stopped: bool,
     /// Last retention / resume check.
@@ -88,6 +90,7 @@ impl Writer {
             seg: None,
             next_seq,
             newest,
+            retention_floor: 0,
             stopped: false,
             last_tick: Instant::now(),
             done: Vec::new(),
@@ -173,7 +176,13 @@ impl Writer {
     }
 
     fn retention(&mut self) {
-        match segment::enforce(&self.shared.cfg.dir, &self.limits(), self.newest) {
+        let limits = self.limits();
+        match segment::enforce(
+            &self.shared.cfg.dir,
+            &limits,
+            self.newest,
+            &mut self.retention_floor,
+        ) {
             Ok(d) => {
                 if d.segments > 0 {
                     self.shared
@@ -185,8 +194,11 @@ impl Writer {
                         .bytes_deleted
                         .fetch_add(d.bytes, Ordering::Relaxed);
                 }
-                if d.blocked {
-                    tracing::debug!("trace window: oldest segment is being read; retention waits");
+                if d.blocked > 0 {
+                    tracing::debug!(
+                        "trace window: {} segment(s) to delete are being read; kept until their readers finish",
+                        d.blocked
+                    );
                 }
             }
             Err(e) => tracing::warn!("trace window: retention failed: {e}"),
@@ -321,14 +333,13 @@ impl Writer {
         seg.first_ts.get_or_insert(b.ts_min);
         self.newest = self.newest.max(b.ts_max);
         let packets = u64::from(b.packets);
-        // Index while the write runs (the bytes are not modified in flight).
-        let content_len = b.used;
+        // Index while the write runs (the bytes are not modified in flight): the sealed
+        // chunk, padding block included, as a rebuild from the file sees it.
         let mut index_ns = 0u64;
         self.engine.submit_with(b, off, len, |bytes| {
             // CPU time of this thread (wall time would count preemption).
             let t = thread_cpu_ns();
-            seg.index
-                .add_chunk(bytes.get(..content_len).unwrap_or(&[]), off);
+            seg.index.add_chunk(bytes.get(..len).unwrap_or(&[]), off);
             index_ns = thread_cpu_ns().saturating_sub(t);
         });
         let st = &self.shared.stats;
