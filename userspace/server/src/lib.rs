@@ -13,9 +13,13 @@
 //!   the wall clock passes the end by more than the module's interval plus [`STREAM_SLACK`], or
 //!   the node's runtime has ended (all sources consumed). `source=M` runs this module (a fresh
 //!   instance of its kind, args, filter and interval) over module `M`'s stored records turned
-//!   back into packets by `M`'s `replay` (CoMo's chaining; `M` is usually a `trace` module),
-//!   over what `M` has stored when the query arrives (a chained query does not wait); its
-//!   output is sent in chunks as the run produces it. `source=trace` (with a trace window and
+//!   back into packets by `M`'s `replay` (CoMo's chaining; `M` is usually a `trace` module).
+//!   When the end of the range is in the future (and no `wait=no`), the chained query follows
+//!   `M`'s database as a plain query follows its own: `M`'s new records are fed to the module
+//!   as they are stored, each interval of the module is sent when it completes, and the query
+//!   ends as a plain streaming one does (a record of `M` at or past the end, the end plus
+//!   `M`'s interval plus [`STREAM_SLACK`], the runtime's end). Otherwise it runs over what `M`
+//!   has stored when the query arrives, output sent in chunks. `source=trace` (with a trace window and
 //!   no module named `trace`) runs the module over the window's stored packets of the time
 //!   range instead: CoMo's query on past traffic.
 //!   Other parameters are the module's print-time parameters (`topn` ...).
@@ -26,10 +30,21 @@
 //! - `GET /trace?filter=EXPR&time=A:B&format=pcap|pcapng` (or `start=`/`end=`): the packets of
 //!   the packet trace window (`[trace]`) in the time range that match the filter (tcpdump's
 //!   syntax, URL-encoded; default every packet), streamed as a pcap (default) or pcapng file.
-//!   Without a trace window, `/trace` is the module named `trace` if there is one.
+//!   The range is `[A, B)`; `start`/`end` are Unix seconds as for module queries
+//!   ([`params::parse_trace`]). Without a trace window, `/trace` is the module named `trace` if
+//!   there is one.
 //!
 //! Errors: an unknown module → 404; a bad parameter, format or print parameter → 400; the
 //! reason is the body (one line of text).
+//!
+//! # Concurrency
+//! Each query's answer is produced on a thread of its own. At most [`NodeState::max_queries`]
+//! (`[query] max_queries`) run at once, streaming ones included while they stream; beyond
+//! that a query is refused with 503, a `Retry-After: 1` header and a body naming the limit
+//! (counted in `como_query_rejected_total`; `como_queries_running` is the running count). A
+//! query's place is freed when its producer ends: at the end of its range, when the client
+//! goes away (seen at the next chunk sent, or within [`FOLLOW_POLL`] while a streaming query
+//! waits for records), or when it panics.
 
 pub mod metrics;
 pub mod params;
@@ -679,7 +694,7 @@ impl Iterator for FollowRecords {
 
 /// Longest a streaming query blocks on its database before it looks again at the clock, the
 /// node and the client.
-const FOLLOW_POLL: Duration = Duration::from_millis(200);
+pub const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 async fn query(
     State(st): State<Arc<NodeState>>,
@@ -1049,6 +1064,48 @@ fn produce(
         tracing::warn!("query `{}`: {e}", m.config.name);
     }
     send(tx, buf);
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::*;
+
+    fn state() -> Arc<NodeState> {
+        let node = como_config::Node {
+            name: "t".into(),
+            location: String::new(),
+            db_path: std::path::PathBuf::from("unused"),
+        };
+        Arc::new(NodeState::new(node, Vec::new(), Vec::new()).expect("state"))
+    }
+
+    /// A producer that panics frees its place; the limit holds in between.
+    #[test]
+    fn a_panicking_producer_frees_its_slot() {
+        let st = state();
+        st.set_max_queries(1);
+        let (tx, _rx) = mpsc::channel(1);
+        let slot = QuerySlot::take(&st).ok().expect("a free slot");
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let h = spawn_producer(slot, tx, move || {
+            let _ = wait.recv();
+            panic!("a producer's bug");
+        })
+        .expect("thread");
+        assert_eq!(st.queries_running(), 1);
+        let busy = QuerySlot::take(&st).err().expect("refused at the limit");
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            busy.headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        let _ = go.send(());
+        assert!(h.join().is_err(), "the producer panicked");
+        assert_eq!(st.queries_running(), 0);
+        assert!(QuerySlot::take(&st).is_ok());
+    }
 }
 
 #[cfg(test)]
