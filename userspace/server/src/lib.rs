@@ -1085,7 +1085,7 @@ mod slot_tests {
         let st = state();
         st.set_max_queries(1);
         let (tx, _rx) = mpsc::channel(1);
-        let slot = QuerySlot::take(&st).ok().expect("a free slot");
+        let slot = QuerySlot::take(&st).expect("a free slot");
         let (go, wait) = std::sync::mpsc::channel::<()>();
         let h = spawn_producer(slot, tx, move || {
             let _ = wait.recv();
@@ -1093,7 +1093,9 @@ mod slot_tests {
         })
         .expect("thread");
         assert_eq!(st.queries_running(), 1);
-        let busy = QuerySlot::take(&st).err().expect("refused at the limit");
+        let Err(busy) = QuerySlot::take(&st) else {
+            panic!("a second query was let in beyond max_queries = 1");
+        };
         assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
             busy.headers()
