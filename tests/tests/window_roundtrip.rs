@@ -762,3 +762,145 @@ fn window_query_survives_a_damaged_or_missing_index() {
     let _ = Window::open(small_config(&dir)).expect("reopen").finish();
     assert_eq!(query(&dir, "host 192.168.1.7 and tcp", usize::MAX), want);
 }
+
+/// A window of several closed segments of nDPI/netflix.pcap (full packets), with the index
+/// bytes the writer wrote for each segment.
+fn netflix_window(dir: &Path) -> (Vec<segment::Segment>, Vec<Vec<u8>>) {
+    let t = load_trace("nDPI/netflix.pcap").expect("trace");
+    let mut cfg = small_config(dir);
+    cfg.snaplen = 16384; // above the trace's largest packet
+    cfg.buffer_bytes = 64 * 1024;
+    cfg.segment_bytes = 200 * 1024;
+    let st = write_window(cfg, &t.packets);
+    assert_eq!(st.packets, t.packets.len() as u64);
+    let segs = segment::list(dir).expect("list");
+    assert!(segs.len() >= 5, "{} segments", segs.len());
+    let idx = segs
+        .iter()
+        .map(|s| std::fs::read(s.index_path()).expect("the writer wrote an index"))
+        .collect();
+    (segs, idx)
+}
+
+/// The window's config for reopening the netflix window.
+fn reopen_config(dir: &Path) -> WindowConfig {
+    let mut cfg = small_config(dir);
+    cfg.snaplen = 16384; // above the trace's largest packet
+    cfg.buffer_bytes = 64 * 1024;
+    cfg
+}
+
+/// Opens the window in `dir` and waits (bounded) until it has rebuilt `n` indexes.
+fn reopen_and_reindex(dir: &Path, n: u64) -> como_window::StatsSnapshot {
+    let w = Window::open(reopen_config(dir)).expect("window reopens");
+    wait_for("the indexes to be rebuilt", || {
+        w.stats().snapshot().reindexed_segments >= n
+    });
+    w.finish()
+}
+
+#[test]
+fn window_rebuilds_lost_indexes_as_the_writer_wrote_them() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("w");
+    let (segs, written) = netflix_window(&dir);
+    // The segments' file lengths are what the writer's indexes cover.
+    for (s, b) in segs.iter().zip(&written) {
+        let i = Index::decode(b).expect("decodes");
+        assert_eq!(i.data_end, s.bytes, "{}", s.path.display());
+    }
+    // Lose four indexes in four ways; the fifth stays as written.
+    std::fs::remove_file(segs[0].index_path()).expect("rm");
+    let half = written[1].len() as u64 / 2;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(segs[1].index_path())
+        .expect("open")
+        .set_len(half)
+        .expect("truncate");
+    let garbage: Vec<u8> = (0..written[2].len())
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8)
+        .collect();
+    std::fs::write(segs[2].index_path(), garbage).expect("garbage");
+    let mut long = Index::decode(&written[3]).expect("decodes");
+    long.data_end = segs[3].bytes + 4096;
+    std::fs::write(segs[3].index_path(), long.encode()).expect("long");
+    // Meanwhile, a query scans those segments whole and is still exact.
+    let original = traces_dir().join("nDPI/netflix.pcap");
+    let expr = "host 192.168.1.7 and tcp";
+    let want = tcpdump(&original, expr, tmp.path(), usize::MAX).expect("tcpdump");
+    assert!(!want.is_empty());
+    assert_eq!(query(&dir, expr, usize::MAX), want);
+    let st = reopen_and_reindex(&dir, 4);
+    assert_eq!(st.reindexed_segments, 4, "{st:?}");
+    // Back, byte for byte as the writer wrote them; the untouched one was left alone.
+    for (s, b) in segs.iter().zip(&written) {
+        let now = std::fs::read(s.index_path()).expect("index back");
+        assert!(now == *b, "{}: rebuilt index differs", s.path.display());
+    }
+    // A second start finds nothing to rebuild.
+    let w = Window::open(reopen_config(&dir)).expect("reopen");
+    assert_eq!(w.finish().reindexed_segments, 0);
+    // Indexed queries (pruning groups) return exactly tcpdump's selection.
+    let (a, _, port) = frequent(&load_trace("nDPI/netflix.pcap").expect("trace").packets);
+    let mut exprs = vec![expr.to_string(), "udp".into(), "".into()];
+    if let Some(a) = a {
+        exprs.push(format!("host {}", fmt4(a)));
+    }
+    if let Some(p) = port {
+        exprs.push(format!("port {p}"));
+    }
+    for e in &exprs {
+        let want = tcpdump(&original, e, tmp.path(), usize::MAX).expect("tcpdump");
+        assert_eq!(query(&dir, e, usize::MAX), want, "{e:?}");
+    }
+    let st = como_window::query(&dir, &Query::all("host 192.168.1.7 and udp"), &mut |_| {
+        Ok(())
+    })
+    .expect("query");
+    assert!(st.groups_read < st.groups, "no pruning: {st:?}");
+}
+
+#[test]
+fn window_reindexes_a_damaged_segment_up_to_the_damage() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("w");
+    let (segs, written) = netflix_window(&dir);
+    // Garbage over a block in the middle of the second segment (the start of one of its
+    // middle groups), and its index lost.
+    let s = &segs[1];
+    let idx = Index::decode(&written[1]).expect("decodes");
+    assert!(idx.groups.len() >= 3, "{} groups", idx.groups.len());
+    let k = idx.groups.len() / 2;
+    let damage = idx.groups[k].off;
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&s.path)
+            .expect("open");
+        f.write_all_at(&[0xA5; 64], damage).expect("garbage");
+    }
+    std::fs::remove_file(s.index_path()).expect("rm");
+    // What a whole scan of the damaged segment returns (stops at the damage).
+    let scanned = query(&dir, "", usize::MAX);
+    let before: u64 = idx.groups[..k].iter().map(|g| u64::from(g.count)).sum();
+    let total: u64 = written
+        .iter()
+        .map(|b| Index::decode(b).expect("decodes").packets)
+        .sum();
+    assert_eq!(scanned.len() as u64, total - idx.packets + before);
+    let st = reopen_and_reindex(&dir, 1);
+    assert_eq!(st.reindexed_segments, 1);
+    // Indexed up to the damage, with the writer's groups before it.
+    let rebuilt = Index::load(&s.index_path()).expect("index rebuilt");
+    assert_eq!(rebuilt.data_end, damage);
+    assert_eq!(rebuilt.packets, before);
+    assert_eq!(rebuilt.groups, idx.groups[..k]);
+    // The indexed query returns what the scan returned; the segment is kept as it is.
+    assert_eq!(query(&dir, "", usize::MAX), scanned);
+    assert_eq!(std::fs::metadata(&s.path).expect("kept").len(), s.bytes);
+    // No rebuild loop: the next start leaves it alone.
+    let w = Window::open(reopen_config(&dir)).expect("reopen");
+    assert_eq!(w.finish().reindexed_segments, 0);
+}

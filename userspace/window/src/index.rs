@@ -498,4 +498,55 @@ mod tests {
         overlap.groups[1].off = overlap.groups[0].off;
         assert!(Index::decode(&overlap.encode()).is_none());
     }
+
+    #[test]
+    fn groups_do_not_depend_on_how_the_bytes_are_split() {
+        // Two runs of EPBs separated by a padding block (two staging buffers).
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut at = 0;
+        let mut starts = Vec::new();
+        for i in 0..1500u32 {
+            if i == 500 {
+                assert!(crate::block::put_pad(&mut buf[at..at + 4096]));
+                at += 4096;
+            }
+            let d = pkt([10, 0, (i % 7) as u8, 1], 80 + (i % 3) as u16);
+            let p = Packet {
+                ts_ns: u64::from(i) * 1000,
+                wire_len: 54,
+                data: &d,
+                link: LinkType::Ethernet,
+                interface: 0,
+            };
+            starts.push(at);
+            at += put_epb(&mut buf[at..], &p, 65535, 0).expect("fits");
+        }
+        let whole = {
+            let mut b = IndexBuilder::new(vec![LinkType::Ethernet]);
+            assert_eq!(b.add_chunk(&buf[..at], 0), at);
+            b.finish()
+        };
+        assert!(whole.groups.len() >= 3);
+        // One call per block, and calls cut in the middle of blocks (the rest handed over
+        // again with the next bytes, as segment::index_file does).
+        let mut b = IndexBuilder::new(vec![LinkType::Ethernet]);
+        let mut ends: Vec<usize> = starts.iter().skip(1).copied().collect();
+        ends.push(at);
+        let mut from = 0;
+        for e in ends {
+            assert_eq!(b.add_chunk(&buf[from..e], from as u64), e - from);
+            from = e;
+        }
+        assert_eq!(b.finish(), whole);
+        let mut b = IndexBuilder::new(vec![LinkType::Ethernet]);
+        let mut from = 0;
+        while from < at {
+            let to = (from + 10_007).min(at);
+            from += b.add_chunk(&buf[from..to], from as u64);
+            if to == at && from < at {
+                from += b.add_chunk(&buf[from..at], from as u64);
+            }
+        }
+        assert_eq!(b.finish(), whole);
+    }
 }
