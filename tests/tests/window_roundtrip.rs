@@ -796,6 +796,8 @@ fn reopen_and_reindex(dir: &Path, n: u64) -> como_window::StatsSnapshot {
     wait_for("the indexes to be rebuilt", || {
         w.stats().snapshot().reindexed_segments >= n
     });
+    let metric = format!("\ncomo_trace_segments_reindexed_total {n}\n");
+    assert!(w.stats().prometheus().contains(&metric), "{metric:?} missing");
     w.finish()
 }
 

@@ -347,16 +347,21 @@ impl Index {
         Index::decode(&std::fs::read(path).ok()?)
     }
 
-    /// Writes the index next to a segment: temporary file, fsync, rename.
+    /// Writes the index next to a segment: temporary file, fsync, rename (the temporary file
+    /// is removed when that fails, e.g. on a full disk).
     pub fn store(&self, path: &Path) -> io::Result<()> {
         let tmp = path.with_extension("idx.tmp");
-        {
+        let res = (|| {
             use std::io::Write;
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&self.encode())?;
             f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
-        std::fs::rename(&tmp, path)
+        res
     }
 
     /// Groups that may hold a packet of `[t0, t1]` (inclusive, ns) satisfying `req`, in file

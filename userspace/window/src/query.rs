@@ -6,8 +6,8 @@
 //! overlap the time range and hold a key of every clause of the filter's requirement
 //! ([`crate::keys`]) are read (adjacent groups in one read); every packet read then passes the
 //! time test and the exact filter ([`ebpf_filters::Filter::matches`], libpcap's semantics).
-//! The open segment, and a closed one whose index is missing or unreadable, is scanned whole up
-//! to its last complete block.
+//! The open segment, and a closed one whose index is missing or unreadable (until the window
+//! rebuilds it: [`crate::reindex`]), is scanned whole up to its last complete block.
 
 use std::fs::File;
 use std::io::{self, Read};

@@ -140,3 +140,80 @@ pub(crate) fn run(segs: &[Segment], stats: &Stats, stop: &AtomicBool) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Window, WindowConfig};
+    use como_packet::{LinkType, Packet};
+
+    /// A window of a few closed segments of small UDP packets.
+    fn window(dir: &std::path::Path) -> Vec<Segment> {
+        let mut cfg = WindowConfig::new(dir);
+        cfg.buffer_bytes = 16 * 1024;
+        cfg.buffers = 4;
+        cfg.segment_bytes = 64 * 1024;
+        cfg.snaplen = 1500;
+        cfg.direct = false;
+        let w = Window::open(cfg).expect("window");
+        {
+            let mut h = w.writer();
+            for i in 0..3000u32 {
+                let mut d = vec![0u8; 120];
+                d[12] = 8;
+                d[14] = 0x45;
+                d[23] = 17;
+                d[26..30].copy_from_slice(&i.to_be_bytes());
+                let p = Packet {
+                    ts_ns: 1_700_000_000_000_000_000 + u64::from(i) * 1000,
+                    wire_len: 120,
+                    data: &d,
+                    link: LinkType::Ethernet,
+                    interface: 0,
+                };
+                assert!(h.write_wait(&p));
+            }
+        }
+        w.finish();
+        let segs = segment::list(dir).expect("list");
+        assert!(segs.len() >= 3, "{segs:?}");
+        segs
+    }
+
+    #[test]
+    fn check_tells_why_and_rebuild_leaves_a_vanished_segment_alone() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let segs = window(tmp.path());
+        let (a, b, c) = (&segs[0], &segs[1], &segs[2]);
+        assert_eq!(check(a), None);
+        let written = std::fs::read(a.index_path()).expect("index");
+        std::fs::remove_file(a.index_path()).expect("rm");
+        assert_eq!(check(a), Some(Why::Missing));
+        std::fs::write(a.index_path(), &written[..written.len() - 1]).expect("torn");
+        assert_eq!(check(a), Some(Why::Unreadable));
+        let mut long = Index::decode(&written).expect("decodes");
+        long.data_end = a.bytes + 1;
+        std::fs::write(a.index_path(), long.encode()).expect("long");
+        assert_eq!(check(a), Some(Why::TooLong(a.bytes + 1)));
+        let r = rebuild(a).expect("rebuild").expect("written");
+        assert_eq!(r.file_bytes, a.bytes);
+        assert_eq!(std::fs::read(a.index_path()).expect("index"), written);
+        assert_eq!(check(a), None);
+        // A segment deleted before (or while) it is indexed gets no index.
+        std::fs::remove_file(b.index_path()).expect("rm");
+        std::fs::remove_file(&b.path).expect("rm");
+        assert_eq!(rebuild(b).expect("rebuild"), None);
+        assert!(!b.index_path().exists());
+        // A file that is all garbage is indexed as holding nothing, without error.
+        std::fs::write(&c.path, vec![0xFFu8; c.bytes as usize]).expect("garbage");
+        std::fs::remove_file(c.index_path()).expect("rm");
+        let r = rebuild(c).expect("rebuild").expect("written");
+        assert_eq!((r.index.packets, r.index.data_end), (0, 0));
+        assert_eq!(check(c), None);
+        assert!(std::fs::read_dir(tmp.path()).expect("dir").all(|e| !e
+            .expect("entry")
+            .path()
+            .to_string_lossy()
+            .ends_with(".tmp")));
+    }
+}
