@@ -33,9 +33,9 @@
 //! one at a time while the age, byte or free-disk limit is exceeded; a segment being read is
 //! skipped (kept) and the next-oldest goes in its place, so a slow query holds back only the
 //! segments it reads, which a later pass deletes once it is done. A closed segment whose index
-//! was lost is re-indexed in the background when the window opens ([`reindex`]). Queries ([`mod@query`]) prune
-//! segments by time, groups by time and by the keys the filter requires, then apply the exact
-//! filter.
+//! was lost is re-indexed in the background when the window opens ([`reindex`]). Queries
+//! ([`mod@query`]) prune segments by time, groups by time and by the keys the filter requires,
+//! then apply the exact filter.
 //!
 //! # Hooking a capture worker
 //! ```no_run

@@ -1,6 +1,6 @@
 //! Rebuilding lost indexes: a closed segment whose `.idx` is missing, does not decode, or
 //! describes more bytes than the segment holds would be scanned whole by every query, forever.
-//! When the window opens, a background thread ([`run`]) looks at the closed segments, newest
+//! When the window opens, a background thread looks at the closed segments, newest
 //! first (queries hit recent data most), and re-indexes those.
 //!
 //! A rebuild reads the segment under a reader's lock ([`ReadLock`]: retention leaves it alone
