@@ -797,7 +797,10 @@ fn reopen_and_reindex(dir: &Path, n: u64) -> como_window::StatsSnapshot {
         w.stats().snapshot().reindexed_segments >= n
     });
     let metric = format!("\ncomo_trace_segments_reindexed_total {n}\n");
-    assert!(w.stats().prometheus().contains(&metric), "{metric:?} missing");
+    assert!(
+        w.stats().prometheus().contains(&metric),
+        "{metric:?} missing"
+    );
     w.finish()
 }
 
@@ -811,7 +814,7 @@ fn window_rebuilds_lost_indexes_as_the_writer_wrote_them() {
         let i = Index::decode(b).expect("decodes");
         assert_eq!(i.data_end, s.bytes, "{}", s.path.display());
     }
-    // Lose four indexes in four ways; the fifth stays as written.
+    // Lose five indexes in five ways; the others stay as written.
     std::fs::remove_file(segs[0].index_path()).expect("rm");
     let half = written[1].len() as u64 / 2;
     std::fs::OpenOptions::new()
@@ -827,14 +830,22 @@ fn window_rebuilds_lost_indexes_as_the_writer_wrote_them() {
     let mut long = Index::decode(&written[3]).expect("decodes");
     long.data_end = segs[3].bytes + 4096;
     std::fs::write(segs[3].index_path(), long.encode()).expect("long");
+    // The index of another segment (that fits its size, not its time range).
+    let donor = written
+        .iter()
+        .enumerate()
+        .find(|(i, b)| *i != 4 && Index::decode(b).is_some_and(|x| x.data_end <= segs[4].bytes))
+        .map(|(_, b)| b)
+        .expect("a donor index");
+    std::fs::write(segs[4].index_path(), donor).expect("foreign");
     // Meanwhile, a query scans those segments whole and is still exact.
     let original = traces_dir().join("nDPI/netflix.pcap");
     let expr = "host 192.168.1.7 and tcp";
     let want = tcpdump(&original, expr, tmp.path(), usize::MAX).expect("tcpdump");
     assert!(!want.is_empty());
     assert_eq!(query(&dir, expr, usize::MAX), want);
-    let st = reopen_and_reindex(&dir, 4);
-    assert_eq!(st.reindexed_segments, 4, "{st:?}");
+    let st = reopen_and_reindex(&dir, 5);
+    assert_eq!(st.reindexed_segments, 5, "{st:?}");
     // Back, byte for byte as the writer wrote them; the untouched one was left alone.
     for (s, b) in segs.iter().zip(&written) {
         let now = std::fs::read(s.index_path()).expect("index back");

@@ -160,13 +160,14 @@ pub fn query(
             Err(e) => return Err(io_err(&s.path)(e)),
         };
         st.segments_read += 1;
-        // An index that describes more bytes than the file holds (a damaged or foreign `.idx`)
-        // is ignored: the segment is scanned whole instead.
+        // An index that describes more bytes than the file holds, or packets outside the
+        // segment's time range (a damaged or foreign `.idx`), is ignored: the segment is
+        // scanned whole instead.
         let file_len = lock.file.metadata().map(|m| m.len()).unwrap_or(0);
         let idx = if s.open {
             None
         } else {
-            Index::load(&s.index_path()).filter(|i| i.data_end <= file_len)
+            Index::load(&s.index_path()).filter(|i| segment::index_fits(s, i, file_len))
         };
         match idx {
             Some(idx) => read_indexed(&lock.file, &idx, q, &mut filters, &mut st, sink)

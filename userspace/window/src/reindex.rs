@@ -1,5 +1,6 @@
-//! Rebuilding lost indexes: a closed segment whose `.idx` is missing, does not decode, or
-//! describes more bytes than the segment holds would be scanned whole by every query, forever.
+//! Rebuilding lost indexes: a closed segment whose `.idx` is missing, does not decode, or does
+//! not fit the segment (describes more bytes than it holds, or packets outside the time range
+//! of its name: [`segment::index_fits`]) would be scanned whole by every query, forever.
 //! When the window opens, a background thread looks at the closed segments, newest
 //! first (queries hit recent data most), and re-indexes those.
 //!
@@ -30,8 +31,9 @@ pub enum Why {
     Missing,
     /// The `.idx` cannot be read or does not decode (torn, garbage, foreign).
     Unreadable,
-    /// The `.idx` describes this many bytes, more than the segment holds.
-    TooLong(u64),
+    /// The `.idx` describes more bytes than the segment holds, or packets outside its time
+    /// range (an index of another segment).
+    Foreign,
 }
 
 impl std::fmt::Display for Why {
@@ -39,7 +41,7 @@ impl std::fmt::Display for Why {
         match self {
             Why::Missing => write!(f, "index missing"),
             Why::Unreadable => write!(f, "index unreadable"),
-            Why::TooLong(n) => write!(f, "index describes {n} bytes, more than the file holds"),
+            Why::Foreign => write!(f, "index does not fit the segment (size or time range)"),
         }
     }
 }
@@ -54,7 +56,7 @@ pub fn check(seg: &Segment) -> Option<Why> {
     };
     match Index::decode(&bytes) {
         None => Some(Why::Unreadable),
-        Some(i) if i.data_end > seg.bytes => Some(Why::TooLong(i.data_end)),
+        Some(i) if !segment::index_fits(seg, &i, seg.bytes) => Some(Why::Foreign),
         Some(_) => None,
     }
 }
@@ -176,7 +178,7 @@ mod tests {
         }
         w.finish();
         let segs = segment::list(dir).expect("list");
-        assert!(segs.len() >= 3, "{segs:?}");
+        assert!(segs.len() >= 4, "{segs:?}");
         segs
     }
 
@@ -194,7 +196,13 @@ mod tests {
         let mut long = Index::decode(&written).expect("decodes");
         long.data_end = a.bytes + 1;
         std::fs::write(a.index_path(), long.encode()).expect("long");
-        assert_eq!(check(a), Some(Why::TooLong(a.bytes + 1)));
+        assert_eq!(check(a), Some(Why::Foreign));
+        // An index of another segment (its packets outside this one's time range).
+        let last = segs.last().expect("segments");
+        std::fs::copy(last.index_path(), a.index_path()).expect("copy");
+        let other = Index::load(&a.index_path()).expect("decodes");
+        assert!(other.data_end <= a.bytes, "pick a smaller donor");
+        assert_eq!(check(a), Some(Why::Foreign));
         let r = rebuild(a).expect("rebuild").expect("written");
         assert_eq!(r.file_bytes, a.bytes);
         assert_eq!(std::fs::read(a.index_path()).expect("index"), written);

@@ -47,6 +47,18 @@ impl Segment {
     }
 }
 
+/// Whether `idx` can serve as the index of the closed segment `seg`, whose file holds
+/// `file_len` bytes: it covers no more than the file, and its packets lie in the time range
+/// the segment's name carries (an index copied from another segment does not; one rebuilt up
+/// to a damage covers part of that range).
+pub fn index_fits(seg: &Segment, idx: &Index, file_len: u64) -> bool {
+    let in_range = match seg.range {
+        Some((a, b)) => idx.packets == 0 || (a <= idx.ts_min && idx.ts_max <= b),
+        None => true,
+    };
+    idx.data_end <= file_len && in_range
+}
+
 /// Index path of a segment path.
 pub fn index_path(seg: &Path) -> PathBuf {
     let mut s = seg.as_os_str().to_owned();
