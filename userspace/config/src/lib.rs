@@ -66,6 +66,7 @@
 //! checks that module names are unique and usable as directory names, that each kind exists,
 //! that each module's `args` are accepted by the module's typed config, and that each filter
 //! compiles (for Ethernet; the column then points into the filter string).
+//! [`Config::check_filters`] checks them again for another link type (a file source's).
 //!
 //! [`DEFAULT_CONFIG`] is the embedded configuration used when no file is given.
 
@@ -601,17 +602,7 @@ fn trace_config(cx: &Ctx<'_>, t: RawTrace, db_path: &Path) -> Result<TraceConfig
     let filter = match t.filter {
         None => String::new(),
         Some(f) => {
-            if let Err(e) = ebpf_filters::compile(f.get_ref(), como_packet::LinkType::Ethernet) {
-                let byte = f
-                    .get_ref()
-                    .char_indices()
-                    .nth(e.column.saturating_sub(1))
-                    .map_or(f.get_ref().len(), |(i, _)| i);
-                return Err(cx.at(
-                    f.span().start + 1 + byte,
-                    format!("trace: bad filter: {}", e.message),
-                ));
-            }
+            check_filter(cx, &f, como_packet::LinkType::Ethernet, "trace", "")?;
             f.into_inner()
         }
     };
@@ -625,6 +616,30 @@ fn trace_config(cx: &Ctx<'_>, t: RawTrace, db_path: &Path) -> Result<TraceConfig
         segment_secs,
         filter,
     })
+}
+
+/// Compiles filter `f` (a TOML string) for `link`; the error, `WHAT: bad filter[NOTE]: reason`,
+/// points at the character of the filter the compiler names.
+fn check_filter(
+    cx: &Ctx<'_>,
+    f: &Spanned<String>,
+    link: como_packet::LinkType,
+    what: &str,
+    note: &str,
+) -> Result<(), ConfigError> {
+    let Err(e) = ebpf_filters::compile(f.get_ref(), link) else {
+        return Ok(());
+    };
+    // The span starts at the opening quote; the filter's column is 1-based.
+    let byte = f
+        .get_ref()
+        .char_indices()
+        .nth(e.column.saturating_sub(1))
+        .map_or(f.get_ref().len(), |(i, _)| i);
+    Err(cx.at(
+        f.span().start + 1 + byte,
+        format!("{what}: bad filter{note}: {}", e.message),
+    ))
 }
 
 /// Line and column (1-based, column in characters) of byte `offset` in `text`.
@@ -871,6 +886,35 @@ impl Config {
         Self::parse(&text, &file)
     }
 
+    /// Checks the filters of configuration `text` (one [`Config::parse`] accepted: they compile
+    /// for Ethernet) against `link`, the link type of a source that `source` names in the
+    /// message (`source 1 (file:a.pcap)`): a file source's link type is known only once the
+    /// file is read (`como validate` reads the first interface of each file). Every module's
+    /// filter and the trace window's are checked; the error points into the filter, as
+    /// [`Config::parse`]'s do.
+    pub fn check_filters(
+        text: &str,
+        file: &str,
+        link: como_packet::LinkType,
+        source: &str,
+    ) -> Result<(), ConfigError> {
+        let cx = Ctx { file, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| cx.at(0, e.message().trim()))?;
+        let note = format!(" for link type {} of {source}", link.name());
+        for m in &raw.module {
+            let m = m.get_ref();
+            if let Some(f) = &m.filter {
+                let what = format!("module `{}`", m.name.get_ref());
+                check_filter(&cx, f, link, &what, &note)?;
+            }
+        }
+        let window = raw.trace.as_ref().filter(|t| t.enabled != Some(false));
+        if let Some(f) = window.and_then(|t| t.filter.as_ref()) {
+            check_filter(&cx, f, link, "trace", &note)?;
+        }
+        Ok(())
+    }
+
     /// Parses and validates configuration text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
         let cx = Ctx { file, text };
@@ -987,20 +1031,8 @@ impl Config {
             let filter = match m.filter {
                 None => String::new(),
                 Some(f) => {
-                    if let Err(e) =
-                        ebpf_filters::compile(f.get_ref(), como_packet::LinkType::Ethernet)
-                    {
-                        // The span starts at the opening quote; the filter's column is 1-based.
-                        let byte = f
-                            .get_ref()
-                            .char_indices()
-                            .nth(e.column.saturating_sub(1))
-                            .map_or(f.get_ref().len(), |(i, _)| i);
-                        let at = f.span().start + 1 + byte;
-                        return Err(
-                            cx.at(at, format!("module `{name}`: bad filter: {}", e.message))
-                        );
-                    }
+                    let what = format!("module `{name}`");
+                    check_filter(&cx, &f, como_packet::LinkType::Ethernet, &what, "")?;
                     f.into_inner()
                 }
             };

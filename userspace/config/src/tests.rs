@@ -333,3 +333,35 @@ fn live_window_leaves_room_for_its_kernel_rule() {
     // The error points at the 64th module (3 lines each, after 3 + 2 lines).
     assert_eq!(e.line, 5 + 63 * 3 + 1, "{e}");
 }
+
+/// `check_filters`: the filters of modules and of the trace window against another link type
+/// than Ethernet, the error at the filter's position, naming the module and the source.
+#[test]
+fn filters_for_another_link_type() {
+    use como_packet::LinkType;
+    let text = "[trace]\nfilter = \"ip\"\n[[module]]\nname = \"v\"\nkind = \"traffic\"\nfilter = \"tcp or vlan 5\"\n";
+    Config::parse(text, "t.toml").expect("every filter compiles for Ethernet");
+    let e = Config::check_filters(text, "t.toml", LinkType::LinuxSll, "source 1 (file:a.pcap)")
+        .expect_err("no vlan on Linux cooked captures");
+    assert_eq!(e.line, 6, "{e}");
+    assert!(
+        e.message.starts_with(
+            "module `v`: bad filter for link type LINUX_SLL of source 1 (file:a.pcap): "
+        ),
+        "{e}"
+    );
+    Config::check_filters(text, "t.toml", LinkType::Ethernet, "x").expect("Ethernet");
+    let plain = text.replace(" or vlan 5", "");
+    Config::check_filters(&plain, "t.toml", LinkType::LinuxSll, "x").expect("tcp, ip");
+    let text = "[trace]\nfilter = \"ether src 00:11:22:33:44:55\"\n[[module]]\nname = \"v\"\nkind = \"traffic\"\n";
+    let e = Config::check_filters(text, "t.toml", LinkType::Raw, "source 2 (file:b.pcap)")
+        .expect_err("no ethernet addresses on raw IP");
+    assert_eq!(e.line, 2, "{e}");
+    assert!(
+        e.message.starts_with("trace: bad filter for link type RAW"),
+        "{e}"
+    );
+    // A window that is off is not checked.
+    let off = text.replace("[trace]\n", "[trace]\nenabled = false\n");
+    Config::check_filters(&off, "t.toml", LinkType::Raw, "x").expect("window off");
+}
