@@ -572,7 +572,7 @@ fn content_type(f: Format) -> &'static str {
 /// Prints a re-run module's records (chained queries, `source=trace`) into a buffer and sends
 /// it as a chunk after each interval: at once when `eager` (a chained query following its
 /// source as intervals complete), else once [`CHUNK`] bytes are waiting. A client that went
-/// away fails the sink, which ends the run.
+/// away fails the sink (checked at every interval), which ends the run.
 struct StreamSink {
     print: PrintSink,
     buf: SharedBuf,
@@ -587,6 +587,9 @@ impl Sink for StreamSink {
         ivl: Interval,
         records: &[Exported],
     ) -> Result<(), SinkError> {
+        if self.tx.is_closed() {
+            return Err(SinkError("the client went away".into()));
+        }
         self.print.interval(module, ivl, records)?;
         if (self.eager || self.buf.len() >= CHUNK) && !send(&self.tx, &self.buf) {
             return Err(SinkError("the client went away".into()));
