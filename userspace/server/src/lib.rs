@@ -986,16 +986,21 @@ async fn trace(
 }
 
 /// Runs a query's producer `f` on a thread of its own, holding `slot` until `f` returns or
-/// panics (when the thread cannot start, the slot is released at once and the response ends
-/// with an error).
+/// panics, and the answer open until then (when the thread cannot start, the slot is released
+/// at once and the response ends with an error).
 fn spawn_producer(
     slot: QuerySlot,
     tx: Chunks,
     f: impl FnOnce() + Send + 'static,
 ) -> Option<JoinHandle<()>> {
+    // The thread keeps a sender until its slot is released: the client sees the end of the
+    // answer only once the query's place is free again (also when `f` panics: locals drop
+    // in reverse order while the thread unwinds).
+    let keep = tx.clone();
     let spawned = std::thread::Builder::new()
         .name("como-query-producer".into())
         .spawn(move || {
+            let _keep = keep;
             let _slot = slot;
             f();
         });
@@ -1169,7 +1174,8 @@ mod trace_tests {
             dir: dir.clone(),
             stats: Some(stats),
         });
-        let server = Server::start(st, "127.0.0.1:0".parse().expect("addr")).expect("server");
+        let server =
+            Server::start(Arc::clone(&st), "127.0.0.1:0".parse().expect("addr")).expect("server");
         let base = format!("http://{}", server.addr());
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -1232,6 +1238,19 @@ mod trace_tests {
                 .expect("GET");
             assert_eq!(resp.status().as_u16(), 400, "{bad}");
         }
+        // `/trace` takes a place among `max_queries` like module queries (a bad one does not).
+        st.set_max_queries(1);
+        let held = QuerySlot::take(&st).expect("a free slot");
+        let resp = agent.get(format!("{base}/trace")).call().expect("GET");
+        assert_eq!(resp.status().as_u16(), 503);
+        let resp = agent
+            .get(format!("{base}/trace?format=erf"))
+            .call()
+            .expect("GET");
+        assert_eq!(resp.status().as_u16(), 400);
+        drop(held);
+        let resp = agent.get(format!("{base}/trace")).call().expect("GET");
+        assert_eq!(resp.status().as_u16(), 200);
         let mut m = agent
             .get(format!("{base}/metrics"))
             .call()
@@ -1241,6 +1260,7 @@ mod trace_tests {
             text.contains("como_trace_drops_total{reason=\"disk_slow\"} 0"),
             "{text}"
         );
+        assert!(text.contains("como_query_rejected_total 1"), "{text}");
         server.stop().expect("stop");
     }
 

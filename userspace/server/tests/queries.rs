@@ -249,6 +249,8 @@ fn max_queries_refuses_beyond_the_limit_and_frees_a_closed_stream() {
         resp.body_mut().read_to_string().expect("body"),
         "ts,pkts,bytes\n"
     );
+    // Its place is free once its answer ended: a client's next query is not refused.
+    assert_eq!(st.queries_running(), 2);
     // A plain stream's client goes away likewise.
     drop(held.pop());
     running_becomes(&base, 1);
@@ -308,7 +310,7 @@ fn chained_query_follows_records_stored_after_it_started() {
     st.set_finished();
     reader.read_to_string(&mut got).expect("the rest");
     assert_eq!(got, want);
-    running_becomes(&base, 0);
+    assert_eq!(st.queries_running(), 0);
     // Without following (wait=no), the same answer from what is stored now.
     let mut resp = agent()
         .get(format!(
