@@ -23,7 +23,8 @@
 //! to the workers even when no module wants them; each worker writes the frames whose window
 //! bit is set (re-checked with the exact filter when the kernel flags the rule) into its own
 //! `WindowWriter` (never blocking: drops counted as `disk_slow`), and hands its partial buffer
-//! to the disk once idle with it for [`WINDOW_IDLE_FLUSH`]. The window stays open across reloads (a change of `[trace]`
+//! to the disk when idle, at once if it holds a 4 KiB block of packets, else once it is
+//! [`WINDOW_IDLE_FLUSH`] old (`WindowWriter::idle`). The window stays open across reloads (a change of `[trace]`
 //! needs a restart) and its open segment is closed at exit, SIGTERM included.
 //!
 //! Storage: live traffic is always new, so unlike a file source re-read after a crash, nothing
@@ -37,7 +38,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use af_xdp::{HugePages, SocketConfig, Umem, UmemConfig, XskSocket, ZeroCopy};
 use anyhow::{anyhow, bail, Context};
@@ -613,30 +614,24 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
 /// What a live worker calls with each packet of the trace window (`None`: idle or stop).
 type Tap = como_runtime::WindowTap;
 
-/// How long an idle worker keeps the window's partial buffer before it hands it to the disk:
-/// every hand-over is a write of whole 4 KiB blocks, so flushing at each idle moment of a
-/// trickle of packets would spend 4 KiB of segment per packet; this bounds that to a few
-/// writes per second per worker, and the delay before a query sees an idle worker's last
-/// packets to about this plus the 100 ms idle tick.
+/// How long an idle worker keeps a partial buffer of less than one 4 KiB block of packets
+/// before it hands it to the disk: every hand-over is a write of whole 4 KiB blocks, so
+/// flushing a trickle at each idle moment would spend 4 KiB of segment per packet; this bounds
+/// that to a few writes per second per worker. A buffer holding a block or more goes at the
+/// first idle moment (a burst is queryable at once).
 const WINDOW_IDLE_FLUSH: Duration = Duration::from_millis(250);
 
-/// A worker's tap into the trace window: its own writer; `None` (the worker is idle) hands a
-/// partial buffer older than [`WINDOW_IDLE_FLUSH`] to the disk (at stop, dropping the writer
+/// A worker's tap into the trace window: its own writer; `None` (the worker is idle) hands the
+/// partial buffer to the disk as [`WINDOW_IDLE_FLUSH`] says (at stop, dropping the writer
 /// hands over the rest).
 fn window_tap(w: &Window) -> Tap {
     let mut writer = w.writer();
-    let mut pending: Option<Instant> = None;
     Box::new(move |p: Option<&Packet<'_>>| match p {
         Some(p) => {
-            if writer.write(p) && pending.is_none() {
-                pending = Some(Instant::now());
-            }
+            writer.write(p);
         }
         None => {
-            if pending.is_some_and(|t| t.elapsed() >= WINDOW_IDLE_FLUSH) {
-                writer.flush();
-                pending = None;
-            }
+            writer.idle(WINDOW_IDLE_FLUSH);
         }
     })
 }

@@ -37,9 +37,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use como_config::{Config, SourceConfig, SourceKind};
 use como_module::{Exported, Interval};
+use como_packet::Packet;
 use como_runtime::{
-    check_filters, MergedSource, ModuleSpec, Next, Options, Pipeline, Sink, SinkError, Source,
-    SourceError, StorageSink, TraceSource,
+    check_filters, Got, MergedSource, ModuleSpec, Next, Observer, Options, Pipeline, Sink,
+    SinkError, Source, SourceError, StorageSink, TraceSource,
 };
 use como_server::{NodeState, ServedModule, Server, SourceState, SourceStatus, TraceWindow};
 use como_window::{Window, WindowWriter};
@@ -123,6 +124,48 @@ fn pace(stop: &AtomicBool, speed: f64, origin: &mut Option<(u64, Instant)>, ts_n
     }
 }
 
+impl Observed {
+    /// Marks the source running at the first call; false once the daemon is told to stop.
+    fn go_on(&mut self) -> bool {
+        if !self.started {
+            self.started = true;
+            self.counts.set_state(SourceState::Running);
+        }
+        if self.stop.load(Ordering::Relaxed) {
+            self.counts.publish();
+            return false;
+        }
+        true
+    }
+
+    /// Publishes the counters when the source is idle, ended or failed, and sets its state.
+    fn settle(counts: &mut Counts, res: Result<Got, &SourceError>) {
+        match res {
+            Ok(Got::Packets(_)) => {}
+            Ok(Got::Idle) => counts.publish(),
+            Ok(Got::End) => {
+                counts.publish();
+                counts.set_state(SourceState::Done);
+            }
+            Err(e) => {
+                counts.publish();
+                counts.set_state(SourceState::Failed(e.message.clone()));
+            }
+        }
+    }
+}
+
+impl Counts {
+    /// Counts one packet, publishing every [`PUBLISH_EVERY`].
+    fn count(&mut self, p: &Packet<'_>) {
+        self.packets += 1;
+        self.bytes += u64::from(p.wire_len);
+        if self.packets >= PUBLISH_EVERY {
+            self.publish();
+        }
+    }
+}
+
 impl Source for Observed {
     fn name(&self) -> String {
         self.inner.name()
@@ -133,23 +176,19 @@ impl Source for Observed {
     }
 
     fn next_packet(&mut self) -> Result<Next<'_>, SourceError> {
+        if !self.go_on() {
+            return Ok(Next::End);
+        }
         let Self {
             inner,
             counts,
             stop,
             speed,
             origin,
-            started,
+            ..
         } = self;
-        if !*started {
-            *started = true;
-            counts.set_state(SourceState::Running);
-        }
-        if stop.load(Ordering::Relaxed) {
-            counts.publish();
-            return Ok(Next::End);
-        }
-        match inner.next_packet() {
+        let res = inner.next_packet();
+        let got = match &res {
             Ok(Next::Packet(p)) => {
                 if let Some(speed) = *speed {
                     if !pace(stop, speed, origin, p.ts_ns) {
@@ -157,28 +196,55 @@ impl Source for Observed {
                         return Ok(Next::End);
                     }
                 }
-                counts.packets += 1;
-                counts.bytes += u64::from(p.wire_len);
-                if counts.packets >= PUBLISH_EVERY {
-                    counts.publish();
-                }
-                Ok(Next::Packet(p))
+                counts.count(p);
+                Ok(Got::Packets(1))
             }
-            Ok(Next::Idle) => {
-                counts.publish();
-                Ok(Next::Idle)
-            }
-            Ok(Next::End) => {
-                counts.publish();
-                counts.set_state(SourceState::Done);
-                Ok(Next::End)
-            }
-            Err(e) => {
-                counts.publish();
-                counts.set_state(SourceState::Failed(e.message.clone()));
-                Err(e)
-            }
+            Ok(Next::Idle) => Ok(Got::Idle),
+            Ok(Next::End) => Ok(Got::End),
+            Err(e) => Err(e),
+        };
+        Self::settle(counts, got);
+        res
+    }
+
+    fn next_batch(&mut self, f: &mut dyn FnMut(&[Packet<'_>])) -> Result<Got, SourceError> {
+        if !self.go_on() {
+            return Ok(Got::End);
         }
+        let Self {
+            inner,
+            counts,
+            stop,
+            speed,
+            origin,
+            ..
+        } = self;
+        let mut stopped = false;
+        let res = inner.next_batch(&mut |pkts| match *speed {
+            None => {
+                for p in pkts {
+                    counts.count(p);
+                }
+                f(pkts);
+            }
+            // Paced: each packet handed over at its own time, not with its batch.
+            Some(speed) => {
+                for p in pkts {
+                    if stopped || !pace(stop, speed, origin, p.ts_ns) {
+                        stopped = true;
+                        return;
+                    }
+                    counts.count(p);
+                    f(std::slice::from_ref(p));
+                }
+            }
+        });
+        if stopped {
+            counts.publish();
+            return Ok(Got::End);
+        }
+        Self::settle(counts, res.as_ref().copied());
+        res
     }
 }
 
@@ -564,7 +630,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
     result
 }
 
-/// The dispatcher loop: like `como_runtime::run`, publishing the per-module counters every
+/// The dispatcher loop ([`como_runtime::drive`]), publishing the per-module counters every
 /// [`PUBLISH_EVERY`] packets, and writing every packet newer than the window's newest stored
 /// one into the trace window (`window`: the writer and that time; its own filter selects).
 fn drive(
@@ -573,79 +639,73 @@ fn drive(
     source: Option<Box<dyn Source>>,
     sink: ResumeSink,
     node: &NodeState,
-    mut window: Option<(WindowWriter, u64)>,
+    window: Option<(WindowWriter, u64)>,
 ) -> anyhow::Result<()> {
-    let mut pipe = Pipeline::start(specs, opts, sink)?;
-    node.set_module_cpu(pipe.module_cpu());
-    let mut published = vec![0u64; pipe.report().matched.len()];
-    let publish = |pipe: &Pipeline<ResumeSink>, published: &mut Vec<u64>| {
-        for (i, (&now, old)) in pipe
-            .report()
-            .matched
-            .iter()
-            .zip(published.iter_mut())
-            .enumerate()
-        {
-            node.metrics.add_module_packets(i, now - *old);
-            *old = now;
+    /// The daemon's view of the run: window writes, counters, progress bar.
+    struct Daemon<'n> {
+        node: &'n NodeState,
+        window: Option<(WindowWriter, u64)>,
+        published: Vec<u64>,
+        unpublished: u64,
+        bar: indicatif::ProgressBar,
+    }
+    impl Daemon<'_> {
+        fn publish(&mut self, pipe: &Pipeline<ResumeSink>) {
+            for (i, (&now, old)) in pipe
+                .report()
+                .matched
+                .iter()
+                .zip(self.published.iter_mut())
+                .enumerate()
+            {
+                self.node.metrics.add_module_packets(i, now - *old);
+                *old = now;
+            }
+            self.unpublished = 0;
         }
-    };
-    let mut idle_since: Option<Instant> = None;
-    let mut last_ts = 0u64;
-    let mut n = 0u64;
-    if let Some(mut source) = source {
-        let bar = crate::inline::progress_bar(source.progress());
-        loop {
-            match source.next_packet() {
-                Ok(Next::Packet(p)) => {
-                    idle_since = None;
-                    last_ts = last_ts.max(p.ts_ns);
-                    if let Some((w, stored_until)) = &mut window {
-                        if p.ts_ns > *stored_until {
-                            w.write_wait(&p);
-                        }
-                    }
-                    if let Err(e) = pipe.packet(&p) {
-                        return Err(pipe.finish().err().unwrap_or(e).into());
-                    }
-                    n += 1;
-                    if n.is_multiple_of(PUBLISH_EVERY) {
-                        publish(&pipe, &mut published);
-                        if let Some((done, _)) = source.progress() {
-                            bar.set_position(done);
-                        }
-                    }
-                }
-                Ok(Next::Idle) => {
-                    if idle_since.is_none() {
-                        if let Some((w, _)) = &mut window {
-                            w.flush();
-                        }
-                    }
-                    let since = *idle_since.get_or_insert_with(Instant::now);
-                    let idle = since.elapsed();
-                    if idle >= opts.idle_timeout {
-                        let now = last_ts
-                            .saturating_add(u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX));
-                        pipe.advance(now)?;
-                        idle_since = Some(Instant::now());
-                        last_ts = now;
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Ok(Next::End) => break,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    pipe.set_source_error(&e);
-                    break;
+    }
+    impl Observer<ResumeSink> for Daemon<'_> {
+        fn packets(&mut self, pkts: &[Packet<'_>]) {
+            if let Some((w, stored_until)) = &mut self.window {
+                for p in pkts.iter().filter(|p| p.ts_ns > *stored_until) {
+                    w.write_wait(p);
                 }
             }
         }
-        bar.finish_and_clear();
+        fn progress(&mut self, source: &dyn Source, pipe: &Pipeline<ResumeSink>, packets: u64) {
+            self.unpublished += packets;
+            if self.unpublished >= PUBLISH_EVERY || packets == 0 {
+                self.publish(pipe);
+                if let Some((done, _)) = source.progress() {
+                    self.bar.set_position(done);
+                }
+            }
+        }
+        fn idle(&mut self) {
+            if let Some((w, _)) = &mut self.window {
+                w.flush();
+            }
+        }
     }
+    let mut pipe = Pipeline::start(specs, opts, sink)?;
+    node.set_module_cpu(pipe.module_cpu());
+    let mut daemon = Daemon {
+        node,
+        window,
+        published: vec![0u64; pipe.report().matched.len()],
+        unpublished: 0,
+        bar: indicatif::ProgressBar::hidden(),
+    };
+    if let Some(mut source) = source {
+        daemon.bar = crate::inline::progress_bar(source.progress());
+        if let Err(e) = como_runtime::drive(&mut pipe, opts, &mut *source, &mut daemon) {
+            return Err(pipe.finish().err().unwrap_or(e).into());
+        }
+        daemon.bar.finish_and_clear();
+    }
+    let Daemon { window, .. } = daemon;
     // The last partial buffer to the writer.
     drop(window);
-    publish(&pipe, &mut published);
     let (report, _) = pipe.finish()?;
     for w in &report.warnings {
         tracing::warn!("{w}");

@@ -36,6 +36,15 @@ pub struct Packet<'a> {
 }
 
 impl<'a> Packet<'a> {
+    /// A packet with no bytes at time 0: the filler of fixed-size packet arrays (batches).
+    pub const EMPTY: Packet<'static> = Packet {
+        ts_ns: 0,
+        wire_len: 0,
+        data: &[],
+        link: LinkType::Ethernet,
+        interface: 0,
+    };
+
     /// Captured length in bytes.
     #[inline]
     pub fn cap_len(&self) -> u32 {

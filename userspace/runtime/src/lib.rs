@@ -60,7 +60,7 @@ const BATCH_BYTES: usize = 256 * 1024;
 const WORKER_QUEUE: usize = 16;
 
 /// Packets between two timed module updates on one worker (CPU accounting by sampling).
-pub const CPU_SAMPLE_EVERY: u32 = 64;
+pub const CPU_SAMPLE_EVERY: u32 = 256;
 
 /// Estimated CPU time per module (index in the module list), for metrics and the resource
 /// manager: the capture side is sampled (the `update` calls of one packet in
@@ -130,12 +130,41 @@ pub enum Next<'a> {
     End,
 }
 
+/// Most packets a source hands over in one [`Source::next_batch`].
+pub const SOURCE_BATCH: usize = 64;
+
+/// What [`Source::next_batch`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Got {
+    /// This many packets (at least one) were handed over.
+    Packets(usize),
+    /// Nothing right now (live sources); the runtime may flush idle intervals.
+    Idle,
+    /// The source is exhausted.
+    End,
+}
+
 /// A packet source: trace files now, live captures later.
 pub trait Source: Send {
     /// Name for messages and metrics.
     fn name(&self) -> String;
     /// The next packet (or idle / end). An error ends the source.
     fn next_packet(&mut self) -> Result<Next<'_>, SourceError>;
+    /// The next packets, up to [`SOURCE_BATCH`], handed to `f` as one slice (or idle / end). An error
+    /// ends the source; packets read before it are handed over first.
+    ///
+    /// The default hands over one packet of [`Source::next_packet`]; sources that can read
+    /// ahead (trace files) fill a whole batch before `f` reads the first packet.
+    fn next_batch(&mut self, f: &mut dyn FnMut(&[Packet<'_>])) -> Result<Got, SourceError> {
+        Ok(match self.next_packet()? {
+            Next::Packet(p) => {
+                f(std::slice::from_ref(&p));
+                Got::Packets(1)
+            }
+            Next::Idle => Got::Idle,
+            Next::End => Got::End,
+        })
+    }
     /// How far a finite source is: `(bytes consumed, total bytes)`, for progress bars; `None`
     /// for sources without a known end (live captures). Default: `None`.
     fn progress(&self) -> Option<(u64, u64)> {
@@ -158,6 +187,8 @@ pub struct TraceSource {
     reader: TraceReader,
     name: String,
     size: u64,
+    /// An error met after the packets of a batch, reported by the next call.
+    pending: Option<como_tracefile::Error>,
 }
 
 impl TraceSource {
@@ -166,7 +197,12 @@ impl TraceSource {
         let reader = TraceReader::open(path)?;
         let name = reader.path().display().to_string();
         let size = std::fs::metadata(reader.path()).map_or(0, |m| m.len());
-        Ok(Self { reader, name, size })
+        Ok(Self {
+            reader,
+            name,
+            size,
+            pending: None,
+        })
     }
 
     /// Link type of the file's first interface.
@@ -185,14 +221,39 @@ impl Source for TraceSource {
     }
 
     fn next_packet(&mut self) -> Result<Next<'_>, SourceError> {
+        if let Some(e) = self.pending.take() {
+            return Err(source_error(&self.name, &e));
+        }
         match self.reader.next_packet() {
             None => Ok(Next::End),
             Some(Ok(p)) => Ok(Next::Packet(p)),
-            Some(Err(e)) => Err(SourceError {
-                source_name: self.name.clone(),
-                message: e.to_string(),
-            }),
+            Some(Err(e)) => Err(source_error(&self.name, &e)),
         }
+    }
+
+    fn next_batch(&mut self, f: &mut dyn FnMut(&[Packet<'_>])) -> Result<Got, SourceError> {
+        if let Some(e) = self.pending.take() {
+            return Err(source_error(&self.name, &e));
+        }
+        let mut batch = [Packet::EMPTY; SOURCE_BATCH];
+        let (n, err) = self.reader.next_batch(&mut batch);
+        if let Some(p) = batch.get(..n).filter(|p| !p.is_empty()) {
+            f(p);
+            self.pending = err;
+            return Ok(Got::Packets(n));
+        }
+        match err {
+            Some(e) => Err(source_error(&self.name, &e)),
+            None => Ok(Got::End),
+        }
+    }
+}
+
+/// A reading error of the source `name` as the runtime reports it.
+fn source_error(name: &str, e: &como_tracefile::Error) -> SourceError {
+    SourceError {
+        source_name: name.to_owned(),
+        message: e.to_string(),
     }
 }
 
@@ -985,8 +1046,35 @@ impl<S: Sink> Pipeline<S> {
         Ok(())
     }
 
-    /// Classifies one packet and hands it to its worker.
+    /// Classifies one packet and hands it to its worker ([`Pipeline::packets`] for a batch).
     pub fn packet(&mut self, pkt: &Packet<'_>) -> Result<(), RuntimeError> {
+        self.packets(std::slice::from_ref(pkt))
+    }
+
+    /// Classifies a batch of packets and hands each to its worker.
+    pub fn packets(&mut self, pkts: &[Packet<'_>]) -> Result<(), RuntimeError> {
+        // One `Pkt` for the whole batch, updated field by field: a `Pkt` built per packet was
+        // copied whole right after its stores, and that copy stalled on store forwarding.
+        let mut cur = Pkt {
+            parsed: Parsed {
+                layers: self.no_layers,
+                packet: Packet::EMPTY,
+            },
+            seq: 0,
+        };
+        for pkt in pkts {
+            self.classify_one(pkt, &mut cur)?;
+        }
+        Ok(())
+    }
+
+    /// [`Pipeline::packet`] with the batch's `Pkt` to fill on the one-worker path.
+    #[inline(always)]
+    fn classify_one<'p>(
+        &mut self,
+        pkt: &Packet<'p>,
+        cur: &mut Pkt<'p>,
+    ) -> Result<(), RuntimeError> {
         self.report.packets += 1;
         self.report.bytes += u64::from(pkt.wire_len);
         let li = self.link_index(pkt.link)?;
@@ -1021,30 +1109,15 @@ impl<S: Sink> Pipeline<S> {
         }
         let ivl_ts = self.high_water.max(pkt.ts_ns);
         if let Some(core) = self.inline.as_mut() {
-            // One worker: no flow hash; headers parsed only for modules that read them.
-            // Each branch builds the `Pkt` in one place: the parser's output is not copied
-            // again (a copy right after its many small stores stalls on store forwarding).
-            let ok = if mask & self.layer_mask != 0 {
-                // Parsed in place: the layers are not copied after the parser's stores.
-                let mut full = Pkt {
-                    parsed: Parsed {
-                        layers: self.no_layers,
-                        packet: *pkt,
-                    },
-                    seq,
-                };
-                Layers::parse_into(pkt, &mut full.parsed.layers);
-                core.process(&full, mask, ivl_ts)
-            } else {
-                let bare = Pkt {
-                    parsed: Parsed {
-                        packet: *pkt,
-                        layers: self.no_layers,
-                    },
-                    seq,
-                };
-                core.process(&bare, mask, ivl_ts)
-            };
+            // One worker: no flow hash; headers parsed only for modules that read them, in
+            // place (the parser's many small stores are not copied again).
+            cur.parsed.packet = *pkt;
+            cur.seq = seq;
+            cur.parsed.layers = self.no_layers;
+            if mask & self.layer_mask != 0 {
+                Layers::parse_into(pkt, &mut cur.parsed.layers);
+            }
+            let ok = core.process(cur, mask, ivl_ts);
             if !ok {
                 return Err(RuntimeError::Thread("the export thread went away".into()));
             }
@@ -1144,29 +1217,82 @@ pub fn run_observed<S: Sink>(
     sink: S,
     observe: &mut dyn FnMut(&dyn Source),
 ) -> Result<(RunReport, S), RuntimeError> {
+    /// Calls `observe` when the packet count crosses a multiple of [`OBSERVE_EVERY`].
+    struct Every<'o> {
+        observe: &'o mut dyn FnMut(&dyn Source),
+        n: u64,
+    }
+    impl<S: Sink> Observer<S> for Every<'_> {
+        fn progress(&mut self, source: &dyn Source, _: &Pipeline<S>, packets: u64) {
+            if packets == 0 || self.n / OBSERVE_EVERY != (self.n + packets) / OBSERVE_EVERY {
+                (self.observe)(source);
+            }
+            self.n += packets;
+        }
+    }
     let mut pipe = Pipeline::start(specs, opts, sink)?;
-    let mut n = 0u64;
+    let mut every = Every { observe, n: 0 };
+    if let Err(e) = drive(&mut pipe, opts, source, &mut every) {
+        // Stop the threads before reporting; a failure of the export side (the sink) is the
+        // root cause of a worker that went away.
+        return Err(pipe.finish().err().unwrap_or(e));
+    }
+    pipe.finish()
+}
+
+/// What the caller of [`drive`] sees of the run, batch by batch.
+pub trait Observer<S: Sink> {
+    /// A batch of packets, before the pipeline classifies them (a daemon writes them to its
+    /// trace window here). Default: nothing.
+    fn packets(&mut self, pkts: &[Packet<'_>]) {
+        let _ = pkts;
+    }
+    /// After each batch (`packets` > 0), at each idle poll and at the end (`packets` == 0):
+    /// counters to publish, progress to show. Default: nothing.
+    fn progress(&mut self, source: &dyn Source, pipe: &Pipeline<S>, packets: u64) {
+        let _ = (source, pipe, packets);
+    }
+    /// The source went idle after packets (called once per idle period). Default: nothing.
+    fn idle(&mut self) {}
+}
+
+/// The dispatcher loop: reads `source` batch by batch to its end into `pipe`, advances the
+/// intervals after `opts.idle_timeout` of idleness (live sources), records a source error in
+/// the report. The caller then calls [`Pipeline::finish`] (also after an error of the pipeline,
+/// which stops the loop and is returned).
+pub fn drive<S: Sink>(
+    pipe: &mut Pipeline<S>,
+    opts: &Options,
+    source: &mut dyn Source,
+    obs: &mut dyn Observer<S>,
+) -> Result<(), RuntimeError> {
     // When the source went idle (no clock read per packet).
     let mut idle_since: Option<Instant> = None;
     let mut last_ts = 0u64;
+    // The first failure of the pipeline within a batch.
+    let mut failed: Option<RuntimeError> = None;
     loop {
-        // The packet is used where the source returned it (not copied out first).
-        let next = source.next_packet();
-        let observe_now;
-        match &next {
-            Ok(Next::Packet(p)) => {
-                idle_since = None;
-                last_ts = last_ts.max(p.ts_ns);
-                if let Err(e) = pipe.packet(p) {
-                    // Stop the threads before reporting; a failure of the export side (the
-                    // sink) is the root cause of a worker that went away.
-                    return Err(pipe.finish().err().unwrap_or(e));
-                }
-                n += 1;
-                observe_now = n.is_multiple_of(OBSERVE_EVERY);
+        let next = source.next_batch(&mut |pkts| {
+            if let Some(newest) = pkts.iter().map(|p| p.ts_ns).max() {
+                last_ts = last_ts.max(newest);
             }
-            Ok(Next::Idle) => {
-                observe_now = true;
+            obs.packets(pkts);
+            if let Err(e) = pipe.packets(pkts) {
+                failed = Some(e);
+            }
+        });
+        if let Some(e) = failed.take() {
+            return Err(e);
+        }
+        match next {
+            Ok(Got::Packets(k)) => {
+                idle_since = None;
+                obs.progress(&*source, pipe, k as u64);
+            }
+            Ok(Got::Idle) => {
+                if idle_since.is_none() {
+                    obs.idle();
+                }
                 let since = *idle_since.get_or_insert_with(Instant::now);
                 let idle = since.elapsed();
                 if idle >= opts.idle_timeout {
@@ -1176,21 +1302,19 @@ pub fn run_observed<S: Sink>(
                     idle_since = Some(Instant::now());
                     last_ts = now;
                 }
+                obs.progress(&*source, pipe, 0);
                 std::thread::sleep(Duration::from_millis(1));
             }
-            Ok(Next::End) => break,
+            Ok(Got::End) => break,
             Err(e) => {
-                pipe.set_source_error(e);
+                tracing::error!("{e}");
+                pipe.set_source_error(&e);
                 break;
             }
         }
-        drop(next);
-        if observe_now {
-            observe(&*source);
-        }
     }
-    observe(&*source);
-    pipe.finish()
+    obs.progress(&*source, pipe, 0);
+    Ok(())
 }
 
 #[cfg(test)]

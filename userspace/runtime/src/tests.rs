@@ -539,3 +539,30 @@ fn progress_of_file_sources() {
     let whole = size(a) + size(b);
     assert_eq!(seen.last(), Some(&Some((whole, whole))));
 }
+
+#[test]
+fn damaged_files_give_every_packet_before_the_damage_then_the_error() {
+    // Real damaged traces (SOURCES.md): the batch read hands over the packets read before the
+    // damage, then the error; the run accounts exactly what `next_packet` reads one by one.
+    for file in [
+        "nDPI/fuzz-2021-10-13.pcap",
+        "suricata-verify/bug-6875-01/fuzz.pcap",
+    ] {
+        let mut reader = como_tracefile::TraceReader::open(trace(file)).expect("open");
+        let mut want = 0u64;
+        let mut want_err = None;
+        while let Some(next) = reader.next_packet() {
+            match next {
+                Ok(_) => want += 1,
+                Err(e) => want_err = Some(e.to_string()),
+            }
+        }
+        let want_err = want_err.expect("a damaged file ends on an error");
+        for workers in [1, 2] {
+            let (report, _) = run_file(file, all_specs(Duration::from_secs(1)), workers);
+            assert_eq!(report.packets, want, "{file}, {workers} workers");
+            let err = report.source_error.expect("the error is reported");
+            assert!(err.contains(&want_err), "{file}: {err} vs {want_err}");
+        }
+    }
+}

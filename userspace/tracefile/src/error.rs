@@ -159,6 +159,17 @@ pub(crate) struct Fail {
     pub(crate) kind: ErrorKind,
 }
 
+impl Error {
+    /// `f` in the file `path`.
+    pub(crate) fn at(path: &std::path::Path, f: Fail) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            offset: f.offset,
+            kind: f.kind,
+        }
+    }
+}
+
 impl Fail {
     /// A failure at `offset` (a `usize` position in the mapped file).
     pub(crate) fn at(offset: usize, kind: ErrorKind) -> Self {

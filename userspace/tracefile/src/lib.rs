@@ -165,16 +165,7 @@ impl TraceReader {
     fn with_storage(path: PathBuf, data: Storage) -> Result<Self, Error> {
         let d = data.as_slice();
         let detected = detect(d);
-        let (state, pos, format, link) = match detected {
-            Err(f) => {
-                return Err(Error {
-                    path,
-                    offset: f.offset,
-                    kind: f.kind,
-                })
-            }
-            Ok(v) => v,
-        };
+        let (state, pos, format, link) = detected.map_err(|f| Error::at(&path, f))?;
         Ok(Self {
             path,
             data,
@@ -213,13 +204,7 @@ impl TraceReader {
         if self.done {
             return None;
         }
-        let d = self.data.as_slice();
-        let res = match &mut self.state {
-            State::Pcap(s) => s.next(d, &mut self.pos),
-            State::PcapNg(s) => s.next(d, &mut self.pos),
-            State::Erf(s) => s.next(d, &mut self.pos),
-        };
-        match res {
+        match self.state.next(self.data.as_slice(), &mut self.pos) {
             Ok(Some(p)) => Some(Ok(p)),
             Ok(None) => {
                 self.done = true;
@@ -227,12 +212,48 @@ impl TraceReader {
             }
             Err(f) => {
                 self.done = true;
-                Some(Err(Error {
-                    path: self.path.clone(),
-                    offset: f.offset,
-                    kind: f.kind,
-                }))
+                Some(Err(Error::at(&self.path, f)))
             }
+        }
+    }
+
+    /// Reads up to `out.len()` packets into `out` at once: how many were read, and the error
+    /// that stopped reading, if one did (the packets before it are in `out`). Fewer than
+    /// `out.len()` packets and no error: the end of the file.
+    ///
+    /// The batch form of [`TraceReader::next_packet`]: a consumer that copies each packet right
+    /// after the reader wrote it stalls on store forwarding; here the packets of a batch are all
+    /// written before the first is read.
+    pub fn next_batch<'s>(&'s mut self, out: &mut [Packet<'s>]) -> (usize, Option<Error>) {
+        if self.done {
+            return (0, None);
+        }
+        let d = self.data.as_slice();
+        for (n, slot) in out.iter_mut().enumerate() {
+            match self.state.next(d, &mut self.pos) {
+                Ok(Some(p)) => *slot = p,
+                Ok(None) => {
+                    self.done = true;
+                    return (n, None);
+                }
+                Err(f) => {
+                    self.done = true;
+                    return (n, Some(Error::at(&self.path, f)));
+                }
+            }
+        }
+        (out.len(), None)
+    }
+}
+
+impl State {
+    /// The next record of `d` at `*pos` in this format.
+    #[inline(always)]
+    fn next<'d>(&mut self, d: &'d [u8], pos: &mut usize) -> Result<Option<Packet<'d>>, Fail> {
+        match self {
+            State::Pcap(s) => s.next(d, pos),
+            State::PcapNg(s) => s.next(d, pos),
+            State::Erf(s) => s.next(d, pos),
         }
     }
 }
