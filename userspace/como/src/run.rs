@@ -73,11 +73,17 @@ const PUBLISH_EVERY: u64 = 1024;
 struct Observed {
     inner: Box<dyn Source>,
     counts: Counts,
+    pacer: Pacer,
+    started: bool,
+}
+
+/// Replays a file at `speed` times its recorded pace (none: as fast as it reads), and stops
+/// when the daemon is told to.
+struct Pacer {
     stop: Arc<AtomicBool>,
     speed: Option<f64>,
-    /// (first packet's ts, when it was read) for pacing.
+    /// (first packet's ts, when it was read).
     origin: Option<(u64, Instant)>,
-    started: bool,
 }
 
 /// A source's counters not yet published.
@@ -108,19 +114,24 @@ impl Counts {
     }
 }
 
-/// Sleeps until the packet's paced time; false if told to stop meanwhile.
-fn pace(stop: &AtomicBool, speed: f64, origin: &mut Option<(u64, Instant)>, ts_ns: u64) -> bool {
-    let (t0, at) = *origin.get_or_insert((ts_ns, Instant::now()));
-    let due = at + Duration::from_secs_f64(ts_ns.saturating_sub(t0) as f64 / 1e9 / speed);
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= due {
+impl Pacer {
+    /// Sleeps until the packet's paced time; false if told to stop meanwhile.
+    fn wait(&mut self, ts_ns: u64) -> bool {
+        let Some(speed) = self.speed else {
             return true;
+        };
+        let (t0, at) = *self.origin.get_or_insert((ts_ns, Instant::now()));
+        let due = at + Duration::from_secs_f64(ts_ns.saturating_sub(t0) as f64 / 1e9 / speed);
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= due {
+                return true;
+            }
+            std::thread::sleep((due - now).min(Duration::from_millis(50)));
         }
-        std::thread::sleep((due - now).min(Duration::from_millis(50)));
     }
 }
 
@@ -131,7 +142,7 @@ impl Observed {
             self.started = true;
             self.counts.set_state(SourceState::Running);
         }
-        if self.stop.load(Ordering::Relaxed) {
+        if self.pacer.stop.load(Ordering::Relaxed) {
             self.counts.publish();
             return false;
         }
@@ -182,19 +193,15 @@ impl Source for Observed {
         let Self {
             inner,
             counts,
-            stop,
-            speed,
-            origin,
+            pacer,
             ..
         } = self;
         let res = inner.next_packet();
         let got = match &res {
             Ok(Next::Packet(p)) => {
-                if let Some(speed) = *speed {
-                    if !pace(stop, speed, origin, p.ts_ns) {
-                        counts.publish();
-                        return Ok(Next::End);
-                    }
+                if !pacer.wait(p.ts_ns) {
+                    counts.publish();
+                    return Ok(Next::End);
                 }
                 counts.count(p);
                 Ok(Got::Packets(1))
@@ -214,13 +221,11 @@ impl Source for Observed {
         let Self {
             inner,
             counts,
-            stop,
-            speed,
-            origin,
+            pacer,
             ..
         } = self;
         let mut stopped = false;
-        let res = inner.next_batch(&mut |pkts| match *speed {
+        let res = inner.next_batch(&mut |pkts| match pacer.speed {
             None => {
                 for p in pkts {
                     counts.count(p);
@@ -228,9 +233,9 @@ impl Source for Observed {
                 f(pkts);
             }
             // Paced: each packet handed over at its own time, not with its batch.
-            Some(speed) => {
+            Some(_) => {
                 for p in pkts {
-                    if stopped || !pace(stop, speed, origin, p.ts_ns) {
+                    if stopped || !pacer.wait(p.ts_ns) {
                         stopped = true;
                         return;
                     }
@@ -534,9 +539,11 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
                     packets: 0,
                     bytes: 0,
                 },
-                stop: Arc::clone(&stop),
-                speed,
-                origin: None,
+                pacer: Pacer {
+                    stop: Arc::clone(&stop),
+                    speed,
+                    origin: None,
+                },
                 started: false,
             }) as Box<dyn Source>
         })
