@@ -277,6 +277,19 @@ fn http_api() {
 /// A query whose end is in the future streams the records of intervals as they complete.
 #[test]
 fn streaming_delivers_intervals_completing_after_the_request() {
+    streams_intervals_as_they_complete("csv");
+}
+
+/// The same in `pretty` (`como query`'s default format): each completed interval's rows go out
+/// as an aligned block when they complete, not at the end of the range.
+#[test]
+fn pretty_streaming_delivers_intervals_as_they_complete() {
+    streams_intervals_as_they_complete("pretty");
+}
+
+/// Streams `traffic` in `format` (csv or pretty) from a daemon replaying a trace at wall-clock
+/// pace; checks every interval arrives complete, and over time.
+fn streams_intervals_as_they_complete(format: &str) {
     let dir = tempfile::tempdir().expect("tmp");
     let trace = dir.path().join("live.pcap");
     // Trace time = wall time minus about one second: packets of second k are read at k+1.
@@ -291,7 +304,11 @@ fn streaming_delivers_intervals_completing_after_the_request() {
     let d = Daemon::start(&cfg, &[]);
     let request = now_ns() / S;
     let end = request + 4;
-    let url = format!("{}/traffic?time=@{}:@{end}&format=csv", d.url(), start - 5);
+    let url = format!(
+        "{}/traffic?time=@{}:@{end}&format={format}",
+        d.url(),
+        start - 5
+    );
     let t = Instant::now();
     let mut resp = ureq::get(&url).call().expect("GET");
     let reader = BufReader::new(resp.body_mut().as_reader());
@@ -301,12 +318,18 @@ fn streaming_delivers_intervals_completing_after_the_request() {
         rows.push((t.elapsed(), line));
     }
     let total = t.elapsed();
-    assert_eq!(rows.first().map(|r| r.1.as_str()), Some("ts,pkts,bytes"));
+    let sep = if format == "csv" { ',' } else { ' ' };
+    let header = rows
+        .first()
+        .map(|r| r.1.split(sep).filter(|c| !c.is_empty()).collect::<Vec<_>>());
+    assert_eq!(header, Some(vec!["ts", "pkts", "bytes"]), "{rows:?}");
+    // pretty: a header again (after a blank line) when a later interval needs wider columns.
     let data: Vec<(Duration, u64, u64)> = rows
         .iter()
         .skip(1)
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with("ts"))
         .map(|(at, l)| {
-            let mut f = l.split(',');
+            let mut f = l.split(sep).filter(|c| !c.is_empty());
             let ts = f.next().and_then(|v| v.parse().ok()).expect("ts");
             let pkts = f.next().and_then(|v| v.parse().ok()).expect("pkts");
             (*at, ts, pkts)

@@ -50,6 +50,11 @@ pub trait Exporter: Send {
 pub trait RecordSink {
     /// Prints one stored record.
     fn record(&mut self, bytes: &[u8]) -> Result<(), RecordError>;
+    /// Writes out what is buffered (a `pretty` block), so a streaming reader sees every record
+    /// printed so far. Default: nothing buffered.
+    fn flush(&mut self) -> Result<(), RecordError> {
+        Ok(())
+    }
     /// Ends the output (trailers, alignment of `pretty`, flush).
     fn finish(self: Box<Self>) -> Result<(), RecordError>;
 }
@@ -185,6 +190,10 @@ impl<M: Module> RecordSink for TableSink<'_, M> {
                 }
             });
         Ok(result?)
+    }
+
+    fn flush(&mut self) -> Result<(), RecordError> {
+        Ok(self.printer.flush()?)
     }
 
     fn finish(self: Box<Self>) -> Result<(), RecordError> {

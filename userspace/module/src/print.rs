@@ -4,8 +4,11 @@
 //! - `csv`: a header row, then one line per row; `ts`-like cells are Unix seconds with up to 9
 //!   decimals (trailing zeros dropped), strings are quoted when they hold a comma or a quote.
 //! - `json`: JSON Lines, one object per row, keys = column names; timestamps are numbers.
-//! - `pretty`: a header and columns aligned to the widest cell (rows are buffered until
-//!   [`TablePrinter::finish`]).
+//! - `pretty`: a header and columns aligned to the widest cell. Rows are buffered and written
+//!   as one aligned block at [`TablePrinter::finish`], at [`TablePrinter::flush`] (a streaming
+//!   query shows each completed interval) and every [`PRETTY_BLOCK`] rows (memory stays
+//!   bounded). A block is aligned to the widest cell seen so far; when a later block needs
+//!   wider columns, the header is written again above it, aligned to the new widths.
 //! - `plain`: cells separated by one space, no header.
 //! - `gnuplot`: a `# ` commented header, then space-separated cells (strings without spaces).
 //! - `pcap`: not a table: modules that support it produce packets through `replay`.
@@ -178,13 +181,19 @@ impl Cell<'_> {
     }
 }
 
+/// Most `pretty` rows buffered before they are written as a block.
+pub const PRETTY_BLOCK: usize = 4096;
+
 /// Renders rows of cells in one table format.
 pub struct TablePrinter<W: Write> {
     out: W,
     format: Format,
     columns: &'static [&'static str],
     started: bool,
+    /// `pretty` rows not written yet: texts, right-aligned or not.
     pretty: Vec<(Vec<String>, Vec<bool>)>,
+    /// `pretty` column widths of the last header written (empty: none yet).
+    widths: Vec<usize>,
     line: String,
 }
 
@@ -197,6 +206,7 @@ impl<W: Write> TablePrinter<W> {
             columns,
             started: false,
             pretty: Vec::new(),
+            widths: Vec::new(),
             line: String::new(),
         }
     }
@@ -279,6 +289,9 @@ impl<W: Write> TablePrinter<W> {
                     right.push(c.is_numeric());
                 }
                 self.pretty.push((texts, right));
+                if self.pretty.len() >= PRETTY_BLOCK {
+                    self.write_pretty()?;
+                }
                 return Ok(());
             }
         }
@@ -286,44 +299,89 @@ impl<W: Write> TablePrinter<W> {
         self.out.write_all(self.line.as_bytes())
     }
 
-    /// Ends the output (aligns and writes buffered `pretty` rows), flushes and returns the writer.
+    /// Writes what is buffered (`pretty` rows as an aligned block) and flushes the writer: the
+    /// reader sees every row printed so far.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.format == Format::Pretty {
+            self.write_pretty()?;
+        }
+        self.out.flush()
+    }
+
+    /// Ends the output (writes buffered `pretty` rows; the header of a table without rows),
+    /// flushes and returns the writer.
     pub fn finish(mut self) -> io::Result<W> {
         self.header()?;
         if self.format == Format::Pretty {
-            let mut width: Vec<usize> = self.columns.iter().map(|c| c.chars().count()).collect();
-            for (texts, _) in &self.pretty {
-                for (i, t) in texts.iter().enumerate() {
-                    let n = t.chars().count();
-                    match width.get_mut(i) {
-                        Some(w) => *w = (*w).max(n),
-                        None => width.push(n),
-                    }
-                }
-            }
-            let header: Vec<String> = self.columns.iter().map(|c| (*c).to_owned()).collect();
-            let header_right = vec![false; header.len()];
-            for (texts, right) in std::iter::once((&header, &header_right))
-                .chain(self.pretty.iter().map(|(t, r)| (t, r)))
-            {
-                let mut line = String::new();
-                for (i, t) in texts.iter().enumerate() {
-                    if i > 0 {
-                        line.push_str("  ");
-                    }
-                    let w = width.get(i).copied().unwrap_or(0);
-                    if right.get(i).copied().unwrap_or(false) {
-                        let _ = write!(line, "{t:>w$}");
-                    } else if i + 1 == texts.len() {
-                        line.push_str(t);
-                    } else {
-                        let _ = write!(line, "{t:<w$}");
-                    }
-                }
-                writeln!(self.out, "{}", line.trim_end())?;
+            self.write_pretty()?;
+            if self.widths.is_empty() {
+                let header: Vec<String> = self.columns.iter().map(|c| (*c).to_owned()).collect();
+                let widths = header.iter().map(|c| c.chars().count()).collect();
+                self.widths = widths;
+                self.write_pretty_line(&header, &[])?;
             }
         }
         self.out.flush()?;
         Ok(self.out)
+    }
+
+    /// Writes the buffered `pretty` rows aligned to the widest cell so far, under a header
+    /// when none was written yet or the columns became wider.
+    fn write_pretty(&mut self) -> io::Result<()> {
+        if self.pretty.is_empty() {
+            return Ok(());
+        }
+        let mut width: Vec<usize> = if self.widths.is_empty() {
+            self.columns.iter().map(|c| c.chars().count()).collect()
+        } else {
+            self.widths.clone()
+        };
+        for (texts, _) in &self.pretty {
+            for (i, t) in texts.iter().enumerate() {
+                let n = t.chars().count();
+                match width.get_mut(i) {
+                    Some(w) => *w = (*w).max(n),
+                    None => width.push(n),
+                }
+            }
+        }
+        if width != self.widths {
+            if !self.widths.is_empty() {
+                // A wider block: a blank line, then the header aligned to the new widths.
+                writeln!(self.out)?;
+            }
+            self.widths = width;
+            let header: Vec<String> = self.columns.iter().map(|c| (*c).to_owned()).collect();
+            self.write_pretty_line(&header, &[])?;
+        }
+        let rows = std::mem::take(&mut self.pretty);
+        for (texts, right) in &rows {
+            self.write_pretty_line(texts, right)?;
+        }
+        Ok(())
+    }
+
+    /// One `pretty` line: cells padded to the current widths (numbers to the right, the last
+    /// left-aligned cell not padded).
+    fn write_pretty_line(&mut self, texts: &[String], right: &[bool]) -> io::Result<()> {
+        self.line.clear();
+        for (i, t) in texts.iter().enumerate() {
+            if i > 0 {
+                self.line.push_str("  ");
+            }
+            let w = self.widths.get(i).copied().unwrap_or(0);
+            if right.get(i).copied().unwrap_or(false) {
+                let _ = write!(self.line, "{t:>w$}");
+            } else if i + 1 == texts.len() {
+                self.line.push_str(t);
+            } else {
+                let _ = write!(self.line, "{t:<w$}");
+            }
+        }
+        let end = self.line.trim_end().len();
+        self.line.truncate(end);
+        self.line.push('\n');
+        self.out.write_all(self.line.as_bytes())
     }
 }
 
@@ -379,6 +437,44 @@ mod tests {
         let mut t = String::new();
         write_ts(&mut t, 1_000_000_001);
         assert_eq!(t, "1.000000001");
+    }
+
+    #[test]
+    fn pretty_blocks_stream_and_reprint_the_header_when_wider() {
+        let mut p = TablePrinter::new(Vec::new(), Format::Pretty, &["ts", "pkts"]);
+        p.row(&[Cell::Ts(1_000_000_000), Cell::U64(7)])
+            .expect("row");
+        p.flush().expect("flush");
+        // The first block is out at the flush, before the end.
+        assert_eq!(p.out, b"ts  pkts\n 1     7\n");
+        p.row(&[Cell::Ts(2_000_000_000), Cell::U64(8)])
+            .expect("row");
+        p.flush().expect("flush");
+        p.row(&[Cell::Ts(3_000_000_000), Cell::U64(123_456)])
+            .expect("row");
+        let out = String::from_utf8(p.finish().expect("finish")).expect("utf8");
+        assert_eq!(
+            out,
+            "ts  pkts\n 1     7\n 2     8\n\nts  pkts\n 3  123456\n"
+        );
+        // Without flushes, one block aligned on every row, as before.
+        let mut p = TablePrinter::new(Vec::new(), Format::Pretty, &["ts", "pkts"]);
+        for (t, n) in [(1, 7), (2, 8), (3, 123_456)] {
+            p.row(&[Cell::Ts(t * 1_000_000_000), Cell::U64(n)])
+                .expect("row");
+        }
+        let out = String::from_utf8(p.finish().expect("finish")).expect("utf8");
+        assert_eq!(out, "ts  pkts\n 1       7\n 2       8\n 3  123456\n");
+        // A long output is written in blocks of PRETTY_BLOCK rows, not held to the end.
+        let mut p = TablePrinter::new(Vec::new(), Format::Pretty, &["ts", "pkts"]);
+        for i in 0..PRETTY_BLOCK as u64 {
+            p.row(&[Cell::Ts(1), Cell::U64(i)]).expect("row");
+        }
+        assert_eq!(
+            p.out.iter().filter(|&&b| b == b'\n').count(),
+            PRETTY_BLOCK + 1
+        );
+        assert!(p.pretty.is_empty());
     }
 
     #[test]

@@ -43,6 +43,15 @@ impl PrintSink {
             printers: printers.into_iter().map(Some).collect(),
         }
     }
+
+    /// Writes out what the printers buffer (`pretty` blocks): a streaming query calls it
+    /// before it sends what was printed.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        for p in self.printers.iter_mut().flatten() {
+            p.flush().map_err(io_error)?;
+        }
+        Ok(())
+    }
 }
 
 fn io_error(e: como_module::RecordError) -> SinkError {

@@ -591,6 +591,10 @@ impl Sink for StreamSink {
             return Err(SinkError("the client went away".into()));
         }
         self.print.interval(module, ivl, records)?;
+        if self.eager {
+            // A `pretty` table's rows of this interval out now, not at the end.
+            self.print.flush()?;
+        }
         if (self.eager || self.buf.len() >= CHUNK) && !send(&self.tx, &self.buf) {
             return Err(SinkError("the client went away".into()));
         }
@@ -1059,6 +1063,11 @@ fn produce(
                     break;
                 }
                 if now_ns() > give_up_ns {
+                    break;
+                }
+                // Caught up: what is printed goes out now (a `pretty` block included).
+                if let Err(e) = printer.flush() {
+                    tracing::warn!("query `{}`: {e}", m.config.name);
                     break;
                 }
                 if !send(tx, buf) {
