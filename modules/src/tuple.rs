@@ -41,19 +41,21 @@ use crate::NoArgs;
 /// The `tuple` module.
 #[derive(Debug, Default)]
 pub struct Tuple {
-    /// Flows of the last exported interval: the capacity of the next interval's table, so a
-    /// busy link does not grow (rehash) its table from empty at every interval.
-    flows_hint: AtomicUsize,
+    /// IPv4 and IPv6 flows of the last exported interval: the capacities of the next
+    /// interval's tables, so a busy link does not grow (rehash) its tables from empty at every
+    /// interval.
+    hint4: AtomicUsize,
+    hint6: AtomicUsize,
     /// Emptied tables of exported intervals, reused by the next intervals: a fresh table of a
     /// busy link is megabytes of memory the kernel would zero again at every interval.
-    spare: Mutex<Vec<FxHashMap<FlowKey, Flow>>>,
+    spare: Mutex<Vec<Flows>>,
 }
 
 /// Most emptied tables kept for reuse.
 const MAX_SPARE: usize = 4;
 
-/// Most flows a fresh table is pre-sized for (about 2.5 MB of buckets).
-const MAX_HINT: usize = 1 << 16;
+/// Most flows a fresh table is pre-sized for, per family (4 M IPv4 flows: 192 MB of buckets).
+const MAX_HINT: usize = 1 << 22;
 
 /// A unidirectional 5-tuple.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -70,41 +72,71 @@ pub struct Key {
     pub dport: u16,
 }
 
-/// The hash key of a flow on the capture side: addresses as 128-bit integers (cheaper to hash
-/// than `IpAddr`), converted to a [`Key`] at export.
+/// Protocol and ports packed in one word: `proto << 32 | sport << 16 | dport`.
+#[inline]
+fn pack_ports(sport: u16, dport: u16, proto: u8) -> u64 {
+    u64::from(proto) << 32 | u64::from(sport) << 16 | u64::from(dport)
+}
+
+/// The (sport, dport, proto) of [`pack_ports`].
+#[inline]
+fn unpack_ports(p: u64) -> (u16, u16, u8) {
+    ((p >> 16) as u16, p as u16, (p >> 32) as u8)
+}
+
+/// The hash key of an IPv4 flow on the capture side: 16 bytes, so a table entry is 48 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FlowKey {
-    src: u128,
-    dst: u128,
-    sport: u16,
-    dport: u16,
-    proto: u8,
-    v6: bool,
+struct Key4 {
+    /// `src << 32 | dst`.
+    addrs: u64,
+    /// [`pack_ports`].
+    ports: u64,
 }
 
-fn to_bits(a: IpAddr) -> (u128, bool) {
-    match a {
-        IpAddr::V4(v) => (u128::from(u32::from(v)), false),
-        IpAddr::V6(v) => (u128::from(v), true),
-    }
+/// The hash key of an IPv6 flow on the capture side (addresses as pairs of words: 8-byte
+/// alignment, 40 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key6 {
+    src: (u64, u64),
+    dst: (u64, u64),
+    /// [`pack_ports`].
+    ports: u64,
 }
 
-fn from_bits(x: u128, v6: bool) -> IpAddr {
-    if v6 {
-        IpAddr::V6(x.into())
-    } else {
-        IpAddr::V4((x as u32).into())
-    }
+/// An IPv6 address as two words, high first.
+#[inline]
+fn split6(a: u128) -> (u64, u64) {
+    ((a >> 64) as u64, a as u64)
 }
 
-impl From<FlowKey> for Key {
-    fn from(k: FlowKey) -> Self {
+/// The address of [`split6`].
+#[inline]
+fn join6((hi, lo): (u64, u64)) -> u128 {
+    u128::from(hi) << 64 | u128::from(lo)
+}
+
+impl Key4 {
+    fn key(self) -> Key {
+        let (sport, dport, proto) = unpack_ports(self.ports);
         Key {
-            proto: k.proto,
-            src: from_bits(k.src, k.v6),
-            sport: k.sport,
-            dst: from_bits(k.dst, k.v6),
-            dport: k.dport,
+            proto,
+            src: IpAddr::V4(((self.addrs >> 32) as u32).into()),
+            sport,
+            dst: IpAddr::V4((self.addrs as u32).into()),
+            dport,
+        }
+    }
+}
+
+impl Key6 {
+    fn key(self) -> Key {
+        let (sport, dport, proto) = unpack_ports(self.ports);
+        Key {
+            proto,
+            src: IpAddr::V6(join6(self.src).into()),
+            sport,
+            dst: IpAddr::V6(join6(self.dst).into()),
+            dport,
         }
     }
 }
@@ -124,6 +156,60 @@ pub struct Flow {
     pub tcp_flags: u8,
 }
 
+/// A [`Flow`] as the capture tables hold it: 32 bytes, the TCP flags in the top byte of the
+/// packet count (2^56 packets of one flow in one interval would take years at 100 Mpkt/s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counters {
+    first: u64,
+    last: u64,
+    /// `tcp_flags << 56 | pkts`.
+    pkts_flags: u64,
+    bytes: u64,
+}
+
+/// Where the packet count of [`Counters::pkts_flags`] ends.
+const FLAGS_SHIFT: u32 = 56;
+
+impl Counters {
+    #[inline]
+    fn new(ts: u64) -> Self {
+        Self {
+            first: ts,
+            last: ts,
+            pkts_flags: 0,
+            bytes: 0,
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, ts: u64, bytes: u64, flags: u8) {
+        self.first = self.first.min(ts);
+        self.last = self.last.max(ts);
+        self.pkts_flags = (self.pkts_flags + 1) | u64::from(flags) << FLAGS_SHIFT;
+        self.bytes += bytes;
+    }
+
+    #[inline]
+    fn merge(&mut self, o: &Self) {
+        self.first = self.first.min(o.first);
+        self.last = self.last.max(o.last);
+        let flags = (self.pkts_flags | o.pkts_flags) & !((1 << FLAGS_SHIFT) - 1);
+        let pkts = (self.pkts_flags + o.pkts_flags) & ((1 << FLAGS_SHIFT) - 1);
+        self.pkts_flags = flags | pkts;
+        self.bytes += o.bytes;
+    }
+
+    fn flow(self) -> Flow {
+        Flow {
+            first: self.first,
+            last: self.last,
+            pkts: self.pkts_flags & ((1 << FLAGS_SHIFT) - 1),
+            bytes: self.bytes,
+            tcp_flags: (self.pkts_flags >> FLAGS_SHIFT) as u8,
+        }
+    }
+}
+
 /// One flow of one interval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -135,14 +221,52 @@ pub struct Record {
     pub flow: Flow,
 }
 
+/// One core's flows of one interval: IPv4 and IPv6 apart, so the (usually larger) IPv4 table
+/// has 16-byte keys and 48-byte entries.
+#[derive(Debug, Default)]
+pub struct Flows {
+    v4: FxHashMap<Key4, Counters>,
+    v6: FxHashMap<Key6, Counters>,
+}
+
+impl Flows {
+    /// Accounts one packet of flow `key` (both addresses of the same family, as in an IP
+    /// header).
+    #[inline]
+    fn account(&mut self, key: Key, ts: u64, bytes: u64, flags: u8) {
+        let ports = pack_ports(key.sport, key.dport, key.proto);
+        let c = match (key.src, key.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let addrs = u64::from(u32::from(s)) << 32 | u64::from(u32::from(d));
+                self.v4
+                    .entry(Key4 { addrs, ports })
+                    .or_insert(Counters::new(ts))
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => self
+                .v6
+                .entry(Key6 {
+                    src: split6(s.into()),
+                    dst: split6(d.into()),
+                    ports,
+                })
+                .or_insert(Counters::new(ts)),
+            _ => return,
+        };
+        c.add(ts, bytes, flags);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+}
+
 /// A datagram being reassembled.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct FragKey {
-    src: u128,
-    dst: u128,
+    src: IpAddr,
+    dst: IpAddr,
     id: u32,
     proto: u8,
-    v6: bool,
 }
 
 /// What is known of a fragmented datagram.
@@ -177,13 +301,15 @@ impl Frag {
 /// One core's flows and datagrams under reassembly for one interval.
 #[derive(Debug, Default)]
 pub struct State {
-    flows: FxHashMap<FlowKey, Flow>,
+    flows: Flows,
     frags: FxHashMap<FragKey, Frag>,
 }
 
-/// The innermost IP packet of IP-in-IP tunnels (at most 4 levels), with its layers.
-fn innermost<'a>(pkt: &Pkt<'a>) -> (Layers, &'a [u8]) {
-    let mut layers = pkt.parsed.layers;
+/// The innermost IP packet of IP-in-IP tunnels (at most 4 levels), with its layers; None when
+/// the packet is not such a tunnel (its own layers are the ones to read).
+fn innermost<'a>(pkt: &Pkt<'a>) -> Option<(Layers, &'a [u8])> {
+    let mut found = None;
+    let mut layers = &pkt.parsed.layers;
     let mut data = pkt.parsed.packet.data;
     for _ in 0..4 {
         let (Some(4 | 41), Some(l4), None) = (layers.l4_proto, layers.l4, layers.frag) else {
@@ -203,10 +329,10 @@ fn innermost<'a>(pkt: &Pkt<'a>) -> (Layers, &'a [u8]) {
         if l.ip_version().is_none() {
             break;
         }
-        layers = l;
         data = inner;
+        layers = &found.insert((l, inner)).0;
     }
-    (layers, data)
+    found
 }
 
 /// The payload byte range `(start, end)` of a fragment, from its IP header's length fields.
@@ -259,31 +385,29 @@ fn datagram_captured(l: &Layers, d: &[u8]) -> bool {
 }
 
 impl Tuple {
-    /// Keeps an emptied table for a next interval (up to [`MAX_SPARE`] tables, none holding
+    /// Keeps emptied tables for a next interval (up to [`MAX_SPARE`] of them, none holding
     /// room for more than 4 × [`MAX_HINT`] entries: an exceptional interval does not pin its
     /// memory).
-    fn recycle(&self, table: FxHashMap<FlowKey, Flow>) {
+    fn recycle(&self, flows: Flows) {
         if let Ok(mut spare) = self.spare.lock() {
-            if spare.len() < MAX_SPARE && table.is_empty() && table.capacity() <= 4 * MAX_HINT {
-                spare.push(table);
+            if spare.len() < MAX_SPARE
+                && flows.is_empty()
+                && flows.v4.capacity() + flows.v6.capacity() <= 4 * MAX_HINT
+            {
+                spare.push(flows);
             }
         }
     }
+}
 
-    fn account(state: &mut State, key: FlowKey, ts: u64, bytes: u64, flags: u8) {
-        let f = state.flows.entry(key).or_insert(Flow {
-            first: ts,
-            last: ts,
-            pkts: 0,
-            bytes: 0,
-            tcp_flags: 0,
-        });
-        f.first = f.first.min(ts);
-        f.last = f.last.max(ts);
-        f.pkts += 1;
-        f.bytes += bytes;
-        f.tcp_flags |= flags;
-    }
+/// Sort key of an IPv4 flow within one first timestamp and protocol: src, sport, dst, dport.
+#[inline]
+fn order4(k: &Key4) -> u128 {
+    let (sport, dport, _) = unpack_ports(k.ports);
+    u128::from(k.addrs >> 32) << 64
+        | u128::from(sport) << 48
+        | u128::from(k.addrs & 0xffff_ffff) << 16
+        | u128::from(dport)
 }
 
 impl Module for Tuple {
@@ -300,8 +424,12 @@ impl Module for Tuple {
     fn new_state(&self, _: Interval) -> State {
         let spare = self.spare.lock().ok().and_then(|mut s| s.pop());
         let flows = spare.unwrap_or_else(|| {
-            let n = self.flows_hint.load(Ordering::Relaxed).min(MAX_HINT);
-            FxHashMap::with_capacity_and_hasher(n, Default::default())
+            let n4 = self.hint4.load(Ordering::Relaxed).min(MAX_HINT);
+            let n6 = self.hint6.load(Ordering::Relaxed).min(MAX_HINT);
+            Flows {
+                v4: FxHashMap::with_capacity_and_hasher(n4, Default::default()),
+                v6: FxHashMap::with_capacity_and_hasher(n6, Default::default()),
+            }
         });
         State {
             flows,
@@ -310,22 +438,23 @@ impl Module for Tuple {
     }
 
     fn update(&self, state: &mut State, pkt: &Pkt<'_>) {
-        let (l, data) = innermost(pkt);
+        let inner = innermost(pkt);
+        let (l, data) = match &inner {
+            Some((l, d)) => (l, *d),
+            None => (&pkt.parsed.layers, pkt.parsed.packet.data),
+        };
         let (Some(src), Some(dst), Some(proto)) = (l.src_ip(data), l.dst_ip(data), l.l4_proto)
         else {
             return;
         };
-        let (src, v6) = to_bits(src);
-        let (dst, _) = to_bits(dst);
         let ts = pkt.ts_ns();
         let ports = |l: &Layers| (l.src_port(data).unwrap_or(0), l.dst_port(data).unwrap_or(0));
-        let key = |(sport, dport): (u16, u16)| FlowKey {
-            src,
-            dst,
-            sport,
-            dport,
+        let key = |(sport, dport): (u16, u16)| Key {
             proto,
-            v6,
+            src,
+            sport,
+            dst,
+            dport,
         };
         let Some(frag) = l.frag else {
             if l.truncated == Some(Truncation::Transport)
@@ -336,32 +465,35 @@ impl Module for Tuple {
                 return;
             }
             let flags = l.tcp_flags(data).unwrap_or(0);
-            Self::account(state, key(ports(&l)), ts, pkt.wire_len(), flags);
+            state
+                .flows
+                .account(key(ports(l)), ts, pkt.wire_len(), flags);
             return;
         };
+        let Some((start, end)) = frag_range(l, data, frag.offset) else {
+            return;
+        };
+        if !datagram_captured(l, data) {
+            // tshark reassembles only fragments whose bytes were all captured; otherwise a
+            // first fragment is dissected (and counted) on its own, the others not at all.
+            if frag.offset == 0 {
+                let flags = l.tcp_flags(data).unwrap_or(0);
+                state
+                    .flows
+                    .account(key(ports(l)), ts, pkt.wire_len(), flags);
+            }
+            return;
+        }
         let fkey = FragKey {
             src,
             dst,
             id: frag.id,
             proto,
-            v6,
         };
-        let Some((start, end)) = frag_range(&l, data, frag.offset) else {
-            return;
-        };
-        if !datagram_captured(&l, data) {
-            // tshark reassembles only fragments whose bytes were all captured; otherwise a
-            // first fragment is dissected (and counted) on its own, the others not at all.
-            if frag.offset == 0 {
-                let flags = l.tcp_flags(data).unwrap_or(0);
-                Self::account(state, key(ports(&l)), ts, pkt.wire_len(), flags);
-            }
-            return;
-        }
-        let entry = state.frags.entry(fkey.clone()).or_default();
+        let entry = state.frags.entry(fkey).or_default();
         entry.ranges.push((start, end));
         if frag.offset == 0 {
-            let (sport, dport) = ports(&l);
+            let (sport, dport) = ports(l);
             entry.first = Some((sport, dport, l.tcp_flags(data).unwrap_or(0)));
         }
         if !frag.more {
@@ -369,7 +501,9 @@ impl Module for Tuple {
         }
         if entry.complete() {
             if let Some((sport, dport, flags)) = entry.first {
-                Self::account(state, key((sport, dport)), ts, pkt.wire_len(), flags);
+                state
+                    .flows
+                    .account(key((sport, dport)), ts, pkt.wire_len(), flags);
             }
             state.frags.remove(&fkey);
         }
@@ -377,42 +511,57 @@ impl Module for Tuple {
 
     fn merge(&self, into: &mut State, other: State) {
         // Datagrams still incomplete are dropped at export: only flows merge.
-        let mut table = other.flows;
-        for (k, o) in table.drain() {
+        let mut flows = other.flows;
+        for (k, o) in flows.v4.drain() {
             into.flows
+                .v4
                 .entry(k)
-                .and_modify(|f| {
-                    f.first = f.first.min(o.first);
-                    f.last = f.last.max(o.last);
-                    f.pkts += o.pkts;
-                    f.bytes += o.bytes;
-                    f.tcp_flags |= o.tcp_flags;
-                })
+                .and_modify(|f| f.merge(&o))
                 .or_insert(o);
         }
-        self.recycle(table);
+        for (k, o) in flows.v6.drain() {
+            into.flows
+                .v6
+                .entry(k)
+                .and_modify(|f| f.merge(&o))
+                .or_insert(o);
+        }
+        self.recycle(flows);
     }
 
     fn new_export(&self) {}
 
     fn export(&self, _: &mut (), ivl: Interval, state: Self::State, out: &mut Vec<Record>) {
-        self.flows_hint.store(state.flows.len(), Ordering::Relaxed);
-        // Sorted on the integer form of the key: (first, proto, family, src, sport, dst,
-        // dport) orders flows exactly as (first, Key) does (`IpAddr` orders IPv4 before IPv6,
-        // then numerically; both addresses of a flow have the same family), but compares
-        // integers instead of address enums.
-        let mut table = state.flows;
-        let mut flows: Vec<(FlowKey, Flow)> = table.drain().collect();
-        self.recycle(table);
-        flows.sort_unstable_by_key(|(k, f)| {
-            (f.first, k.proto, k.v6, k.src, k.sport, k.dst, k.dport)
+        let mut flows = state.flows;
+        self.hint4.store(flows.v4.len(), Ordering::Relaxed);
+        self.hint6.store(flows.v6.len(), Ordering::Relaxed);
+        // Each family sorted on integers, then merged: (first, proto, family, src, sport,
+        // dst, dport) orders flows exactly as (first, Key) does (`IpAddr` orders IPv4 before
+        // IPv6, then numerically; both addresses of a flow have the same family).
+        let mut v4: Vec<(Key4, Counters)> = flows.v4.drain().collect();
+        let mut v6: Vec<(Key6, Counters)> = flows.v6.drain().collect();
+        self.recycle(flows);
+        v4.sort_unstable_by_key(|(k, c)| (c.first, k.ports >> 32, order4(k)));
+        v6.sort_unstable_by_key(|(k, c)| {
+            let (sport, dport, proto) = unpack_ports(k.ports);
+            (c.first, proto, k.src, sport, k.dst, dport)
         });
-        out.reserve(flows.len());
-        out.extend(flows.into_iter().map(|(key, flow)| Record {
+        out.reserve(v4.len() + v6.len());
+        let record = |key: Key, c: Counters| Record {
             ts: ivl.start_ns,
-            key: key.into(),
-            flow,
-        }));
+            key,
+            flow: c.flow(),
+        };
+        let mut v6 = v6.into_iter().peekable();
+        for (k, c) in v4 {
+            // IPv6 flows that come first: earlier, or as early and of a smaller protocol.
+            let here = (c.first, k.ports >> 32);
+            while let Some((k6, c6)) = v6.next_if(|(k6, c6)| (c6.first, k6.ports >> 32) < here) {
+                out.push(record(k6.key(), c6));
+            }
+            out.push(record(k.key(), c));
+        }
+        out.extend(v6.map(|(k, c)| record(k.key(), c)));
     }
 
     fn record_ts(&self, r: &Record) -> u64 {
@@ -480,18 +629,16 @@ mod tests {
                 for proto in [6u8, 17] {
                     for port in [53u16, 443, 80] {
                         n += 1;
-                        let (src, v6) = to_bits(a);
-                        let key = FlowKey {
-                            src,
-                            dst: to_bits(b).0,
-                            sport: port,
-                            dport: 1000 - port,
+                        let key = Key {
                             proto,
-                            v6,
+                            src: a,
+                            sport: port,
+                            dst: b,
+                            dport: 1000 - port,
                         };
                         // Few distinct first timestamps, so ties are broken by the key.
                         let ts = (n * 7 + i as u64 + j as u64) % 5;
-                        Tuple::account(&mut state, key, ts, 100, 0);
+                        state.flows.account(key, ts, 100, 0);
                     }
                 }
             }
