@@ -28,8 +28,11 @@
 //! needs a restart) and its open segment is closed at exit, SIGTERM included.
 //!
 //! Storage: live traffic is always new, so unlike a file source re-read after a crash, nothing
-//! is skipped as already stored; the interval open at a reload or restart is stored as two
-//! records (one per run), which queries return side by side.
+//! is skipped as already stored. A reload hands the open interval and the export state of
+//! every module it leaves unchanged (same name, kind, filter, interval, args) to the new
+//! module set, so that interval is stored once; a changed or removed module is flushed at the
+//! reload, and the interval open at a restart is stored as two records (one per run), which
+//! queries return side by side.
 //!
 //! With `netns` in the source, the interface is looked up, the program attached and the
 //! sockets created from a thread inside that network namespace; the query server and
@@ -45,7 +48,7 @@ use anyhow::{anyhow, bail, Context};
 use como_config::{Config, Queues, SourceKind, Switch, Unmatched, XdpMode, XdpSource};
 use como_packet::Packet;
 use como_runtime::{
-    Frame, LiveOptions, LivePipeline, LiveQueue, ModuleSpec, QueueStats, SourceError,
+    Carried, Frame, LiveOptions, LivePipeline, LiveQueue, ModuleSpec, QueueStats, SourceError,
     WorkerCounters,
 };
 use como_server::metrics::{CaptureProbe, CaptureSample, DropReason, QueueSample, XdpSample};
@@ -483,6 +486,8 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
     let mut result = Ok(());
     // Outside the loop: the capture counters go on across reloads.
     let mut publish = PublishStatus::default();
+    // What a reload hands from one module set to the next.
+    let mut carried = Carried::default();
     loop {
         let (storage, reads, resume) = open_storage(&config)?;
         // Live traffic is always new: no record is skipped as stored by a previous run (the
@@ -511,8 +516,15 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
             let taps = (0..queues.len()).map(|_| window_tap(w)).collect();
             (WINDOW_BIT, wfilter.unwrap_or_default(), taps)
         });
-        let pipe = LivePipeline::start_with_window(specs.clone(), queues, &opts, sink, taps)
-            .map_err(|e| file(e.into()))?;
+        let pipe = LivePipeline::start_carrying(
+            specs.clone(),
+            queues,
+            &opts,
+            sink,
+            taps,
+            std::mem::take(&mut carried),
+        )
+        .map_err(|e| file(e.into()))?;
         node.set_module_cpu(pipe.module_cpu());
         node.metrics.set_capture_probe(Arc::new(Probe {
             prog: Arc::clone(&capture.prog),
@@ -549,7 +561,19 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
                 }
             }
         }
-        let end = pipe.stop().map_err(|e| file(e.into()));
+        // A reload keeps the open interval and export state of the modules it leaves
+        // unchanged (stored once, as without the reload); the others are flushed.
+        let keep = next
+            .as_ref()
+            .map(|(c, _)| kept_modules(&config, c))
+            .unwrap_or_default();
+        let end = pipe
+            .stop_keeping(&keep)
+            .map(|(end, c)| {
+                carried = c;
+                end
+            })
+            .map_err(|e| file(e.into()));
         publish.update(&status, &[]);
         if let Err(e) = server.stop() {
             tracing::warn!("query server: {e}");
@@ -591,6 +615,9 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
                 tracing::error!(
                     "reload: installing the new tables failed, keeping the running modules: {e:#}"
                 );
+                // The kept modules' states were handed over under their index in the new
+                // set: back to their index in the running one.
+                carried.remap(|new| keep.iter().find(|k| k.1 == new).map(|k| k.0));
             }
         }
     }
@@ -634,6 +661,26 @@ fn window_tap(w: &Window) -> Tap {
             writer.idle(WINDOW_IDLE_FLUSH);
         }
     })
+}
+
+/// The modules a reload from `old` to `new` leaves unchanged, as (index in `old`, index in
+/// `new`): same name, kind, filter, interval and arguments (storage caps and priority may
+/// change). Their open interval and export state go on in the new set.
+fn kept_modules(old: &Config, new: &Config) -> Vec<(usize, usize)> {
+    old.modules
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let j = new.modules.iter().position(|n| {
+                n.name == m.name
+                    && n.kind == m.kind
+                    && n.filter == m.filter
+                    && n.interval == m.interval
+                    && n.args == m.args
+            })?;
+            Some((i, j))
+        })
+        .collect()
 }
 
 /// Reads, validates and compiles a new configuration; the module set must be compilable for

@@ -3,7 +3,9 @@
 //! `udp`) is replaced by `b` (`protocol`, filter `tcp`) with SIGHUP. `b` takes `a`'s rule bit in
 //! the kernel tables, so a frame classified under the old tables but counted by the new module
 //! set would put UDP into `b`; none may: `a`'s records hold only UDP, `b`'s only TCP. The
-//! program is not reloaded (same kernel program id).
+//! program is not reloaded (same kernel program id). The module `all` (`traffic`), unchanged
+//! by the reload, goes on through it: one record per interval, the interval open at the
+//! reload included (not one per module set).
 
 #[expect(dead_code, reason = "the daemon helpers serve several test files")]
 mod daemon;
@@ -105,8 +107,20 @@ fn live_reload_replaces_modules_without_misattribution() {
     // Read both databases.
     let r = reader(
         &lab,
-        &format!("{}{}", module("a", "udp"), module("b", "tcp")),
+        &format!("{}{}{all}", module("a", "udp"), module("b", "tcp")),
     );
+    let (code, all_csv) = r.get("/all?time=-2d:+1d&format=csv");
+    assert_eq!(code, 200, "{all_csv}");
+    let mut seconds: Vec<&str> = all_csv
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .collect();
+    assert!(seconds.len() >= 3, "all:\n{all_csv}");
+    seconds.sort_unstable();
+    let n = seconds.len();
+    seconds.dedup();
+    assert_eq!(seconds.len(), n, "an interval stored twice:\n{all_csv}");
     let check = |name: &str, proto: u64| {
         let recs = http_records(&r, name);
         assert!(!recs.is_empty(), "{name}: no record");

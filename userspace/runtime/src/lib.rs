@@ -44,8 +44,8 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use ebpf_filters::{Filter, FilterError};
 
 pub use live::{
-    Frame, LiveEnd, LiveOptions, LivePipeline, LiveQueue, QueueStats, WindowTap, WorkerCounters,
-    LIVE_BATCH, MAX_SLEEP, MIN_SLEEP, SPIN_POLLS, STATS_EVERY,
+    Carried, Frame, LiveEnd, LiveOptions, LivePipeline, LiveQueue, QueueStats, WindowTap,
+    WorkerCounters, LIVE_BATCH, MAX_SLEEP, MIN_SLEEP, SPIN_POLLS, STATS_EVERY,
 };
 pub use sink::{CollectSink, PrintSink, StorageSink};
 
@@ -777,6 +777,30 @@ impl WorkerCore {
         true
     }
 
+    /// Takes the open states of the modules in `mask` out of the core, with the end of their
+    /// interval: a reload hands them to the next pipeline instead of flushing them.
+    fn take_open(&mut self, mask: u64) -> Vec<(usize, Box<dyn CaptureState>, u64)> {
+        let mut out = Vec::new();
+        for (module, (slot, end)) in self.states.iter_mut().zip(&mut self.ends).enumerate() {
+            if module < MAX_MODULES && mask & (1 << module) != 0 {
+                if let Some(state) = slot.take() {
+                    out.push((module, state, *end));
+                }
+                *end = 0;
+            }
+        }
+        out
+    }
+
+    /// Puts a state taken by [`WorkerCore::take_open`] (of the same module, in an earlier
+    /// pipeline) in place as the open state of `module`.
+    fn put_open(&mut self, module: usize, state: Box<dyn CaptureState>, end: u64) {
+        if let (Some(slot), Some(e)) = (self.states.get_mut(module), self.ends.get_mut(module)) {
+            *slot = Some(state);
+            *e = end;
+        }
+    }
+
     /// Flushes the states of intervals that end at or before `upto`, then tells the exporter
     /// this worker has passed `upto`. False when the exporter is gone.
     fn advance(&mut self, upto: u64) -> bool {
@@ -835,19 +859,51 @@ fn worker_loop(mut core: WorkerCore, rx: Receiver<Batch>) {
     }
 }
 
+/// The partials the export thread holds per module: interval start → (interval, one slot per
+/// worker), exported once every worker has passed the interval.
+pub(crate) type Pending =
+    std::collections::BTreeMap<u64, (Interval, Vec<Option<Box<dyn CaptureState>>>)>;
+
+/// One module's export side handed from a stopping pipeline to the next (a reload that keeps
+/// the module): the partials waiting for other workers, and the exporter (its state across
+/// intervals: top-N history, EWMA ...).
+pub(crate) struct ExportCarry {
+    pub(crate) pending: Pending,
+    pub(crate) exporter: Box<dyn como_module::Exporter>,
+}
+
+/// The export thread: merges the workers' partials of each interval once every worker has
+/// passed it, exports, hands the records to `sink`. `carried[m]`: module `m`'s export side from
+/// an earlier pipeline. The modules in the `handover` mask at the end (all workers passed
+/// `u64::MAX`, i.e. stopped) are not flushed: their export side is returned instead.
 fn export_loop<S: Sink>(
     specs: Arc<Vec<ModuleSpec>>,
     workers: usize,
     rx: Receiver<ExportMsg>,
     mut sink: S,
     cpu: Arc<ModuleCpu>,
-) -> Result<S, RuntimeError> {
-    use std::collections::BTreeMap;
-    type Pending = BTreeMap<u64, (Interval, Vec<Option<Box<dyn CaptureState>>>)>;
-    let mut pending: Vec<Pending> = specs.iter().map(|_| BTreeMap::new()).collect();
+    carried: Vec<(usize, ExportCarry)>,
+    handover: Option<Arc<AtomicU64>>,
+) -> Result<(S, Vec<(usize, ExportCarry)>), RuntimeError> {
+    let mut pending: Vec<Pending> = specs.iter().map(|_| Pending::new()).collect();
     let mut exporters: Vec<_> = specs.iter().map(|s| s.module.new_exporter()).collect();
+    for (m, c) in carried {
+        if let (Some(p), Some(e)) = (pending.get_mut(m), exporters.get_mut(m)) {
+            *p = c.pending;
+            for (_, slots) in p.values_mut() {
+                slots.resize_with(workers, || None);
+            }
+            *e = c.exporter;
+        }
+    }
     let mut wm = vec![0u64; workers];
     let mut out = Vec::new();
+    let kept = |module: usize| {
+        module < MAX_MODULES
+            && handover
+                .as_ref()
+                .is_some_and(|h| h.load(Ordering::SeqCst) & (1 << module) != 0)
+    };
     for msg in rx {
         match msg {
             ExportMsg::Partial {
@@ -871,6 +927,10 @@ fn export_loop<S: Sink>(
                 }
                 let low = wm.iter().copied().min().unwrap_or(0);
                 for (module, p) in pending.iter_mut().enumerate() {
+                    if low == u64::MAX && kept(module) {
+                        // Stopped for a reload that keeps this module: handed over below.
+                        continue;
+                    }
                     while let Some(entry) = p.first_entry() {
                         if entry.get().0.end_ns() > low {
                             break;
@@ -897,7 +957,21 @@ fn export_loop<S: Sink>(
         }
     }
     sink.finish()?;
-    Ok(sink)
+    let mut handed = Vec::new();
+    for (module, (p, spec)) in pending.iter_mut().zip(specs.iter()).enumerate() {
+        if kept(module) {
+            if let Some(e) = exporters.get_mut(module) {
+                handed.push((
+                    module,
+                    ExportCarry {
+                        pending: std::mem::take(p),
+                        exporter: std::mem::replace(e, spec.module.new_exporter()),
+                    },
+                ));
+            }
+        }
+    }
+    Ok((sink, handed))
 }
 
 impl<S: Sink> Pipeline<S> {
@@ -955,7 +1029,9 @@ impl<S: Sink> Pipeline<S> {
         let ecpu = Arc::clone(&cpu);
         let exporter = std::thread::Builder::new()
             .name("como-export".into())
-            .spawn(move || export_loop(especs, n, erx, sink, ecpu))
+            .spawn(move || {
+                export_loop(especs, n, erx, sink, ecpu, Vec::new(), None).map(|(s, _)| s)
+            })
             .map_err(|e| RuntimeError::Thread(e.to_string()))?;
         let matched = vec![0; specs.len()];
         let all_mask = u64::MAX >> (64 - specs.len());

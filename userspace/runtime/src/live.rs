@@ -49,9 +49,10 @@ use crossbeam_channel::bounded;
 use ebpf_filters_common::XdpMeta;
 
 use crate::{
-    compile_all, export_loop, Classifier, ExportMsg, ModuleCpu, ModuleSpec, RuntimeError, Sink,
-    SourceError, WorkerCore, MAX_MODULES,
+    compile_all, export_loop, Classifier, ExportCarry, ExportMsg, ModuleCpu, ModuleSpec,
+    RuntimeError, Sink, SourceError, WorkerCore, MAX_MODULES,
 };
+use como_module::CaptureState;
 
 #[cfg(test)]
 pub(crate) mod tests_support {
@@ -224,16 +225,60 @@ pub struct LiveOptions {
     pub counters: Option<Vec<Arc<WorkerCounters>>>,
 }
 
-/// What a worker returns when it stops.
-type WorkerResult = (Box<dyn LiveQueue>, Result<(), SourceError>);
+/// A module's open state on one worker: (module index, state, end of its interval).
+type OpenState = (usize, Box<dyn CaptureState>, u64);
+
+/// One module's open state on each worker (`None`: that worker had none): (state, end).
+type OpenStates = Vec<Option<(Box<dyn CaptureState>, u64)>>;
+
+/// What a worker returns when it stops: its queue, its error, the open states it hands over.
+type WorkerResult = (Box<dyn LiveQueue>, Result<(), SourceError>, Vec<OpenState>);
+
+/// What the export thread returns: the sink, the export sides it hands over.
+type ExportResult<S> = Result<(S, Vec<(usize, ExportCarry)>), RuntimeError>;
 
 /// A running live pipeline: one pinned worker per queue and the export thread.
 pub struct LivePipeline<S: Sink> {
     stop: Arc<AtomicBool>,
+    /// The modules (bit = index) whose open interval is handed over at stop, not flushed.
+    handover: Arc<AtomicU64>,
     workers: Vec<JoinHandle<WorkerResult>>,
-    exporter: Option<JoinHandle<Result<S, RuntimeError>>>,
+    exporter: Option<JoinHandle<ExportResult<S>>>,
     counters: Vec<Arc<WorkerCounters>>,
     cpu: Arc<ModuleCpu>,
+}
+
+/// What a stopping live pipeline hands to the next one for the modules a reload keeps
+/// unchanged ([`LivePipeline::stop_keeping`], [`LivePipeline::start_carrying`]): their open
+/// interval (each worker's capture state) and their export side (partials waiting for other
+/// workers, the exporter's state across intervals). The interval open at the reload is then
+/// stored once, as if there had been no reload. Empty by default.
+#[derive(Default)]
+pub struct Carried {
+    /// (index in the next module set, each worker's open state and its end, export side).
+    modules: Vec<(usize, OpenStates, ExportCarry)>,
+}
+
+impl Carried {
+    /// How many modules are carried.
+    pub fn len(&self) -> usize {
+        self.modules.len()
+    }
+
+    /// Whether no module is carried.
+    pub fn is_empty(&self) -> bool {
+        self.modules.is_empty()
+    }
+
+    /// Renumbers the carried modules (`to(index)`: the index in the module set that will take
+    /// them; `None` drops the module's state).
+    pub fn remap(&mut self, to: impl Fn(usize) -> Option<usize>) {
+        let modules = std::mem::take(&mut self.modules);
+        self.modules = modules
+            .into_iter()
+            .filter_map(|(m, states, export)| Some((to(m)?, states, export)))
+            .collect();
+    }
 }
 
 /// How a live pipeline ended.
@@ -385,6 +430,8 @@ struct LiveWorker {
     generation: Option<u32>,
     counters: Arc<WorkerCounters>,
     stop: Arc<AtomicBool>,
+    /// See [`LivePipeline::handover`].
+    handover: Arc<AtomicU64>,
     /// Strictly increasing sequence number of this worker's packets (time-ordered).
     seq: u64,
 }
@@ -558,11 +605,13 @@ impl LiveWorker {
             (w.tap)(None);
         }
         self.publish_stats(queue.as_mut(), base, Instant::now());
+        let mut open = Vec::new();
         if !export_gone {
-            // Flush every open interval.
+            // Hand over the open intervals of the modules a reload keeps, flush the others.
+            open = self.core.take_open(self.handover.load(Ordering::SeqCst));
             self.core.advance(u64::MAX);
         }
-        (queue, failed.map_or(Ok(()), Err))
+        (queue, failed.map_or(Ok(()), Err), open)
     }
 
     fn publish_stats(&self, queue: &mut dyn LiveQueue, base: Instant, now: Instant) {
@@ -603,6 +652,20 @@ impl<S: Sink> LivePipeline<S> {
         opts: &LiveOptions,
         sink: S,
         window: Option<(u32, &str, Vec<WindowTap>)>,
+    ) -> Result<Self, RuntimeError> {
+        Self::start_carrying(specs, queues, opts, sink, window, Carried::default())
+    }
+
+    /// [`LivePipeline::start_with_window`] going on with what an earlier pipeline over the same
+    /// queues handed over ([`LivePipeline::stop_keeping`]): the carried modules' open
+    /// intervals and export sides.
+    pub fn start_carrying(
+        specs: Vec<ModuleSpec>,
+        queues: Vec<Box<dyn LiveQueue>>,
+        opts: &LiveOptions,
+        sink: S,
+        window: Option<(u32, &str, Vec<WindowTap>)>,
+        carried: Carried,
     ) -> Result<Self, RuntimeError> {
         if specs.is_empty() || specs.len() > MAX_MODULES {
             return Err(RuntimeError::ModuleCount(specs.len()));
@@ -691,24 +754,48 @@ impl<S: Sink> LivePipeline<S> {
                 .map(|q| Arc::new(WorkerCounters::new(q.device(), q.queue(), specs.len())))
                 .collect(),
         };
+        // Carried open states, per worker: (module, state, end).
+        let mut open: Vec<Vec<OpenState>> = (0..n).map(|_| Vec::new()).collect();
+        let mut export_carry = Vec::with_capacity(carried.modules.len());
+        for (module, states, export) in carried.modules {
+            if module >= specs.len() || states.len() != n {
+                return Err(RuntimeError::Thread(format!(
+                    "carried state of module {module} on {} workers, for {} modules on {n}",
+                    states.len(),
+                    specs.len()
+                )));
+            }
+            for (w, st) in states.into_iter().enumerate() {
+                if let (Some((state, end)), Some(o)) = (st, open.get_mut(w)) {
+                    o.push((module, state, end));
+                }
+            }
+            export_carry.push((module, export));
+        }
+        let handover = Arc::new(AtomicU64::new(0));
         // The export thread first: workers send to it from their first interval on.
         let especs = Arc::clone(&specs);
         let ecpu = Arc::clone(&cpu);
+        let ehandover = Arc::clone(&handover);
         let exporter = std::thread::Builder::new()
             .name("como-export".into())
-            .spawn(move || export_loop(especs, n, erx, sink, ecpu))
+            .spawn(move || export_loop(especs, n, erx, sink, ecpu, export_carry, Some(ehandover)))
             .map_err(|e| RuntimeError::Thread(e.to_string()))?;
         let mut workers = Vec::with_capacity(n);
-        for (id, (queue, window)) in queues.into_iter().zip(taps).enumerate() {
+        for (id, ((queue, window), open)) in queues.into_iter().zip(taps).zip(open).enumerate() {
+            let mut core = WorkerCore::new(
+                id,
+                Arc::clone(&specs),
+                lens.clone(),
+                etx.clone(),
+                Arc::clone(&cpu),
+            );
+            for (module, state, end) in open {
+                core.put_open(module, state, end);
+            }
             let worker = LiveWorker {
                 window,
-                core: WorkerCore::new(
-                    id,
-                    Arc::clone(&specs),
-                    lens.clone(),
-                    etx.clone(),
-                    Arc::clone(&cpu),
-                ),
+                core,
                 exact: Exact::new(&specs),
                 layer_mask,
                 lens: lens.clone(),
@@ -719,6 +806,7 @@ impl<S: Sink> LivePipeline<S> {
                         .ok_or_else(|| RuntimeError::Thread("worker counters missing".into()))?,
                 ),
                 stop: Arc::clone(&stop),
+                handover: Arc::clone(&handover),
                 seq: 0,
             };
             let core_id = opts.cpus.get(id).copied().flatten();
@@ -745,6 +833,7 @@ impl<S: Sink> LivePipeline<S> {
         drop(etx);
         Ok(Self {
             stop,
+            handover,
             workers,
             exporter: Some(exporter),
             counters,
@@ -769,23 +858,51 @@ impl<S: Sink> LivePipeline<S> {
 
     /// Stops the workers, flushes every open interval, waits for the export, returns the
     /// queues and the sink.
-    pub fn stop(mut self) -> Result<LiveEnd<S>, RuntimeError> {
+    pub fn stop(self) -> Result<LiveEnd<S>, RuntimeError> {
+        self.stop_keeping(&[]).map(|(end, _)| end)
+    }
+
+    /// [`LivePipeline::stop`], except for the modules of `keep` = (index here, index in the
+    /// next module set): their open interval and export side are not flushed but returned,
+    /// for [`LivePipeline::start_carrying`] on the same queues.
+    pub fn stop_keeping(
+        mut self,
+        keep: &[(usize, usize)],
+    ) -> Result<(LiveEnd<S>, Carried), RuntimeError> {
+        let mask = keep
+            .iter()
+            .filter(|(old, _)| *old < MAX_MODULES)
+            .fold(0u64, |m, (old, _)| m | 1 << old);
+        self.handover.store(mask, Ordering::SeqCst);
         self.stop.store(true, Ordering::SeqCst);
-        let mut queues = Vec::with_capacity(self.workers.len());
+        let n = self.workers.len();
+        let mut queues = Vec::with_capacity(n);
+        let mut open: Vec<OpenStates> = Vec::new();
         let mut error = None;
         let mut panicked = false;
-        for h in self.workers.drain(..) {
+        for (w, h) in self.workers.drain(..).enumerate() {
             match h.join() {
-                Ok((q, r)) => {
+                Ok((q, r, states)) => {
                     queues.push(q);
                     if let Err(e) = r {
                         error.get_or_insert(e);
+                    }
+                    for (module, state, end) in states {
+                        if open.len() <= module {
+                            open.resize_with(module + 1, Vec::new);
+                        }
+                        if let Some(o) = open.get_mut(module) {
+                            o.resize_with(n, || None);
+                            if let Some(slot) = o.get_mut(w) {
+                                *slot = Some((state, end));
+                            }
+                        }
                     }
                 }
                 Err(_) => panicked = true,
             }
         }
-        let sink = match self.exporter.take() {
+        let (sink, mut exports) = match self.exporter.take() {
             Some(h) => h
                 .join()
                 .map_err(|_| RuntimeError::Thread("the export thread panicked".into()))??,
@@ -794,12 +911,25 @@ impl<S: Sink> LivePipeline<S> {
         if panicked {
             return Err(RuntimeError::Thread("a live worker panicked".into()));
         }
-        Ok(LiveEnd {
-            queues,
-            error,
-            sink,
-            counters: std::mem::take(&mut self.counters),
-        })
+        let mut carried = Carried::default();
+        for &(old, new) in keep {
+            let Some(at) = exports.iter().position(|(m, _)| *m == old) else {
+                continue;
+            };
+            let (_, export) = exports.swap_remove(at);
+            let mut states = open.get_mut(old).map(std::mem::take).unwrap_or_default();
+            states.resize_with(n, || None);
+            carried.modules.push((new, states, export));
+        }
+        Ok((
+            LiveEnd {
+                queues,
+                error,
+                sink,
+                counters: std::mem::take(&mut self.counters),
+            },
+            carried,
+        ))
     }
 }
 
@@ -816,7 +946,9 @@ impl<S: Sink> Drop for LivePipeline<S> {
 mod window_tests {
     //! The packet window's rule in the live worker: packets reach the tap iff the window's
     //! bit is set (re-checked exactly when flagged; classified in userspace without metadata),
-    //! whatever the modules want; the tap is told to flush when the worker stops.
+    //! whatever the modules want; the tap is told to flush when the worker stops. Also the
+    //! hand-over of the open intervals of kept modules from one pipeline to the next (reload),
+    //! on the same in-memory queues.
 
     use std::sync::atomic::Ordering;
     use std::sync::{Arc, Mutex, PoisonError};
@@ -827,7 +959,9 @@ mod window_tests {
     use ebpf_filters_common::XdpMeta;
 
     use super::tests_support::{spec, trace};
-    use super::{Frame, LiveOptions, LivePipeline, LiveQueue, QueueStats, WindowTap};
+    use super::{
+        wall_ns, Carried, Frame, LiveOptions, LivePipeline, LiveQueue, QueueStats, WindowTap,
+    };
     use crate::{CollectSink, ModuleSpec, Next, RuntimeError, Source, SourceError, TraceSource};
 
     /// The window's bit, as `como run` gives it (the last one).
@@ -1050,5 +1184,110 @@ mod window_tests {
             Some((0, "udp", vec![tap])),
         );
         assert!(matches!(r, Err(RuntimeError::ModuleCount(2))));
+    }
+
+    /// Runs `specs` on one worker per frame list (no metadata: classified in userspace) until
+    /// every frame is counted, then stops keeping `keep` for the next set.
+    fn phase(
+        specs: Vec<ModuleSpec>,
+        frames: Vec<Vec<u8>>,
+        workers: usize,
+        carried: Carried,
+        keep: &[(usize, usize)],
+    ) -> (CollectSink, Carried) {
+        let total = frames.len() as u64;
+        let mut lists: Vec<Vec<(Vec<u8>, Vec<u8>)>> = (0..workers).map(|_| Vec::new()).collect();
+        for (i, f) in frames.into_iter().enumerate() {
+            lists[i % workers].push((Vec::new(), f));
+        }
+        let queues: Vec<Box<dyn LiveQueue>> = lists
+            .into_iter()
+            .map(|frames| Box::new(MemQueue { frames, next: 0 }) as Box<dyn LiveQueue>)
+            .collect();
+        let pipe = LivePipeline::start_carrying(
+            specs,
+            queues,
+            &LiveOptions::default(),
+            CollectSink::default(),
+            None,
+            carried,
+        )
+        .expect("start");
+        let t = Instant::now();
+        let seen = || -> u64 {
+            pipe.counters()
+                .iter()
+                .map(|c| c.packets.load(Ordering::Relaxed))
+                .sum()
+        };
+        while seen() < total {
+            assert!(t.elapsed() < Duration::from_secs(20), "workers stalled");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (end, carried) = pipe.stop_keeping(keep).expect("stop");
+        (end.sink, carried)
+    }
+
+    /// (interval start, packets, bytes) of the traffic records module `m` exported.
+    fn traffic_rows(sink: &CollectSink, m: usize) -> Vec<(u64, u64, u64)> {
+        sink.intervals
+            .iter()
+            .filter(|(i, _, _)| *i == m)
+            .flat_map(|(_, _, recs)| recs)
+            .map(|r| {
+                let rec = como_module::decode::<como_modules::traffic::Traffic>(&r.bytes)
+                    .expect("traffic record");
+                (rec.ts, rec.counts.pkts, rec.counts.bytes)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_reload_that_keeps_a_module_stores_its_open_interval_once() {
+        let hour = Duration::from_secs(3600);
+        let data = packets("nDPI/teams.pcap");
+        let (a, b) = data.split_at(data.len() / 2);
+        let wire: u64 = data.iter().map(|d| d.len() as u64).sum();
+        let hour_ns = 3_600_000_000_000u64;
+        let before = wall_ns() / hour_ns;
+        // First set: traffic (kept, moves from index 0 to 1) and topaddr (dropped); second:
+        // protocol (new) and traffic. Two workers; the reload falls inside one hour-long interval.
+        let first = vec![spec("traffic", "", "", hour), spec("topaddr", "", "", hour)];
+        let (sink1, carried) = phase(first, a.to_vec(), 2, Carried::default(), &[(0, 1)]);
+        assert_eq!(carried.len(), 1);
+        let second = vec![
+            spec("protocol", "", "", hour),
+            spec("traffic", "", "", hour),
+        ];
+        let (sink2, rest) = phase(second, b.to_vec(), 2, carried, &[]);
+        assert!(rest.is_empty());
+        let after = wall_ns() / hour_ns;
+        // The dropped module was flushed at the reload; the kept one was not.
+        assert!(sink1
+            .intervals
+            .iter()
+            .any(|(m, _, r)| *m == 1 && !r.is_empty()));
+        assert_eq!(traffic_rows(&sink1, 0), vec![]);
+        let rows = traffic_rows(&sink2, 1);
+        let pkts: u64 = rows.iter().map(|r| r.1).sum();
+        let bytes: u64 = rows.iter().map(|r| r.2).sum();
+        assert_eq!((pkts, bytes), (data.len() as u64, wire), "{rows:?}");
+        if before == after {
+            // One interval, one record: as if there had been no reload.
+            assert_eq!(rows.len(), 1, "{rows:?}");
+        }
+        // Without keeping it, the interval open at the reload is stored twice.
+        let first = vec![spec("traffic", "", "", hour)];
+        let (sink1, carried) = phase(first, a.to_vec(), 2, Carried::default(), &[]);
+        assert!(carried.is_empty());
+        let (sink2, _) = phase(
+            vec![spec("traffic", "", "", hour)],
+            b.to_vec(),
+            2,
+            carried,
+            &[],
+        );
+        let split = traffic_rows(&sink1, 0).len() + traffic_rows(&sink2, 0).len();
+        assert!(split >= 2, "{split} records");
     }
 }
