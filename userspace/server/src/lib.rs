@@ -19,9 +19,9 @@
 //!   as they are stored, each interval of the module is sent when it completes, and the query
 //!   ends as a plain streaming one does (a record of `M` at or past the end, the end plus
 //!   `M`'s interval plus [`STREAM_SLACK`], the runtime's end). Otherwise it runs over what `M`
-//!   has stored when the query arrives, output sent in chunks. `source=trace` (with a trace window and
-//!   no module named `trace`) runs the module over the window's stored packets of the time
-//!   range instead: CoMo's query on past traffic.
+//!   has stored when the query arrives, output sent in chunks. `source=trace` (with a trace
+//!   window and no module named `trace`) runs the module over the window's stored packets of
+//!   the time range instead: CoMo's query on past traffic.
 //!   Other parameters are the module's print-time parameters (`topn` ...).
 //! - `GET /status`: node, uptime, sources (packets, bytes, state), modules (stored bytes, time
 //!   range), whether the runtime still runs. JSON.
@@ -63,8 +63,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use como_config::ModuleConfig;
-use como_module::{Exported, Interval};
-use como_module::{Format, RecordSink};
+use como_module::{Exported, Format, Interval, RecordSink};
 use como_runtime::{ModuleCpu, ModuleSpec, Options, PrintSink, ReplaySource, Sink, SinkError};
 use como_storage::ReadHandle;
 use serde_json::json;
@@ -513,7 +512,7 @@ impl Write for SharedBuf {
 type Chunks = mpsc::Sender<Result<Bytes, io::Error>>;
 
 /// A `Write` that sends a chunk every [`CHUNK`] bytes and the rest when dropped (for output
-/// written by a runtime's export thread, as in chained queries).
+/// written by a writer that owns it, as `/trace`'s pcap writer).
 struct ChunkWriter {
     tx: Chunks,
     buf: Vec<u8>,
