@@ -831,7 +831,9 @@ fn rerun_over(
                 tracing::warn!("{what}: {e}");
             }
         }
-        Err(e) => tracing::debug!("{what}: {e}"),
+        // A failing sink is most often a client that went away: not worth a warning.
+        Err(e @ como_runtime::RuntimeError::Sink(_)) => tracing::debug!("{what}: {e}"),
+        Err(e) => tracing::warn!("{what}: {e}"),
     }
 }
 
