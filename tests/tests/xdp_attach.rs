@@ -245,3 +245,62 @@ fn xdp_attach_replaces_leftover_netlink_program() {
         assert_eq!(attached_id(&rx, &veth.a), None, "nothing left after drop");
     }
 }
+
+/// `rx-vlan-offload` of `iface` in `ns` as `ethtool -k` prints it.
+fn rx_vlan_offload(ns: &NetNs, iface: &str) -> bool {
+    let out = ns
+        .exec("ethtool", &["-k", iface])
+        .unwrap_or_else(|e| panic!("ethtool -k {iface}: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("rx-vlan-offload:"))
+        .unwrap_or_else(|| panic!("no rx-vlan-offload in ethtool -k {iface}:\n{text}"));
+    line.split(':')
+        .nth(1)
+        .is_some_and(|v| v.trim().starts_with("on"))
+}
+
+/// A NIC that strips 802.1Q tags on receive would hide them from the program: while attached,
+/// the program turns the interface's RX VLAN stripping off, detach turns it back on, and an
+/// interface where it was off stays off. (What stripping does to the frames the program sees
+/// needs a NIC: on veth a tag is never stripped, and this kernel has no 802.1Q devices to make
+/// an offloaded one.)
+#[test]
+fn xdp_attach_turns_rx_vlan_stripping_off_while_attached() {
+    if !privileged("xdp_attach_turns_rx_vlan_stripping_off_while_attached") {
+        return;
+    }
+    let rx = NetNs::new("xvrx").expect("netns");
+    let veth = VethPair::new(&rx, None).expect("veth");
+    let a = veth.a.clone();
+    assert!(rx_vlan_offload(&rx, &a), "veth strips tags by default");
+    let attach = |a: String| {
+        rx.run(move || {
+            let mut p = XdpProgram::load().unwrap_or_else(|e| panic!("load: {e}"));
+            p.attach(&a, XdpMode::Native)
+                .unwrap_or_else(|e| panic!("attach: {e}"));
+            p
+        })
+        .expect("enter netns")
+    };
+    let mut prog = attach(a.clone());
+    assert!(!rx_vlan_offload(&rx, &a), "stripping off while attached");
+    rx.run(move || prog.detach().expect("detach"))
+        .expect("enter netns");
+    assert!(rx_vlan_offload(&rx, &a), "stripping back on after detach");
+    // Dropping the program (no explicit detach) restores it too.
+    let prog = attach(a.clone());
+    assert!(!rx_vlan_offload(&rx, &a));
+    rx.run(move || drop(prog)).expect("enter netns");
+    assert!(rx_vlan_offload(&rx, &a), "stripping back on after drop");
+
+    // Off before: left off.
+    rx.exec("ethtool", &["-K", &a, "rxvlan", "off"])
+        .expect("ethtool -K");
+    assert!(!rx_vlan_offload(&rx, &a));
+    let mut prog = attach(a.clone());
+    rx.run(move || prog.detach().expect("detach"))
+        .expect("enter netns");
+    assert!(!rx_vlan_offload(&rx, &a), "left off");
+}

@@ -20,8 +20,12 @@
 //! [`XdpProgram::attach`] creates a BPF link (it goes away with the process, so a crashed run
 //! leaves nothing behind). A program attached the old way (netlink, e.g. by `ip link set xdp`
 //! or an older loader) makes the link fail with `EBUSY`: it is then removed and the attach
-//! retried once.
+//! retried once. While the program is attached, the interface's RX VLAN tag stripping is off
+//! (see `ethtool.rs`: a NIC that strips tags would hide them from the program, and `vlan`
+//! filters would miss tagged frames that tcpdump counts); [`XdpProgram::detach`] turns it back
+//! on. A run that crashes leaves it off (the kernel then untags in software: harmless).
 
+mod ethtool;
 mod netlink;
 
 use std::{
@@ -41,6 +45,32 @@ use ebpf_filters_common::{
 };
 use ebpf_filters_common::{l3_class, l3_key, L3_CLASSES, L3_KEY_BITS, LPM_ROOT_PREFIX, MAX_VLAN};
 pub use ebpf_filters_common::{Config, GenConfig, LpmData, Terms, XdpMeta};
+
+/// Turns off the RX VLAN tag stripping of `iface` if it is on (see the crate docs); whether
+/// it was turned off (and is to be turned on again at detach).
+fn keep_vlan_tags(iface: &str) -> bool {
+    match ethtool::rx_vlan_stripping(iface) {
+        Ok(true) => match ethtool::set_rx_vlan_stripping(iface, false) {
+            Ok(()) => {
+                tracing::info!(
+                    "{iface}: RX VLAN tag stripping off while attached (vlan filters see the tags, as tcpdump does)"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "{iface}: RX VLAN tag stripping is on and cannot be turned off ({e}): tagged frames may reach the XDP program without their tag, and vlan filters miss them"
+                );
+                false
+            }
+        },
+        Ok(false) => false,
+        Err(e) => {
+            tracing::debug!("{iface}: RX VLAN tag stripping unknown: {e}");
+            false
+        }
+    }
+}
 
 /// The XDP object built from `xdp-prog` (see `build.rs`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/como-xdp.o"));
@@ -201,6 +231,8 @@ struct Attachment {
     link: XdpLinkId,
     iface: String,
     mode: XdpMode,
+    /// RX VLAN stripping was on and turned off at attach: turn it on again at detach.
+    restore_rxvlan: bool,
 }
 
 /// The loaded XDP program and its maps.
@@ -323,6 +355,7 @@ impl XdpProgram {
                         link,
                         iface: iface.to_owned(),
                         mode: m,
+                        restore_rxvlan: keep_vlan_tags(iface),
                     });
                     return Ok(m);
                 }
@@ -368,6 +401,11 @@ impl XdpProgram {
     pub fn detach(&mut self) -> Result<(), XdpError> {
         if let Some(a) = self.attached.take() {
             self.prog_mut()?.detach(a.link)?;
+            if a.restore_rxvlan {
+                if let Err(e) = ethtool::set_rx_vlan_stripping(&a.iface, true) {
+                    tracing::warn!("{}: turning RX VLAN tag stripping back on: {e}", a.iface);
+                }
+            }
         }
         Ok(())
     }
