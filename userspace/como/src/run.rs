@@ -417,6 +417,7 @@ pub(crate) fn start_node(
         NodeState::new(config.node.clone(), served, statuses)
             .map_err(|e| file(anyhow!("metrics: {e}")))?,
     );
+    node.set_max_queries(config.query.max_queries);
     let server = Server::start(Arc::clone(&node), config.query.listen)
         .with_context(|| format!("query server on {}", config.query.listen))
         .map_err(file)?;

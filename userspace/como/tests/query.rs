@@ -4,7 +4,7 @@
 
 pub mod daemon;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -349,4 +349,76 @@ fn streams_intervals_as_they_complete(format: &str) {
         total < Duration::from_secs(15),
         "stream did not end: {total:?}"
     );
+}
+
+/// `[query] max_queries` of the configuration limits the daemon's queries: with 1, a second
+/// query while a stream is open gets 503 and `Retry-After`; the next one after it ends is served.
+#[test]
+fn max_queries_of_the_config_limits_the_daemon() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let trace = dir.path().join("live.pcap");
+    let start = now_ns() / S - 1;
+    synth_trace(&trace, start * S, 10, 50, 5);
+    let cfg = write_config(
+        dir.path(),
+        "c.toml",
+        &file_source(&trace, Some(1.0)),
+        &module("traffic", "traffic", "1s", ""),
+    );
+    let text = std::fs::read_to_string(&cfg).expect("read config");
+    let text = text.replacen(
+        "listen = \"127.0.0.1:0\"\n",
+        "listen = \"127.0.0.1:0\"\nmax_queries = 1\n",
+        1,
+    );
+    std::fs::write(&cfg, text).expect("write config");
+    let d = Daemon::start(&cfg, &[]);
+    // One stream, open until its end 3 s from now.
+    let url = format!(
+        "{}/traffic?time=@{}:@{}&format=csv",
+        d.url(),
+        start - 5,
+        now_ns() / S + 3
+    );
+    let mut stream = ureq::get(&url).call().expect("GET stream");
+    let mut first = String::new();
+    BufReader::new(stream.body_mut().as_reader())
+        .read_line(&mut first)
+        .expect("first line");
+    assert_eq!(first.trim(), "ts,pkts,bytes");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let second = agent
+        .get(format!("{}/traffic?wait=no", d.url()))
+        .call()
+        .expect("GET");
+    assert_eq!(second.status().as_u16(), 503);
+    assert_eq!(
+        second
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    // The stream ends; its place is free again.
+    let mut rest = String::new();
+    stream
+        .body_mut()
+        .as_reader()
+        .read_to_string(&mut rest)
+        .expect("rest of the stream");
+    let t = Instant::now();
+    loop {
+        let r = agent
+            .get(format!("{}/traffic?wait=no", d.url()))
+            .call()
+            .expect("GET");
+        if r.status().as_u16() == 200 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "still refused");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
