@@ -6,7 +6,7 @@
 //! | `como_source_bytes_total` | counter | `source` | per batch (bytes on the wire) |
 //! | `como_module_packets_total` | counter | `module` | per batch (packets that matched its filter) |
 //! | `como_module_records_total` | counter | `module` | per interval (records stored) |
-//! | `como_module_cpu_seconds_total` | counter | `module` | estimated time in the module's code: sampled `update`s (one packet in 64 per worker, scaled) plus every interval's export (`como_runtime::ModuleCpu`) |
+//! | `como_module_cpu_seconds_total` | counter | `module` | estimated time in the module's code: sampled `update`s (one packet in 256 per worker, scaled) plus every interval's export (`como_runtime::ModuleCpu`) |
 //! | `como_module_stored_bytes` | gauge | `module` | read from the database at each scrape |
 //! | `como_uptime_seconds` | gauge | | at each scrape |
 //! | `como_capture_packets_total` | counter | `device`, `queue` | live capture: frames the queue's worker received (from a [`CaptureProbe`] at each scrape) |
