@@ -56,13 +56,7 @@ fn check_file_sources(config: &Config, path: &Path) -> Result<(), ConfigError> {
     if files.is_empty() {
         return Ok(());
     }
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: file.clone(),
-        line: 0,
-        column: 0,
-        message: format!("cannot read: {e}"),
-    })?;
+    let (file, text) = Config::read_text(path)?;
     for (n, name, trace) in files {
         let link = match como_tracefile::TraceReader::open(trace) {
             Ok(r) => r.link_type(),

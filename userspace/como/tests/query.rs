@@ -287,21 +287,31 @@ fn pretty_streaming_delivers_intervals_as_they_complete() {
     streams_intervals_as_they_complete("pretty");
 }
 
-/// Streams `traffic` in `format` (csv or pretty) from a daemon replaying a trace at wall-clock
-/// pace; checks every interval arrives complete, and over time.
-fn streams_intervals_as_they_complete(format: &str) {
-    let dir = tempfile::tempdir().expect("tmp");
-    let trace = dir.path().join("live.pcap");
-    // Trace time = wall time minus about one second: packets of second k are read at k+1.
+/// A daemon replaying 10 s of synthetic traffic (50 packets per second) at wall-clock pace,
+/// `traffic` per second, `query` added to its `[query]` table; the trace's first second.
+/// Trace time = wall time minus about one second: packets of second k are read at k+1.
+fn paced_daemon(dir: &Path, query: &str) -> (Daemon, u64) {
+    let trace = dir.join("live.pcap");
     let start = now_ns() / S - 1;
     synth_trace(&trace, start * S, 10, 50, 5);
     let cfg = write_config(
-        dir.path(),
+        dir,
         "c.toml",
         &file_source(&trace, Some(1.0)),
         &module("traffic", "traffic", "1s", ""),
     );
-    let d = Daemon::start(&cfg, &[]);
+    let text = std::fs::read_to_string(&cfg).expect("read config");
+    let listen = "listen = \"127.0.0.1:0\"\n";
+    std::fs::write(&cfg, text.replacen(listen, &format!("{listen}{query}"), 1))
+        .expect("write config");
+    (Daemon::start(&cfg, &[]), start)
+}
+
+/// Streams `traffic` in `format` (csv or pretty) from a daemon replaying a trace at wall-clock
+/// pace; checks every interval arrives complete, and over time.
+fn streams_intervals_as_they_complete(format: &str) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (d, start) = paced_daemon(dir.path(), "");
     let request = now_ns() / S;
     let end = request + 4;
     let url = format!(
@@ -356,23 +366,7 @@ fn streams_intervals_as_they_complete(format: &str) {
 #[test]
 fn max_queries_of_the_config_limits_the_daemon() {
     let dir = tempfile::tempdir().expect("tmp");
-    let trace = dir.path().join("live.pcap");
-    let start = now_ns() / S - 1;
-    synth_trace(&trace, start * S, 10, 50, 5);
-    let cfg = write_config(
-        dir.path(),
-        "c.toml",
-        &file_source(&trace, Some(1.0)),
-        &module("traffic", "traffic", "1s", ""),
-    );
-    let text = std::fs::read_to_string(&cfg).expect("read config");
-    let text = text.replacen(
-        "listen = \"127.0.0.1:0\"\n",
-        "listen = \"127.0.0.1:0\"\nmax_queries = 1\n",
-        1,
-    );
-    std::fs::write(&cfg, text).expect("write config");
-    let d = Daemon::start(&cfg, &[]);
+    let (d, start) = paced_daemon(dir.path(), "max_queries = 1\n");
     // One stream, open until its end 3 s from now.
     let url = format!(
         "{}/traffic?time=@{}:@{}&format=csv",

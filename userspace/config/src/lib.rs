@@ -876,14 +876,22 @@ impl Config {
 
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: file.clone(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read: {e}"),
-        })?;
+        let (file, text) = Self::read_text(path)?;
         Self::parse(&text, &file)
+    }
+
+    /// The name of configuration file `path` as errors print it, and its text.
+    pub fn read_text(path: &Path) -> Result<(String, String), ConfigError> {
+        let file = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok((file, text)),
+            Err(e) => Err(ConfigError {
+                file,
+                line: 0,
+                column: 0,
+                message: format!("cannot read: {e}"),
+            }),
+        }
     }
 
     /// Checks the filters of configuration `text` (one [`Config::parse`] accepted: they compile
