@@ -26,7 +26,7 @@
 //! frame_size = 4096           # UMEM frame size: 2048 or 4096
 //! frames = 4096               # UMEM frames per queue (power of two)
 //! rx_ring = 2048              # RX ring entries (power of two); fill_ring likewise
-//! fill_ring = 4096
+//! fill_ring = 4096            # sizing: see below
 //! hugepages = "auto"          # UMEM on 2 MiB hugepages: auto (if available), on, off
 //! cpus = [1]                  # cores for the queue workers (worker i on cpus[i % len]);
 //!                             # default: not pinned
@@ -55,6 +55,17 @@
 //! priority = 0                # kept for the resource manager (later issue)
 //! [module.args]               # the module's own typed config
 //! ```
+//!
+//! Sizing the rings of an `xdp` source: the RX ring holds what arrives while the queue's
+//! worker is not running. At R packets per second, a worker kept off its core for T holds
+//! R × T frames: the default 2048 entries cover 2 ms at 1 Mpps. Workers pinned (`cpus`) to
+//! cores nothing else uses rarely stop that long; on a shared host, raise `rx_ring` and
+//! `frames` (on the 2-vCPU test machine at normal priority, 64-byte frames at the sender's top
+//! rate: 34.7 % lost with the defaults, 2.8 % with `frame_size = 2048`, `frames = 32768`,
+//! `rx_ring = 16384`, `fill_ring = 32768`; benches/RESULTS.md). Keep `frames` at least twice
+//! `rx_ring`: the frames not waiting in the RX ring are the kernel's free ones (fill ring).
+//! Memory per queue: `frames × frame_size` (32768 × 2 KiB = 64 MiB); 2048-byte frames hold
+//! frames up to the standard 1500-byte MTU, not jumbo frames.
 //!
 //! Every table refuses unknown fields. Durations are strings such as `"500ms"`, `"1s"`, `"5m"`,
 //! `"72h"`, `"1h30m"`, or a bare number of seconds (parsed by [`como_module::parse_duration`],
