@@ -400,20 +400,28 @@ impl Tuple {
     }
 }
 
-/// Sort key of an IPv4 flow within one first timestamp and protocol: src, sport, dst, dport.
+/// Sort key of an IPv4 flow within one first timestamp: proto, src, sport, dst, dport.
 #[inline]
 fn order4(k: &Key4) -> u128 {
-    let (sport, dport, _) = unpack_ports(k.ports);
-    u128::from(k.addrs >> 32) << 64
-        | u128::from(sport) << 48
-        | u128::from(k.addrs & 0xffff_ffff) << 16
-        | u128::from(dport)
+    let (sport, dport, proto) = unpack_ports(k.ports);
+    u128::from(proto) << 104
+        | u128::from(k.addrs >> 32) << 72
+        | u128::from(sport) << 56
+        | u128::from(k.addrs & 0xffff_ffff) << 24
+        | u128::from(dport) << 8
+}
+
+/// The export side's sort buffers, kept across intervals (no fresh megabytes per interval).
+#[derive(Debug, Default)]
+pub struct Sorting {
+    v4: Vec<(Key4, Counters)>,
+    v6: Vec<(Key6, Counters)>,
 }
 
 impl Module for Tuple {
     type Config = NoArgs;
     type State = State;
-    type Export = ();
+    type Export = Sorting;
     type Record = Record;
     const KIND: &'static str = "tuple";
 
@@ -529,19 +537,24 @@ impl Module for Tuple {
         self.recycle(flows);
     }
 
-    fn new_export(&self) {}
+    fn new_export(&self) -> Sorting {
+        Sorting::default()
+    }
 
-    fn export(&self, _: &mut (), ivl: Interval, state: Self::State, out: &mut Vec<Record>) {
+    fn export(&self, sorting: &mut Sorting, ivl: Interval, state: State, out: &mut Vec<Record>) {
         let mut flows = state.flows;
         self.hint4.store(flows.v4.len(), Ordering::Relaxed);
         self.hint6.store(flows.v6.len(), Ordering::Relaxed);
         // Each family sorted on integers, then merged: (first, proto, family, src, sport,
         // dst, dport) orders flows exactly as (first, Key) does (`IpAddr` orders IPv4 before
         // IPv6, then numerically; both addresses of a flow have the same family).
-        let mut v4: Vec<(Key4, Counters)> = flows.v4.drain().collect();
-        let mut v6: Vec<(Key6, Counters)> = flows.v6.drain().collect();
+        let Sorting { v4, v6 } = sorting;
+        v4.clear();
+        v6.clear();
+        v4.extend(flows.v4.drain());
+        v6.extend(flows.v6.drain());
         self.recycle(flows);
-        v4.sort_unstable_by_key(|(k, c)| (c.first, k.ports >> 32, order4(k)));
+        v4.sort_unstable_by_key(|(k, c)| (c.first, order4(k)));
         v6.sort_unstable_by_key(|(k, c)| {
             let (sport, dport, proto) = unpack_ports(k.ports);
             (c.first, proto, k.src, sport, k.dst, dport)
@@ -552,8 +565,8 @@ impl Module for Tuple {
             key,
             flow: c.flow(),
         };
-        let mut v6 = v6.into_iter().peekable();
-        for (k, c) in v4 {
+        let mut v6 = v6.drain(..).peekable();
+        for (k, c) in v4.drain(..) {
             // IPv6 flows that come first: earlier, or as early and of a smaller protocol.
             let here = (c.first, k.ports >> 32);
             while let Some((k6, c6)) = v6.next_if(|(k6, c6)| (c6.first, k6.ports >> 32) < here) {
@@ -644,7 +657,12 @@ mod tests {
             }
         }
         let mut out = Vec::new();
-        t.export(&mut (), Interval::containing(0, 1_000), state, &mut out);
+        t.export(
+            &mut t.new_export(),
+            Interval::containing(0, 1_000),
+            state,
+            &mut out,
+        );
         assert_eq!(out.len() as u64, n);
         let mut want = out.clone();
         want.sort_by(|a, b| a.flow.first.cmp(&b.flow.first).then(a.key.cmp(&b.key)));
