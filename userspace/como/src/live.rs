@@ -9,13 +9,18 @@
 //!    map, compile the module filters into tables and install them (generation switch);
 //! 2. open the databases, start the query server (`listening on ADDR` on stdout), start the
 //!    workers;
-//! 3. SIGHUP: re-read the configuration file, compile the new module set and, when it is
-//!    valid, stop the workers (frames wait in the rings), install the new tables (the program
-//!    is not reloaded), restart the query server over the new module set and start the
-//!    workers on the same sockets. Frames classified under the old tables are classified
-//!    again in userspace (their metadata carries the old generation). A configuration that
-//!    does not validate is logged and the running set is kept. A change of the source itself
-//!    needs a restart (logged);
+//! 3. SIGHUP or `POST /reload` (handed over a channel by the query server, answered when
+//!    done; see `como_server`): re-read the configuration file, compile the new module set
+//!    and, when it is valid, stop the workers (frames wait in the rings; the databases of the
+//!    running set are closed), open the new set's databases, install the new tables (the
+//!    program is not reloaded), give the new set to the query server
+//!    (`NodeState::replace_modules`: the server runs on, streaming queries of kept modules go
+//!    on) and start the workers on the same sockets. Frames classified under the old tables
+//!    are classified again in userspace (their metadata carries the old generation). A
+//!    configuration that does not validate is logged (and answered 400) and the running set
+//!    is kept; so is the running set when the new one cannot be applied (answered 500). A
+//!    change of the source itself needs a restart (logged). Without a configuration file (the
+//!    embedded one, as `como demo` runs) `POST /reload` answers 409;
 //! 4. SIGTERM / SIGINT: stop the workers, flush and store the open intervals, detach, exit 0.
 //!
 //! **The packet trace window** (`[trace]`, see `como-window`): its filter is one more rule of
@@ -52,12 +57,14 @@ use como_runtime::{
     WorkerCounters,
 };
 use como_server::metrics::{CaptureProbe, CaptureSample, DropReason, QueueSample, XdpSample};
-use como_server::{SourceState, SourceStatus, TraceWindow};
+use como_server::{
+    ReloadError, ReloadReport, ReloadRequest, SourceState, SourceStatus, TraceWindow,
+};
 use como_window::Window;
 use como_xdp::XdpProgram;
 use ebpf_filters::kernel::Tables;
 
-use crate::run::{module_specs, open_storage, start_node, Resume, ResumeSink};
+use crate::run::{module_specs, open_storage, served_modules, start_node, Resume, ResumeSink};
 use crate::Failure;
 
 /// One AF_XDP socket as a runtime queue.
@@ -483,23 +490,39 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
         format!("xdp:{}", source.interface),
         "xdp",
     ));
+    // One query server for the daemon's life: a reload replaces the module set it serves.
+    let (storage, reads, _) = open_storage(&config)?;
+    let (node, server) = start_node(&config, reads, vec![Arc::clone(&status)])?;
+    if let Some(w) = &window {
+        node.set_trace(TraceWindow {
+            dir: w.dir().to_path_buf(),
+            stats: Some(w.stats_shared()),
+        });
+    }
+    let (reload_tx, requests) = std::sync::mpsc::channel::<ReloadRequest>();
+    match r.config_path {
+        Some(_) => node.set_reloader(reload_tx),
+        None => node.set_reload_unavailable(
+            "this node cannot reload: it runs the embedded configuration, there is no configuration file to re-read (start it with -c FILE)",
+        ),
+    }
+    let mut next_storage = Some(storage);
+    // The `POST /reload` being applied, and its answer once the new set runs.
+    let mut pending: Option<ReloadRequest> = None;
+    let mut answer: Option<(ReloadRequest, Result<ReloadReport, ReloadError>)> = None;
     let mut result = Ok(());
     // Outside the loop: the capture counters go on across reloads.
     let mut publish = PublishStatus::default();
     // What a reload hands from one module set to the next.
     let mut carried = Carried::default();
     loop {
-        let (storage, reads, resume) = open_storage(&config)?;
+        // The databases of the running set: opened above, or at the last reload.
+        let Some(storage) = next_storage.take() else {
+            break;
+        };
         // Live traffic is always new: no record is skipped as stored by a previous run (the
-        // interval open at a restart or reload may then have two records, one per run).
-        let resume = resume.iter().map(|_| Resume::nothing_stored()).collect();
-        let (node, server) = start_node(&config, reads, vec![Arc::clone(&status)])?;
-        if let Some(w) = &window {
-            node.set_trace(TraceWindow {
-                dir: w.dir().to_path_buf(),
-                stats: Some(w.stats_shared()),
-            });
-        }
+        // interval open at a restart may then have two records, one per run).
+        let resume = specs.iter().map(|_| Resume::nothing_stored()).collect();
         let sink = ResumeSink {
             inner: storage,
             resume,
@@ -539,9 +562,12 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
             pipe.counters().len(),
             specs.len()
         );
+        if let Some((req, outcome)) = answer.take() {
+            // The reload asked over HTTP is done once the new set runs.
+            req.answer(outcome);
+        }
         let mut next: Option<(Config, Vec<ModuleSpec>)> = None;
         loop {
-            std::thread::sleep(Duration::from_millis(50));
             publish.update(&status, pipe.counters());
             if r.stop.load(Ordering::Relaxed) {
                 tracing::info!("signal received: flushing");
@@ -551,15 +577,28 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
                 tracing::error!("a capture worker stopped");
                 break;
             }
-            if r.reload.swap(false, Ordering::SeqCst) {
+            // SIGHUP, or `POST /reload` (answered when done).
+            let asked = if r.reload.swap(false, Ordering::SeqCst) {
+                Some(None)
+            } else {
+                requests.try_recv().ok().map(Some)
+            };
+            if let Some(req) = asked {
                 match prepare_reload(r.config_path, &source, trace.as_ref()) {
                     Ok(n) => {
                         next = Some(n);
+                        pending = req;
                         break;
                     }
-                    Err(e) => tracing::error!("reload refused, keeping the running modules: {e:#}"),
+                    Err(e) => {
+                        tracing::error!("reload refused, keeping the running modules: {e:#}");
+                        if let Some(req) = req {
+                            req.answer(Err(ReloadError::Invalid(format!("{e:#}"))));
+                        }
+                    }
                 }
             }
+            std::thread::sleep(Duration::from_millis(50));
         }
         // A reload keeps the open interval and export state of the modules it leaves
         // unchanged (stored once, as without the reload); the others are flushed.
@@ -575,9 +614,6 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
             })
             .map_err(|e| file(e.into()));
         publish.update(&status, &[]);
-        if let Err(e) = server.stop() {
-            tracing::warn!("query server: {e}");
-        }
         let end = match end {
             Ok(end) => end,
             Err(e) => {
@@ -585,42 +621,68 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
                 break;
             }
         };
-        node.set_finished();
         if let Some(e) = end.error {
             status.set_state(SourceState::Failed(e.message.clone()));
             result = Err(file(anyhow!("{e}")));
             break;
         }
+        // The running set's databases are closed (all they stored is acknowledged) before
+        // they are opened again for the next set.
         drop(end.sink);
-        drop(node);
         capture.queues = end.queues;
         counters = Some(end.counters);
         let Some((new_config, new_specs)) = next else {
             status.set_state(SourceState::Done);
             break;
         };
-        // The workers are stopped: frames wait in the rings. Install the new tables (the
-        // frames classified under the old generation are re-classified in userspace).
-        match capture.install(&new_specs, wfilter) {
-            Ok(g) => {
+        // The workers are stopped: frames wait in the rings. Open the new set's databases and
+        // install the new tables (the frames classified under the old generation are
+        // re-classified in userspace).
+        let applied = open_storage(&new_config)
+            .map_err(|e| match e {
+                Failure::Filter(e) | Failure::File(e) => e,
+                Failure::Reported(c) => anyhow!("opening the databases failed ({c})"),
+            })
+            .and_then(|(st, reads, _)| {
+                let g = capture.install(&new_specs, wfilter)?;
+                Ok((st, reads, g))
+            });
+        let outcome = match applied {
+            Ok((st, reads, g)) => {
+                let report = reload_report(&config, &new_config, &keep, g);
                 generation = g;
                 config = new_config;
                 specs = new_specs;
+                next_storage = Some(st);
+                node.replace_modules(served_modules(&config, reads));
                 tracing::info!(
-                    "reloaded: {} modules, tables generation {generation}",
-                    specs.len()
+                    "reloaded: {} modules ({} kept, {} added, {} removed, {} changed), tables generation {generation}",
+                    specs.len(),
+                    report.kept.len(),
+                    report.added.len(),
+                    report.removed.len(),
+                    report.changed.len()
                 );
+                Ok(report)
             }
             Err(e) => {
-                tracing::error!(
-                    "reload: installing the new tables failed, keeping the running modules: {e:#}"
-                );
+                tracing::error!("reload failed, keeping the running modules: {e:#}");
                 // The kept modules' states were handed over under their index in the new
                 // set: back to their index in the running one.
                 carried.remap(|new| keep.iter().find(|k| k.1 == new).map(|k| k.0));
+                let (st, reads, _) = open_storage(&config)?;
+                next_storage = Some(st);
+                node.replace_modules(served_modules(&config, reads));
+                Err(ReloadError::Failed(format!("{e:#}")))
             }
-        }
+        };
+        answer = pending.take().map(|req| (req, outcome));
     }
+    node.set_finished();
+    if let Err(e) = server.stop() {
+        tracing::warn!("query server: {e}");
+    }
+    drop(node);
     if let Err(e) = capture.detach() {
         tracing::warn!("detaching XDP: {e:#}");
     }
@@ -681,6 +743,34 @@ fn kept_modules(old: &Config, new: &Config) -> Vec<(usize, usize)> {
             Some((i, j))
         })
         .collect()
+}
+
+/// What a reload from `old` to `new` did, `keep` being [`kept_modules`] of the two and
+/// `generation` that of the tables installed.
+fn reload_report(
+    old: &Config,
+    new: &Config,
+    keep: &[(usize, usize)],
+    generation: u32,
+) -> ReloadReport {
+    let names = |c: &Config| -> Vec<String> { c.modules.iter().map(|m| m.name.clone()).collect() };
+    let (was, now) = (names(old), names(new));
+    let kept: Vec<String> = keep
+        .iter()
+        .filter_map(|&(_, j)| now.get(j).cloned())
+        .collect();
+    ReloadReport {
+        added: now.iter().filter(|n| !was.contains(n)).cloned().collect(),
+        removed: was.iter().filter(|n| !now.contains(n)).cloned().collect(),
+        changed: now
+            .iter()
+            .filter(|n| was.contains(n) && !kept.contains(n))
+            .cloned()
+            .collect(),
+        kept,
+        modules: now,
+        tables_generation: generation,
+    }
 }
 
 /// Reads, validates and compiles a new configuration; the module set must be compilable for

@@ -8,6 +8,8 @@
 //! - `-e` exits once every file source is consumed and everything is flushed and stored;
 //!   without it the daemon keeps answering queries until SIGTERM or SIGINT.
 //! - SIGTERM / SIGINT: stop reading, flush the open intervals, sync, exit 0.
+//! - SIGHUP (a reload for a live node) is logged and ignored, and `POST /reload` answers 409:
+//!   a node reading files runs the module set it started with.
 //! - `[trace]` (the packet trace window): every packet read from the file sources that the
 //!   window's filter selects is written into the window (`WindowWriter::write_wait`: a file
 //!   source waits for the disk rather than losing packets); once every source is consumed the
@@ -323,7 +325,8 @@ impl Sink for ResumeSink {
     fn finish(&mut self) -> Result<(), SinkError> {
         for (i, r) in self.resume.iter().enumerate() {
             if r.skipped > 0 {
-                let name = self.node.modules.get(i).map(|m| m.config.name.as_str());
+                let set = self.node.modules();
+                let name = set.modules.get(i).map(|m| m.config.name.as_str());
                 tracing::info!(
                     "module {}: {} records were already stored by a previous run",
                     name.unwrap_or("?"),
@@ -397,14 +400,13 @@ pub(crate) fn open_storage(
     Ok((storage, reads, resume))
 }
 
-/// The node's shared state and its query server, listening (prints `listening on ADDR`).
-pub(crate) fn start_node(
+/// The query server's view of `config`'s modules over their databases' read handles (in
+/// configuration order, as [`open_storage`] returns them).
+pub(crate) fn served_modules(
     config: &Config,
     reads: Vec<como_storage::ReadHandle>,
-    statuses: Vec<Arc<SourceStatus>>,
-) -> Result<(Arc<NodeState>, Server), Failure> {
-    let file = |e: anyhow::Error| Failure::File(e);
-    let served = config
+) -> Vec<ServedModule> {
+    config
         .modules
         .iter()
         .zip(reads)
@@ -412,7 +414,17 @@ pub(crate) fn start_node(
             config: m.clone(),
             read,
         })
-        .collect();
+        .collect()
+}
+
+/// The node's shared state and its query server, listening (prints `listening on ADDR`).
+pub(crate) fn start_node(
+    config: &Config,
+    reads: Vec<como_storage::ReadHandle>,
+    statuses: Vec<Arc<SourceStatus>>,
+) -> Result<(Arc<NodeState>, Server), Failure> {
+    let file = |e: anyhow::Error| Failure::File(e);
+    let served = served_modules(config, reads);
     let node = Arc::new(
         NodeState::new(config.node.clone(), served, statuses)
             .map_err(|e| file(anyhow!("metrics: {e}")))?,
@@ -527,6 +539,12 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
             .context("signal handler")
             .map_err(file)?;
     }
+    // SIGHUP reloads a live node; this one logs it and goes on (by default it would end the
+    // process).
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .context("signal handler")
+        .map_err(file)?;
 
     let mut sources: Vec<Box<dyn Source>> = opened
         .into_iter()
@@ -603,6 +621,9 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
             if args.exit_at_end || result.is_err() {
                 break;
             }
+        }
+        if hup.swap(false, Ordering::Relaxed) {
+            tracing::warn!("SIGHUP ignored: {}", como_server::NO_LIVE_SOURCE);
         }
         if stop.load(Ordering::Relaxed) {
             tracing::info!("signal received: flushing");

@@ -34,6 +34,16 @@
 //!   ([`params::parse_trace`]). Without a trace window, `/trace` is the module named `trace` if
 //!   there is one.
 //!
+//! - `POST /reload`: reloads the configuration as SIGHUP does on a live node, and answers once
+//!   the new module set runs: 200 with JSON ([`ReloadReport`]: `modules` running now, `kept`
+//!   with their open interval, `added`, `removed`, `changed`, `tables_generation`), 400 with
+//!   the configuration error (`FILE:LINE:COL: message`, as `como validate` prints it; the
+//!   running set is kept), 500 when applying a valid configuration failed (the running set
+//!   is kept), 409 when the node cannot reload (no live source, no configuration file: the
+//!   body says which) or while another `POST /reload` runs, 504 after [`RELOAD_TIMEOUT`].
+//!   The reload runs on the daemon's loop, not on the server's threads: the request is handed
+//!   over a channel ([`NodeState::set_reloader`]) with a reply channel.
+//!
 //! Errors: an unknown module → 404; a bad parameter, format or print parameter → 400; the
 //! reason is the body (one line of text).
 //!
@@ -45,6 +55,14 @@
 //! query's place is freed when its producer ends: at the end of its range, when the client
 //! goes away (seen at the next chunk sent, or within [`FOLLOW_POLL`] while a streaming query
 //! waits for records), or when it panics.
+//!
+//! # Reloads
+//! One server runs for the node's life; a reload replaces the module set it serves
+//! ([`NodeState::replace_modules`]). A streaming query (plain or chained) of a module the new
+//! set keeps under the same name, kind and args goes on over the new set's database of the
+//! module, every record sent once (see `ModuleRecords`); one of a module the new set drops
+//! ends, its answer complete up to the reload; `/trace` streams are not affected (the window
+//! stays open across reloads).
 
 pub mod metrics;
 pub mod params;
@@ -52,7 +70,7 @@ pub mod params;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -60,7 +78,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use como_config::ModuleConfig;
 use como_module::{Exported, Format, Interval, RecordSink};
@@ -132,6 +150,7 @@ impl SourceStatus {
 }
 
 /// A module the server answers for: its configuration and its database's read handle.
+#[derive(Clone)]
 pub struct ServedModule {
     /// The module's configuration.
     pub config: ModuleConfig,
@@ -139,12 +158,28 @@ pub struct ServedModule {
     pub read: ReadHandle,
 }
 
+/// The modules served at one time; a reload replaces the whole set
+/// ([`NodeState::replace_modules`]).
+pub struct ModuleSet {
+    /// The modules, in configuration order.
+    pub modules: Vec<ServedModule>,
+    /// 0 for the set the node started with, one more at each replacement.
+    pub generation: u64,
+}
+
+impl ModuleSet {
+    /// The module named `name`.
+    pub fn get(&self, name: &str) -> Option<&ServedModule> {
+        self.modules.iter().find(|m| m.config.name == name)
+    }
+}
+
 /// Everything the query server knows about the node; shared with the packet path.
 pub struct NodeState {
     /// `[node]` of the configuration.
     pub node: como_config::Node,
-    /// The modules, in configuration order.
-    pub modules: Vec<ServedModule>,
+    /// The modules served now (replaced whole by a reload).
+    modules: RwLock<Arc<ModuleSet>>,
     /// The sources, in configuration order.
     pub sources: Vec<Arc<SourceStatus>>,
     /// Prometheus metrics.
@@ -152,8 +187,12 @@ pub struct NodeState {
     started: Instant,
     finished: AtomicBool,
     stopping: AtomicBool,
-    cpu: OnceLock<Arc<ModuleCpu>>,
+    cpu: Mutex<Option<Arc<ModuleCpu>>>,
     trace: OnceLock<TraceWindow>,
+    /// Where `POST /reload` sends its requests, or why the node cannot reload.
+    reloader: Mutex<Result<std::sync::mpsc::Sender<ReloadRequest>, String>>,
+    /// Whether a `POST /reload` is waiting for its answer (one at a time).
+    reloading: AtomicBool,
     /// Queries whose producer runs now.
     queries: AtomicUsize,
     /// Most queries running at once (`[query] max_queries`).
@@ -185,14 +224,19 @@ impl NodeState {
         )?;
         Ok(Self {
             node,
-            modules,
+            modules: RwLock::new(Arc::new(ModuleSet {
+                modules,
+                generation: 0,
+            })),
             sources,
             metrics,
             started: Instant::now(),
             finished: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
-            cpu: OnceLock::new(),
+            cpu: Mutex::new(None),
             trace: OnceLock::new(),
+            reloader: Mutex::new(Err(NO_LIVE_SOURCE.to_owned())),
+            reloading: AtomicBool::new(false),
             queries: AtomicUsize::new(0),
             max_queries: AtomicUsize::new(como_config::DEFAULT_MAX_QUERIES),
         })
@@ -215,15 +259,68 @@ impl NodeState {
         self.queries.load(Ordering::SeqCst)
     }
 
-    /// Gives the runtime's per-module CPU accounting to `/metrics` (once; later calls are
-    /// ignored).
+    /// Gives the runtime's per-module CPU accounting (indexed as the module set served now)
+    /// to `/metrics`; a reload gives the new runtime's.
     pub fn set_module_cpu(&self, cpu: Arc<ModuleCpu>) {
-        let _ = self.cpu.set(cpu);
+        *self.cpu.lock().unwrap_or_else(PoisonError::into_inner) = Some(cpu);
     }
 
     /// The runtime's per-module CPU accounting, once the runtime has started.
-    pub fn module_cpu(&self) -> Option<&ModuleCpu> {
-        self.cpu.get().map(|c| &**c)
+    pub fn module_cpu(&self) -> Option<Arc<ModuleCpu>> {
+        self.cpu
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The modules served now.
+    pub fn modules(&self) -> Arc<ModuleSet> {
+        Arc::clone(&self.modules.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Generation of the module set served now (see [`ModuleSet::generation`]).
+    pub fn module_generation(&self) -> u64 {
+        self.modules
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .generation
+    }
+
+    /// Serves `modules` from now on (a reload); the new set's generation.
+    ///
+    /// Call it once the runtime of the previous set has stopped and its databases' writers are
+    /// closed (everything they stored is acknowledged), and before the new runtime starts:
+    /// a streaming query that has read all its old reader holds then moves to the new set's
+    /// database of the same module (same name, kind and args: the same records), skipping
+    /// what it has sent; one of a module the new set does not have ends. `/modules`,
+    /// `/status` and `/metrics` show the new set at once; the metric series of the modules
+    /// that left are dropped (Prometheus' practice for a target's vanished series), those of
+    /// the modules that stay go on. The CPU accounting and the capture probe's module
+    /// counters are the previous runtime's until the new ones are given
+    /// ([`NodeState::set_module_cpu`], [`Metrics::set_capture_probe`]): they are cleared here.
+    pub fn replace_modules(&self, modules: Vec<ServedModule>) -> u64 {
+        let names: Vec<String> = modules.iter().map(|m| m.config.name.clone()).collect();
+        let mut generation = 0;
+        self.metrics.set_modules(&names, || {
+            *self.cpu.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            let mut set = self.modules.write().unwrap_or_else(PoisonError::into_inner);
+            generation = set.generation + 1;
+            *set = Arc::new(ModuleSet {
+                modules,
+                generation,
+            });
+        });
+        generation
+    }
+
+    /// Makes `POST /reload` send its requests to `tx` (the daemon's loop answers them).
+    pub fn set_reloader(&self, tx: std::sync::mpsc::Sender<ReloadRequest>) {
+        *self.reloader.lock().unwrap_or_else(PoisonError::into_inner) = Ok(tx);
+    }
+
+    /// Makes `POST /reload` answer 409 with `why` (the default: [`NO_LIVE_SOURCE`]).
+    pub fn set_reload_unavailable(&self, why: impl Into<String>) {
+        *self.reloader.lock().unwrap_or_else(PoisonError::into_inner) = Err(why.into());
     }
 
     /// Serves the packet trace window on `/trace` (once; later calls are ignored).
@@ -240,9 +337,55 @@ impl NodeState {
     pub fn is_finished(&self) -> bool {
         self.finished.load(Ordering::SeqCst)
     }
+}
 
-    fn module(&self, name: &str) -> Option<&ServedModule> {
-        self.modules.iter().find(|m| m.config.name == name)
+/// Why a node without a live source does not reload (`POST /reload` → 409).
+pub const NO_LIVE_SOURCE: &str = "this node cannot reload: it has no live source (a node reading files runs the module set it started with to the end; restart it with the new configuration)";
+
+/// How long `POST /reload` waits for the daemon's answer before it answers 504 (the reload
+/// goes on).
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a reload did (`POST /reload`'s JSON answer).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadReport {
+    /// The modules running now, in configuration order.
+    pub modules: Vec<String>,
+    /// Modules left unchanged (same name, kind, filter, interval, args): their open interval
+    /// and export state went on through the reload.
+    pub kept: Vec<String>,
+    /// Modules the previous set did not have.
+    pub added: Vec<String>,
+    /// Modules of the previous set that are gone (their open interval was stored).
+    pub removed: Vec<String>,
+    /// Modules whose definition changed: their open interval was stored and they started
+    /// anew (same database).
+    pub changed: Vec<String>,
+    /// Generation of the kernel tables now installed.
+    pub tables_generation: u32,
+}
+
+/// Why a reload did not happen; the running modules are kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadError {
+    /// The configuration does not validate (`FILE:LINE:COL: message` as `como validate`
+    /// prints it) or its modules cannot run on this node: 400.
+    #[error("{0}")]
+    Invalid(String),
+    /// The node failed to apply a valid configuration: 500.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A `POST /reload` waiting for the daemon's loop, which answers with [`ReloadRequest::answer`].
+pub struct ReloadRequest {
+    reply: oneshot::Sender<Result<ReloadReport, ReloadError>>,
+}
+
+impl ReloadRequest {
+    /// Answers the request (ignored when the client's wait has ended).
+    pub fn answer(self, outcome: Result<ReloadReport, ReloadError>) {
+        let _ = self.reply.send(outcome);
     }
 }
 
@@ -368,6 +511,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/modules", get(modules))
         .route("/metrics", get(metrics_text))
         .route("/trace", get(trace))
+        .route("/reload", post(reload))
         .route("/{module}", get(query))
         .with_state(state)
 }
@@ -424,7 +568,8 @@ async fn status(State(st): State<Arc<NodeState>>) -> Response {
             })
         })
         .collect();
-    let modules: Vec<_> = st
+    let set = st.modules();
+    let modules: Vec<_> = set
         .modules
         .iter()
         .map(|m| {
@@ -447,7 +592,8 @@ async fn status(State(st): State<Arc<NodeState>>) -> Response {
 }
 
 async fn modules(State(st): State<Arc<NodeState>>) -> Response {
-    let list: Vec<_> = st
+    let set = st.modules();
+    let list: Vec<_> = set
         .modules
         .iter()
         .map(|m| {
@@ -478,6 +624,62 @@ async fn metrics_text(State(st): State<Arc<NodeState>>) -> Response {
             ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// Clears [`NodeState::reloading`] when the `POST /reload` holding it ends (answered, timed
+/// out, or dropped because the client went away).
+struct Reloading(Arc<NodeState>);
+
+impl Drop for Reloading {
+    fn drop(&mut self) {
+        self.0.reloading.store(false, Ordering::SeqCst);
+    }
+}
+
+/// `POST /reload`: asks the daemon's loop to reload the configuration, as SIGHUP does, and
+/// answers once it is done (see the crate docs).
+async fn reload(State(st): State<Arc<NodeState>>) -> Response {
+    let tx = match &*st.reloader.lock().unwrap_or_else(PoisonError::into_inner) {
+        Ok(tx) => tx.clone(),
+        Err(why) => return error(StatusCode::CONFLICT, why),
+    };
+    if st.reloading.swap(true, Ordering::SeqCst) {
+        let mut resp = error(
+            StatusCode::CONFLICT,
+            "a reload is already running; retry once it has answered",
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return resp;
+    }
+    let _reloading = Reloading(Arc::clone(&st));
+    let (reply, answer) = oneshot::channel();
+    if tx.send(ReloadRequest { reply }).is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node is stopping: no reload",
+        );
+    }
+    match tokio::time::timeout(RELOAD_TIMEOUT, answer).await {
+        Ok(Ok(Ok(report))) => match serde_json::to_value(&report) {
+            Ok(v) => json_response(&v),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        },
+        // The running modules are kept.
+        Ok(Ok(Err(ReloadError::Invalid(e)))) => error(StatusCode::BAD_REQUEST, e),
+        Ok(Ok(Err(ReloadError::Failed(e)))) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Ok(Err(_)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node stopped before the reload was done",
+        ),
+        Err(_) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the reload did not finish within {} s; it goes on in the node (see /modules)",
+                RELOAD_TIMEOUT.as_secs()
+            ),
+        ),
     }
 }
 
@@ -654,15 +856,125 @@ fn give_up_ns(m: &ModuleConfig, end_ns: u64) -> u64 {
         .saturating_add(u64::try_from(STREAM_SLACK.as_nanos()).unwrap_or(0))
 }
 
+/// What [`ModuleRecords::next`] found.
+enum Step {
+    /// The next record.
+    Record(como_storage::Record),
+    /// The database failed.
+    Failed(como_storage::Error),
+    /// Everything stored so far is read (following: wait and look again).
+    CaughtUp,
+    /// A reload removed the module (or changed what its records are): nothing more will come.
+    Gone,
+}
+
+/// The records of one module from a start time, oldest first, as its database stores them:
+/// a snapshot of what is stored, or (`follow`) also the records stored later, across reloads
+/// of the module set.
+///
+/// A reader sees only what its own database writer stores, and a reload closes the module's
+/// database and opens it again (same folder) for the new set. So a follower that has read
+/// everything while the module set it started from has been replaced (the old writer is then
+/// closed: [`NodeState::replace_modules`]) moves to the new set's database of the module,
+/// from the timestamp of the last record it returned, skipping the records at that timestamp
+/// it has already returned. When the new set has no module of that name with the same kind
+/// and args (the same records), the follower ends ([`Step::Gone`]).
+struct ModuleRecords {
+    st: Arc<NodeState>,
+    module: ServedModule,
+    /// Generation of the module set `module` comes from.
+    generation: u64,
+    reader: como_storage::Reader,
+    follow: bool,
+    start_ns: u64,
+    /// Timestamp of the last record returned, and how many were returned at it.
+    last: Option<(u64, u64)>,
+    /// Records at `last`'s timestamp still to skip (already returned from the previous
+    /// database).
+    skip: u64,
+}
+
+impl ModuleRecords {
+    /// The records of `module` (of module set `generation`) in `start_ns..end_ns`, or from
+    /// `start_ns` on when `follow`.
+    fn new(
+        st: Arc<NodeState>,
+        module: ServedModule,
+        generation: u64,
+        start_ns: u64,
+        end_ns: u64,
+        follow: bool,
+    ) -> Self {
+        let reader = if follow {
+            module.read.follow(start_ns..)
+        } else {
+            module.read.reader(start_ns..end_ns)
+        };
+        Self {
+            st,
+            module,
+            generation,
+            reader,
+            follow,
+            start_ns,
+            last: None,
+            skip: 0,
+        }
+    }
+
+    fn next(&mut self) -> Step {
+        loop {
+            // Looked at before reading: when the set was replaced before this read, the old
+            // writer was closed before, and an empty read means all it stored is read.
+            let generation = self.st.module_generation();
+            match self.reader.next() {
+                Some(Ok(rec)) => {
+                    if self.skip > 0 && self.last.is_some_and(|(ts, _)| ts == rec.ts) {
+                        self.skip -= 1;
+                        continue;
+                    }
+                    self.skip = 0;
+                    self.last = match self.last {
+                        Some((ts, n)) if ts == rec.ts => Some((ts, n + 1)),
+                        _ => Some((rec.ts, 1)),
+                    };
+                    return Step::Record(rec);
+                }
+                Some(Err(e)) => return Step::Failed(e),
+                None if !self.follow || generation == self.generation => return Step::CaughtUp,
+                None => {
+                    let set = self.st.modules();
+                    let old = &self.module.config;
+                    let Some(m) = set
+                        .get(&old.name)
+                        .filter(|m| m.config.kind == old.kind && m.config.args == old.args)
+                    else {
+                        return Step::Gone;
+                    };
+                    let (from, skip) = self.last.unwrap_or((self.start_ns, 0));
+                    self.reader = m.read.follow(from..);
+                    self.skip = skip;
+                    self.module = m.clone();
+                    self.generation = set.generation;
+                }
+            }
+        }
+    }
+
+    /// Blocks until the database acknowledges new records or `timeout` passes.
+    fn wait(&mut self, timeout: Duration) {
+        self.reader.wait(timeout);
+    }
+}
+
 /// The records of a module in `start..end` as its database stores them, following new ones
 /// (a chained query whose end is in the future): blocks on the reader until a record at or
 /// past the end arrives, the wall clock passes `give_up_ns`, the node's runtime ends, the
-/// server stops, or the client goes away.
+/// server stops, a reload removes the module, or the client goes away.
 struct FollowRecords {
-    reader: como_storage::Reader,
+    records: ModuleRecords,
     end_ns: u64,
     give_up_ns: u64,
-    st: Arc<NodeState>,
     tx: Chunks,
     done: bool,
 }
@@ -673,23 +985,24 @@ impl Iterator for FollowRecords {
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
             // Read before looking: a record stored before the runtime ended is still read.
-            let finished = self.st.is_finished();
-            match self.reader.next() {
-                Some(Ok(rec)) if rec.ts < self.end_ns => return Some(Ok(rec.payload)),
-                Some(Ok(_)) => self.done = true,
-                Some(Err(e)) => {
+            let st = Arc::clone(&self.records.st);
+            let finished = st.is_finished();
+            match self.records.next() {
+                Step::Record(rec) if rec.ts < self.end_ns => return Some(Ok(rec.payload)),
+                Step::Record(_) | Step::Gone => self.done = true,
+                Step::Failed(e) => {
                     self.done = true;
                     return Some(Err(e.to_string()));
                 }
-                None => {
+                Step::CaughtUp => {
                     if finished
-                        || self.st.stopping.load(Ordering::SeqCst)
+                        || st.stopping.load(Ordering::SeqCst)
                         || self.tx.is_closed()
                         || now_ns() > self.give_up_ns
                     {
                         self.done = true;
                     } else {
-                        self.reader.wait(FOLLOW_POLL);
+                        self.records.wait(FOLLOW_POLL);
                     }
                 }
             }
@@ -707,7 +1020,8 @@ async fn query(
     Path(name): Path<String>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
-    let Some(idx) = st.modules.iter().position(|m| m.config.name == name) else {
+    let set = st.modules();
+    let Some(m) = set.get(&name) else {
         return error(StatusCode::NOT_FOUND, format!("no module `{name}`"));
     };
     let now = now_ns();
@@ -715,14 +1029,11 @@ async fn query(
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let Some(m) = st.modules.get(idx) else {
-        return error(StatusCode::NOT_FOUND, format!("no module `{name}`"));
-    };
     // A query whose end is in the future follows what is stored until its end.
     let follow = q.wait && q.end_ns > now;
     let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);
     let format = q.format;
-    let window = st.trace.get().filter(|_| st.module("trace").is_none());
+    let window = st.trace.get().filter(|_| set.get("trace").is_none());
     if let (Some("trace"), Some(tw)) = (q.source.as_deref(), window) {
         // A past-traffic run: the module over the packets the trace window stored.
         let (spec, sink) = match rerun(&m.config, format, &q, &tx, false) {
@@ -752,7 +1063,7 @@ async fn query(
             );
         });
     } else if let Some(src) = q.source.clone() {
-        let Some(from) = st.module(&src) else {
+        let Some(from) = set.get(&src) else {
             return error(StatusCode::NOT_FOUND, format!("no source module `{src}`"));
         };
         let (spec, sink) = match rerun(&m.config, format, &q, &tx, follow) {
@@ -765,10 +1076,16 @@ async fn query(
         };
         let records: Box<dyn Iterator<Item = Result<Vec<u8>, String>> + Send> = if follow {
             Box::new(FollowRecords {
-                reader: from.read.follow(q.start_ns..),
+                records: ModuleRecords::new(
+                    Arc::clone(&st),
+                    from.clone(),
+                    set.generation,
+                    q.start_ns,
+                    q.end_ns,
+                    true,
+                ),
                 end_ns: q.end_ns,
                 give_up_ns: give_up_ns(&from.config, q.end_ns),
-                st: Arc::clone(&st),
                 tx: tx.clone(),
                 done: false,
             })
@@ -800,9 +1117,16 @@ async fn query(
             Ok(slot) => slot,
             Err(busy) => return busy,
         };
-        let state = Arc::clone(&st);
+        let records = ModuleRecords::new(
+            Arc::clone(&st),
+            m.clone(),
+            set.generation,
+            q.start_ns,
+            q.end_ns,
+            follow,
+        );
         spawn_producer(slot, tx.clone(), move || {
-            produce(&state, idx, &q, follow, printer, &buf, &tx);
+            produce(records, &q, printer, &buf, &tx);
         });
     }
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
@@ -937,7 +1261,7 @@ async fn trace(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
     let Some(tw) = st.trace.get().cloned() else {
-        if st.module("trace").is_some() {
+        if st.modules().get("trace").is_some() {
             return query(State(st), Path("trace".to_owned()), Query(pairs)).await;
         }
         return error(
@@ -1019,35 +1343,27 @@ fn spawn_producer(
     }
 }
 
-/// Prints the records of module `idx` in the query's range into chunks (following new records
-/// when `follow`).
+/// Prints `records` up to the query's end into chunks (following new records, across reloads,
+/// when they follow).
 fn produce(
-    st: &NodeState,
-    idx: usize,
+    mut records: ModuleRecords,
     q: &QueryParams,
-    follow: bool,
     mut printer: Box<dyn RecordSink + Send>,
     buf: &SharedBuf,
     tx: &Chunks,
 ) {
-    let Some(m) = st.modules.get(idx) else {
-        return;
-    };
-    let give_up_ns = give_up_ns(&m.config, q.end_ns);
-    let mut reader = if follow {
-        m.read.follow(q.start_ns..)
-    } else {
-        m.read.reader(q.start_ns..q.end_ns)
-    };
+    let st = Arc::clone(&records.st);
+    let name = records.module.config.name.clone();
+    let give_up_ns = give_up_ns(&records.module.config, q.end_ns);
     loop {
         let finished = st.is_finished();
-        match reader.next() {
-            Some(Ok(rec)) => {
+        match records.next() {
+            Step::Record(rec) => {
                 if rec.ts >= q.end_ns {
                     break;
                 }
                 if let Err(e) = printer.record(&rec.payload) {
-                    tracing::warn!("query `{}`: {e}", m.config.name);
+                    tracing::warn!("query `{name}`: {e}");
                     let _ = writeln!(buf.clone(), "error: {e}");
                     break;
                 }
@@ -1055,31 +1371,36 @@ fn produce(
                     return;
                 }
             }
-            Some(Err(e)) => {
-                tracing::error!("query `{}`: {e}", m.config.name);
+            Step::Failed(e) => {
+                tracing::error!("query `{name}`: {e}");
                 break;
             }
-            None => {
-                if !follow || finished || st.stopping.load(Ordering::SeqCst) {
-                    break;
-                }
-                if now_ns() > give_up_ns {
+            Step::Gone => {
+                tracing::info!("query `{name}`: a reload removed the module; the answer ends");
+                break;
+            }
+            Step::CaughtUp => {
+                if !records.follow
+                    || finished
+                    || st.stopping.load(Ordering::SeqCst)
+                    || now_ns() > give_up_ns
+                {
                     break;
                 }
                 // Caught up: what is printed goes out now (a `pretty` block included).
                 if let Err(e) = printer.flush() {
-                    tracing::warn!("query `{}`: {e}", m.config.name);
+                    tracing::warn!("query `{name}`: {e}");
                     break;
                 }
                 if !send(tx, buf) {
                     return;
                 }
-                reader.wait(FOLLOW_POLL);
+                records.wait(FOLLOW_POLL);
             }
         }
     }
     if let Err(e) = printer.finish() {
-        tracing::warn!("query `{}`: {e}", m.config.name);
+        tracing::warn!("query `{name}`: {e}");
     }
     send(tx, buf);
 }

@@ -17,6 +17,10 @@
 //! | `como_queries_running` | gauge | | queries running now (module queries, `/trace`, chained; streaming ones while they stream), at each scrape |
 //! | `como_query_rejected_total` | counter | | queries refused with 503 because `[query] max_queries` were running |
 //!
+//! The `module` series follow the module set served now: a reload drops the series of the
+//! modules it removes (as Prometheus drops a target's vanished series, rather than showing a
+//! last value forever) and the series of the modules that stay go on (the same counters).
+//!
 //! Counters are never updated per packet: the packet path adds batch totals, and the live
 //! capture's counters are atomics of the workers read by a [`CaptureProbe`] at scrape time.
 
@@ -140,18 +144,29 @@ impl Deltas {
     }
 }
 
+/// The per-module series of the module set served now (index = module index in the set).
+struct PerModule {
+    names: Vec<String>,
+    packets: Vec<IntCounter>,
+    records: Vec<IntCounter>,
+    cpu: Vec<Counter>,
+    /// Nanoseconds of the runtime's CPU accounting already added to `cpu`.
+    cpu_seen: Vec<u64>,
+    /// Module packets of the capture probe already added to `packets`.
+    probe_seen: Vec<u64>,
+}
+
 /// The node's metrics.
 pub struct Metrics {
     registry: Registry,
     source_packets: Vec<IntCounter>,
     source_bytes: Vec<IntCounter>,
-    module_packets: Vec<IntCounter>,
-    module_records: Vec<IntCounter>,
+    module_packets: IntCounterVec,
+    module_records: IntCounterVec,
+    module_cpu: CounterVec,
+    modules: Mutex<PerModule>,
     stored_bytes: IntGaugeVec,
     uptime: Gauge,
-    module_cpu: Vec<Counter>,
-    /// Nanoseconds of CPU already added to `module_cpu`.
-    cpu_seen: Mutex<Vec<u64>>,
     capture_packets: IntCounterVec,
     capture_bytes: IntCounterVec,
     capture_drops: IntCounterVec,
@@ -159,10 +174,53 @@ pub struct Metrics {
     busy: GaugeVec,
     probe: Mutex<Option<std::sync::Arc<dyn CaptureProbe>>>,
     deltas: Mutex<Deltas>,
-    /// Module packets of the probe already added to `module_packets`.
-    probe_modules: Mutex<Vec<u64>>,
     queries_running: IntGauge,
     query_rejected: IntCounter,
+}
+
+impl PerModule {
+    /// The series of `names` (existing series go on).
+    fn of(
+        names: &[String],
+        packets: &IntCounterVec,
+        records: &IntCounterVec,
+        cpu: &CounterVec,
+    ) -> Self {
+        Self {
+            names: names.to_vec(),
+            packets: names
+                .iter()
+                .map(|n| packets.with_label_values(&[n.as_str()]))
+                .collect(),
+            records: names
+                .iter()
+                .map(|n| records.with_label_values(&[n.as_str()]))
+                .collect(),
+            cpu: names
+                .iter()
+                .map(|n| cpu.with_label_values(&[n.as_str()]))
+                .collect(),
+            cpu_seen: vec![0; names.len()],
+            probe_seen: vec![0; names.len()],
+        }
+    }
+
+    fn add_packets(&self, i: usize, packets: u64) {
+        if let Some(c) = self.packets.get(i) {
+            c.inc_by(packets);
+        }
+    }
+}
+
+fn new_counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+) -> Result<IntCounterVec, prometheus::Error> {
+    let vec = IntCounterVec::new(Opts::new(name, help), &[label])?;
+    registry.register(Box::new(vec.clone()))?;
+    Ok(vec)
 }
 
 fn counters(
@@ -172,8 +230,7 @@ fn counters(
     label: &str,
     values: &[String],
 ) -> Result<Vec<IntCounter>, prometheus::Error> {
-    let vec = IntCounterVec::new(Opts::new(name, help), &[label])?;
-    registry.register(Box::new(vec.clone()))?;
+    let vec = new_counter_vec(registry, name, help, label)?;
     Ok(values
         .iter()
         .map(|v| vec.with_label_values(&[v.as_str()]))
@@ -198,19 +255,17 @@ impl Metrics {
             "source",
             sources,
         )?;
-        let module_packets = counters(
+        let module_packets = new_counter_vec(
             &registry,
             "como_module_packets_total",
             "Packets that matched the module's filter",
             "module",
-            modules,
         )?;
-        let module_records = counters(
+        let module_records = new_counter_vec(
             &registry,
             "como_module_records_total",
             "Records the module stored",
             "module",
-            modules,
         )?;
         let stored_bytes = IntGaugeVec::new(
             Opts::new(
@@ -230,10 +285,7 @@ impl Metrics {
             &["module"],
         )?;
         registry.register(Box::new(cpu.clone()))?;
-        let module_cpu = modules
-            .iter()
-            .map(|m| cpu.with_label_values(&[m.as_str()]))
-            .collect();
+        let per_module = PerModule::of(modules, &module_packets, &module_records, &cpu);
         let capture_packets = IntCounterVec::new(
             Opts::new(
                 "como_capture_packets_total",
@@ -294,17 +346,46 @@ impl Metrics {
             busy,
             probe: Mutex::new(None),
             deltas: Mutex::new(Deltas::default()),
-            probe_modules: Mutex::new(vec![0; modules.len()]),
             registry,
             source_packets,
             source_bytes,
             module_packets,
             module_records,
+            module_cpu: cpu,
+            modules: Mutex::new(per_module),
             stored_bytes,
             uptime,
-            module_cpu,
-            cpu_seen: Mutex::new(vec![0; modules.len()]),
         })
+    }
+
+    fn per_module(&self) -> std::sync::MutexGuard<'_, PerModule> {
+        self.modules.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Follows module set `names` from now on (a reload; module indices are the new set's):
+    /// the series of a module that stays go on, those of a module that left are dropped, a
+    /// new module's start at 0. The capture probe is dropped (its module counters are
+    /// indexed as the old set): give the new runtime's with [`Metrics::set_capture_probe`].
+    ///
+    /// `also` runs while the module series are locked (no scrape in between).
+    pub(crate) fn set_modules(&self, names: &[String], also: impl FnOnce()) {
+        // Lock order: the module series, then the probe (as a scrape takes them).
+        let mut m = self.per_module();
+        *self.probe.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        also();
+        for gone in m.names.iter().filter(|n| !names.contains(n)) {
+            let l = [gone.as_str()];
+            let _ = self.module_packets.remove_label_values(&l);
+            let _ = self.module_records.remove_label_values(&l);
+            let _ = self.module_cpu.remove_label_values(&l);
+            let _ = self.stored_bytes.remove_label_values(&l);
+        }
+        *m = PerModule::of(
+            names,
+            &self.module_packets,
+            &self.module_records,
+            &self.module_cpu,
+        );
     }
 
     /// Adds a batch of packets and bytes read from source `i`.
@@ -317,14 +398,12 @@ impl Metrics {
 
     /// Adds packets matched by module `i`.
     pub fn add_module_packets(&self, i: usize, packets: u64) {
-        if let Some(c) = self.module_packets.get(i) {
-            c.inc_by(packets);
-        }
+        self.per_module().add_packets(i, packets);
     }
 
     /// Adds records stored by module `i`.
     pub fn add_module_records(&self, i: usize, records: u64) {
-        if let Some(c) = self.module_records.get(i) {
+        if let Some(c) = self.per_module().records.get(i) {
             c.inc_by(records);
         }
     }
@@ -337,20 +416,19 @@ impl Metrics {
     /// Reads the live capture's counters from `probe` at every scrape (replaces a previous
     /// probe; the counters go on from the new probe's values).
     pub fn set_capture_probe(&self, probe: std::sync::Arc<dyn CaptureProbe>) {
+        let mut m = self.per_module();
         *self.probe.lock().unwrap_or_else(PoisonError::into_inner) = Some(probe);
         // A new probe's module counters start from zero.
-        for v in self
-            .probe_modules
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter_mut()
-        {
+        for v in &mut m.probe_seen {
             *v = 0;
         }
     }
 
     /// Adds what the capture probe counted since the last scrape.
     fn scrape_capture(&self) {
+        // Held from the probe's sample to its module counters: a module set replaced in
+        // between would take them under other indices.
+        let mut m = self.per_module();
         let probe = self
             .probe
             .lock()
@@ -390,13 +468,14 @@ impl Metrics {
         for (w, r) in &s.workers {
             self.busy.with_label_values(&[w.as_str()]).set(*r);
         }
-        let mut seen = self
-            .probe_modules
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for (i, (&now, old)) in s.module_packets.iter().zip(seen.iter_mut()).enumerate() {
+        let PerModule {
+            packets,
+            probe_seen,
+            ..
+        } = &mut *m;
+        for ((&now, old), c) in s.module_packets.iter().zip(probe_seen).zip(&*packets) {
             if now > *old {
-                self.add_module_packets(i, now - *old);
+                c.inc_by(now - *old);
             }
             *old = now;
         }
@@ -405,22 +484,28 @@ impl Metrics {
     /// The text exposition (refreshing the gauges from `node`).
     pub fn render(&self, node: &NodeState) -> Result<String, prometheus::Error> {
         self.scrape_capture();
-        for m in &node.modules {
+        // The module series, the module set and the CPU accounting are read under the series'
+        // lock: a reload replaces them together ([`NodeState::replace_modules`]).
+        let mut m = self.per_module();
+        for sm in &node.modules().modules {
             self.stored_bytes
-                .with_label_values(&[m.config.name.as_str()])
-                .set(i64::try_from(m.read.stored_bytes()).unwrap_or(i64::MAX));
+                .with_label_values(&[sm.config.name.as_str()])
+                .set(i64::try_from(sm.read.stored_bytes()).unwrap_or(i64::MAX));
         }
-        self.uptime.set(node.started.elapsed().as_secs_f64());
-        self.queries_running
-            .set(i64::try_from(node.queries_running()).unwrap_or(i64::MAX));
         if let Some(cpu) = node.module_cpu() {
-            let mut seen = self.cpu_seen.lock().unwrap_or_else(PoisonError::into_inner);
-            for (i, (c, old)) in self.module_cpu.iter().zip(seen.iter_mut()).enumerate() {
+            let PerModule {
+                cpu: c, cpu_seen, ..
+            } = &mut *m;
+            for (i, (c, old)) in c.iter().zip(cpu_seen).enumerate() {
                 let now = cpu.nanos(i);
                 c.inc_by(now.saturating_sub(*old) as f64 / 1e9);
                 *old = now;
             }
         }
+        drop(m);
+        self.uptime.set(node.started.elapsed().as_secs_f64());
+        self.queries_running
+            .set(i64::try_from(node.queries_running()).unwrap_or(i64::MAX));
         TextEncoder::new().encode_to_string(&self.registry.gather())
     }
 }
