@@ -27,6 +27,8 @@
 //!   included, or the header is malformed): tshark's dissector stops before its conversation
 //!   tap, so such a packet is in no conversation; this module skips it too.
 
+use std::collections::hash_map::Entry;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -221,12 +223,123 @@ pub struct Record {
     pub flow: Flow,
 }
 
+/// A capture-side flow key: hashed, and ordered for export by [`FlowKey::order`].
+trait FlowKey: Copy + Eq + Hash {
+    /// The 5-tuple order within one family and one first timestamp: proto, src, sport, dst,
+    /// dport (the order of [`Key`] for addresses of one family).
+    type Order: Ord;
+    fn order(&self) -> Self::Order;
+}
+
+impl FlowKey for Key4 {
+    type Order = u128;
+
+    #[inline]
+    fn order(&self) -> u128 {
+        let (sport, dport, proto) = unpack_ports(self.ports);
+        u128::from(proto) << 104
+            | u128::from(self.addrs >> 32) << 72
+            | u128::from(sport) << 56
+            | u128::from(self.addrs & 0xffff_ffff) << 24
+            | u128::from(dport) << 8
+    }
+}
+
+impl FlowKey for Key6 {
+    type Order = (u8, (u64, u64), u16, (u64, u64), u16);
+
+    #[inline]
+    fn order(&self) -> Self::Order {
+        let (sport, dport, proto) = unpack_ports(self.ports);
+        (proto, self.src, sport, self.dst, dport)
+    }
+}
+
+/// The flows of one address family: counters in the order flows appeared (so, timestamps
+/// rising, already in export order but for ties), and a hash index into them.
+#[derive(Debug)]
+struct Family<K> {
+    index: FxHashMap<K, usize>,
+    flows: Vec<(K, Counters)>,
+}
+
+impl<K> Default for Family<K> {
+    fn default() -> Self {
+        Self {
+            index: FxHashMap::default(),
+            flows: Vec::new(),
+        }
+    }
+}
+
+impl<K: FlowKey> Family<K> {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            index: FxHashMap::with_capacity_and_hasher(n, Default::default()),
+            flows: Vec::with_capacity(n),
+        }
+    }
+
+    /// The counters of `key`, new ones (`fresh`) if the flow is new.
+    #[inline]
+    fn get(&mut self, key: K, fresh: Counters) -> Option<&mut Counters> {
+        match self.index.entry(key) {
+            Entry::Occupied(e) => self.flows.get_mut(*e.get()).map(|(_, c)| c),
+            Entry::Vacant(e) => {
+                e.insert(self.flows.len());
+                self.flows.push((key, fresh));
+                self.flows.last_mut().map(|(_, c)| c)
+            }
+        }
+    }
+
+    /// Adds the flows of `other` (left empty).
+    fn absorb(&mut self, other: &mut Self) {
+        other.index.clear();
+        for (k, o) in other.flows.drain(..) {
+            let zero = Counters {
+                pkts_flags: 0,
+                bytes: 0,
+                ..o
+            };
+            if let Some(c) = self.get(k, zero) {
+                c.merge(&o);
+            }
+        }
+    }
+
+    /// Empties the index and sorts the flows by first timestamp, then key: only runs of equal
+    /// first timestamps when the flows are already in time order (one core, timestamps rising).
+    fn sort(&mut self) {
+        self.index.clear();
+        if self.flows.is_sorted_by_key(|(_, c)| c.first) {
+            for run in self.flows.chunk_by_mut(|a, b| a.1.first == b.1.first) {
+                if run.len() > 1 {
+                    run.sort_unstable_by_key(|(k, _)| k.order());
+                }
+            }
+        } else {
+            self.flows
+                .sort_unstable_by_key(|(k, c)| (c.first, k.order()));
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.index.is_empty() && self.flows.is_empty()
+    }
+
+    /// Entries held room for.
+    fn capacity(&self) -> usize {
+        self.index.capacity().max(self.flows.capacity())
+    }
+}
+
 /// One core's flows of one interval: IPv4 and IPv6 apart, so the (usually larger) IPv4 table
-/// has 16-byte keys and 48-byte entries.
+/// has 16-byte keys.
 #[derive(Debug, Default)]
 pub struct Flows {
-    v4: FxHashMap<Key4, Counters>,
-    v6: FxHashMap<Key6, Counters>,
+    v4: Family<Key4>,
+    v6: Family<Key6>,
 }
 
 impl Flows {
@@ -238,21 +351,21 @@ impl Flows {
         let c = match (key.src, key.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 let addrs = u64::from(u32::from(s)) << 32 | u64::from(u32::from(d));
-                self.v4
-                    .entry(Key4 { addrs, ports })
-                    .or_insert(Counters::new(ts))
+                self.v4.get(Key4 { addrs, ports }, Counters::new(ts))
             }
-            (IpAddr::V6(s), IpAddr::V6(d)) => self
-                .v6
-                .entry(Key6 {
+            (IpAddr::V6(s), IpAddr::V6(d)) => self.v6.get(
+                Key6 {
                     src: split6(s.into()),
                     dst: split6(d.into()),
                     ports,
-                })
-                .or_insert(Counters::new(ts)),
+                },
+                Counters::new(ts),
+            ),
             _ => return,
         };
-        c.add(ts, bytes, flags);
+        if let Some(c) = c {
+            c.add(ts, bytes, flags);
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -400,28 +513,10 @@ impl Tuple {
     }
 }
 
-/// Sort key of an IPv4 flow within one first timestamp: proto, src, sport, dst, dport.
-#[inline]
-fn order4(k: &Key4) -> u128 {
-    let (sport, dport, proto) = unpack_ports(k.ports);
-    u128::from(proto) << 104
-        | u128::from(k.addrs >> 32) << 72
-        | u128::from(sport) << 56
-        | u128::from(k.addrs & 0xffff_ffff) << 24
-        | u128::from(dport) << 8
-}
-
-/// The export side's sort buffers, kept across intervals (no fresh megabytes per interval).
-#[derive(Debug, Default)]
-pub struct Sorting {
-    v4: Vec<(Key4, Counters)>,
-    v6: Vec<(Key6, Counters)>,
-}
-
 impl Module for Tuple {
     type Config = NoArgs;
     type State = State;
-    type Export = Sorting;
+    type Export = ();
     type Record = Record;
     const KIND: &'static str = "tuple";
 
@@ -435,8 +530,8 @@ impl Module for Tuple {
             let n4 = self.hint4.load(Ordering::Relaxed).min(MAX_HINT);
             let n6 = self.hint6.load(Ordering::Relaxed).min(MAX_HINT);
             Flows {
-                v4: FxHashMap::with_capacity_and_hasher(n4, Default::default()),
-                v6: FxHashMap::with_capacity_and_hasher(n6, Default::default()),
+                v4: Family::with_capacity(n4),
+                v6: Family::with_capacity(n6),
             }
         });
         State {
@@ -520,53 +615,30 @@ impl Module for Tuple {
     fn merge(&self, into: &mut State, other: State) {
         // Datagrams still incomplete are dropped at export: only flows merge.
         let mut flows = other.flows;
-        for (k, o) in flows.v4.drain() {
-            into.flows
-                .v4
-                .entry(k)
-                .and_modify(|f| f.merge(&o))
-                .or_insert(o);
-        }
-        for (k, o) in flows.v6.drain() {
-            into.flows
-                .v6
-                .entry(k)
-                .and_modify(|f| f.merge(&o))
-                .or_insert(o);
-        }
+        into.flows.v4.absorb(&mut flows.v4);
+        into.flows.v6.absorb(&mut flows.v6);
         self.recycle(flows);
     }
 
-    fn new_export(&self) -> Sorting {
-        Sorting::default()
-    }
+    fn new_export(&self) {}
 
-    fn export(&self, sorting: &mut Sorting, ivl: Interval, state: State, out: &mut Vec<Record>) {
+    fn export(&self, _: &mut (), ivl: Interval, state: State, out: &mut Vec<Record>) {
         let mut flows = state.flows;
-        self.hint4.store(flows.v4.len(), Ordering::Relaxed);
-        self.hint6.store(flows.v6.len(), Ordering::Relaxed);
+        self.hint4.store(flows.v4.flows.len(), Ordering::Relaxed);
+        self.hint6.store(flows.v6.flows.len(), Ordering::Relaxed);
         // Each family sorted on integers, then merged: (first, proto, family, src, sport,
         // dst, dport) orders flows exactly as (first, Key) does (`IpAddr` orders IPv4 before
         // IPv6, then numerically; both addresses of a flow have the same family).
-        let Sorting { v4, v6 } = sorting;
-        v4.clear();
-        v6.clear();
-        v4.extend(flows.v4.drain());
-        v6.extend(flows.v6.drain());
-        self.recycle(flows);
-        v4.sort_unstable_by_key(|(k, c)| (c.first, order4(k)));
-        v6.sort_unstable_by_key(|(k, c)| {
-            let (sport, dport, proto) = unpack_ports(k.ports);
-            (c.first, proto, k.src, sport, k.dst, dport)
-        });
-        out.reserve(v4.len() + v6.len());
+        flows.v4.sort();
+        flows.v6.sort();
+        out.reserve(flows.v4.flows.len() + flows.v6.flows.len());
         let record = |key: Key, c: Counters| Record {
             ts: ivl.start_ns,
             key,
             flow: c.flow(),
         };
-        let mut v6 = v6.drain(..).peekable();
-        for (k, c) in v4.drain(..) {
+        let mut v6 = flows.v6.flows.drain(..).peekable();
+        for (k, c) in flows.v4.flows.drain(..) {
             // IPv6 flows that come first: earlier, or as early and of a smaller protocol.
             let here = (c.first, k.ports >> 32);
             while let Some((k6, c6)) = v6.next_if(|(k6, c6)| (c6.first, k6.ports >> 32) < here) {
@@ -575,6 +647,7 @@ impl Module for Tuple {
             out.push(record(k.key(), c));
         }
         out.extend(v6.map(|(k, c)| record(k.key(), c)));
+        self.recycle(flows);
     }
 
     fn record_ts(&self, r: &Record) -> u64 {
@@ -620,12 +693,9 @@ impl Module for Tuple {
 mod tests {
     use super::*;
 
-    /// The export order (sorted on integer keys) is the documented one: first timestamp, then
-    /// the 5-tuple as `Key` orders it (IPv4 before IPv6, numerically), whatever the hash order.
-    #[test]
-    fn export_order_is_first_then_key() {
-        let t = Tuple::default();
-        let mut state = t.new_state(Interval::containing(0, 1_000));
+    /// Flow keys of both families in no particular order (IPv4 and IPv6 mixed, addresses
+    /// neither ascending nor descending), each twice with different protocols and ports.
+    fn keys() -> Vec<Key> {
         let addrs: [IpAddr; 5] = [
             "10.0.0.1".parse().expect("ip"),
             "9.255.255.255".parse().expect("ip"),
@@ -633,39 +703,119 @@ mod tests {
             "2001:db8::1".parse().expect("ip"),
             "255.0.0.0".parse().expect("ip"),
         ];
-        let mut n = 0u64;
-        for (i, &a) in addrs.iter().enumerate() {
-            for (j, &b) in addrs.iter().enumerate() {
+        let mut out = Vec::new();
+        for &a in &addrs {
+            for &b in &addrs {
                 if a.is_ipv4() != b.is_ipv4() {
                     continue;
                 }
-                for proto in [6u8, 17] {
+                for proto in [17u8, 6] {
                     for port in [53u16, 443, 80] {
-                        n += 1;
-                        let key = Key {
+                        out.push(Key {
                             proto,
                             src: a,
                             sport: port,
                             dst: b,
                             dport: 1000 - port,
-                        };
-                        // Few distinct first timestamps, so ties are broken by the key.
-                        let ts = (n * 7 + i as u64 + j as u64) % 5;
-                        state.flows.account(key, ts, 100, 0);
+                        });
                     }
                 }
             }
         }
+        out
+    }
+
+    fn export(t: &Tuple, state: State) -> Vec<Record> {
         let mut out = Vec::new();
-        t.export(
-            &mut t.new_export(),
-            Interval::containing(0, 1_000),
-            state,
-            &mut out,
-        );
-        assert_eq!(out.len() as u64, n);
-        let mut want = out.clone();
-        want.sort_by(|a, b| a.flow.first.cmp(&b.flow.first).then(a.key.cmp(&b.key)));
-        assert_eq!(out, want);
+        t.export(&mut (), Interval::containing(0, 1_000), state, &mut out);
+        out
+    }
+
+    /// Whether `out` is in the documented order: first timestamp, then the 5-tuple as `Key`
+    /// orders it (IPv4 before IPv6, numerically).
+    fn in_documented_order(out: &[Record]) -> bool {
+        out.is_sorted_by(|a, b| (a.flow.first, a.key) <= (b.flow.first, b.key))
+    }
+
+    /// The export order (sorted on integer keys) is the documented one whatever the hash
+    /// order, also when packets come out of time order.
+    #[test]
+    fn export_order_is_first_then_key() {
+        let t = Tuple::default();
+        let mut state = t.new_state(Interval::containing(0, 1_000));
+        let keys = keys();
+        for (n, &key) in keys.iter().enumerate() {
+            // Few distinct first timestamps, out of order, so ties are broken by the key.
+            let ts = (n as u64 * 7 + 3) % 5;
+            state.flows.account(key, ts, 100, 0);
+        }
+        let out = export(&t, state);
+        assert_eq!(out.len(), keys.len());
+        assert!(in_documented_order(&out));
+    }
+
+    /// Flows appearing in time order (the flows are then exported in the order they appeared
+    /// but for runs of equal first timestamps, sorted by key): the same documented order, and
+    /// a flow's later packets (here one earlier than its first) count in full.
+    #[test]
+    fn export_order_with_rising_timestamps() {
+        let t = Tuple::default();
+        let keys = keys();
+        for late in [false, true] {
+            let mut state = t.new_state(Interval::containing(0, 1_000));
+            for (n, &key) in keys.iter().enumerate() {
+                // Runs of 7 flows with the same first timestamp, keys out of order.
+                state.flows.account(key, 10 + n as u64 / 7, 100, 0x02);
+            }
+            for &key in &keys {
+                state.flows.account(key, 500, 40, 0x10);
+            }
+            if late {
+                // A packet older than its flow's first one: the flows are no longer in time
+                // order of appearance.
+                let key = keys.last().copied().expect("keys");
+                state.flows.account(key, 1, 40, 0x01);
+            }
+            let out = export(&t, state);
+            assert_eq!(out.len(), keys.len());
+            assert!(in_documented_order(&out));
+            for r in &out {
+                let old = late && Some(&r.key) == keys.last();
+                assert_eq!(r.flow.last, 500);
+                assert_eq!(r.flow.pkts, if old { 3 } else { 2 });
+                assert_eq!(r.flow.bytes, if old { 180 } else { 140 });
+                assert_eq!(r.flow.tcp_flags, if old { 0x13 } else { 0x12 });
+                if old {
+                    assert_eq!(r.flow.first, 1);
+                }
+            }
+        }
+    }
+
+    /// Two cores' partials merged export exactly what one core seeing every packet exports.
+    #[test]
+    fn merged_partials_equal_one_core() {
+        let t = Tuple::default();
+        let ivl = Interval::containing(0, 1_000);
+        let keys = keys();
+        let mut one = t.new_state(ivl);
+        let mut parts = [t.new_state(ivl), t.new_state(ivl)];
+        for (n, &key) in keys.iter().enumerate().chain(keys.iter().enumerate().rev()) {
+            for p in 0..3u64 {
+                let i = n as u64 * 3 + p;
+                let (ts, bytes, flags) = ((i * 13) % 97, 60 + i, 1u8 << (i % 8));
+                one.flows.account(key, ts, bytes, flags);
+                if let Some(part) = parts.get_mut((i % 2) as usize) {
+                    part.flows.account(key, ts, bytes, flags);
+                }
+            }
+        }
+        let [mut a, b] = parts;
+        t.merge(&mut a, b);
+        let want = export(&t, one);
+        assert_eq!(export(&t, a), want);
+        assert!(want
+            .iter()
+            .all(|r| r.flow.pkts == 6 && r.flow.tcp_flags != 0));
     }
 }
