@@ -27,7 +27,6 @@
 //!   included, or the header is malformed): tshark's dissector stops before its conversation
 //!   tap, so such a packet is in no conversation; this module skips it too.
 
-use std::collections::hash_map::Entry;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,8 +85,8 @@ fn unpack_ports(p: u64) -> (u16, u16, u8) {
     ((p >> 16) as u16, p as u16, (p >> 32) as u8)
 }
 
-/// The hash key of an IPv4 flow on the capture side: 16 bytes, so a table entry is 48 bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The hash key of an IPv4 flow on the capture side: 16 bytes, so a table entry is 56 bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key4 {
     /// `src << 32 | dst`.
     addrs: u64,
@@ -97,7 +96,7 @@ struct Key4 {
 
 /// The hash key of an IPv6 flow on the capture side (addresses as pairs of words: 8-byte
 /// alignment, 40 bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key6 {
     src: (u64, u64),
     dst: (u64, u64),
@@ -160,7 +159,7 @@ pub struct Flow {
 
 /// A [`Flow`] as the capture tables hold it: 32 bytes, the TCP flags in the top byte of the
 /// packet count (2^56 packets of one flow in one interval would take years at 100 Mpkt/s).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Counters {
     first: u64,
     last: u64,
@@ -255,83 +254,104 @@ impl FlowKey for Key6 {
     }
 }
 
-/// The flows of one address family: counters in the order flows appeared (so, timestamps
-/// rising, already in export order but for ties), and a hash index into them.
+/// A flow's counters and its rank of appearance in its table (0 for the first flow).
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    seq: usize,
+    counters: Counters,
+}
+
+/// The flows of one address family, each with its rank of appearance: at export, the flows
+/// are laid out in that order (so, on one core with timestamps rising, already in export
+/// order but for ties) instead of sorted.
 #[derive(Debug)]
 struct Family<K> {
-    index: FxHashMap<K, usize>,
-    flows: Vec<(K, Counters)>,
+    table: FxHashMap<K, Slot>,
 }
 
 impl<K> Default for Family<K> {
     fn default() -> Self {
         Self {
-            index: FxHashMap::default(),
-            flows: Vec::new(),
+            table: FxHashMap::default(),
         }
     }
 }
 
-impl<K: FlowKey> Family<K> {
+impl<K: FlowKey + Default> Family<K> {
     fn with_capacity(n: usize) -> Self {
         Self {
-            index: FxHashMap::with_capacity_and_hasher(n, Default::default()),
-            flows: Vec::with_capacity(n),
+            table: FxHashMap::with_capacity_and_hasher(n, Default::default()),
         }
     }
 
     /// The counters of `key`, new ones (`fresh`) if the flow is new.
     #[inline]
-    fn get(&mut self, key: K, fresh: Counters) -> Option<&mut Counters> {
-        match self.index.entry(key) {
-            Entry::Occupied(e) => self.flows.get_mut(*e.get()).map(|(_, c)| c),
-            Entry::Vacant(e) => {
-                e.insert(self.flows.len());
-                self.flows.push((key, fresh));
-                self.flows.last_mut().map(|(_, c)| c)
-            }
-        }
+    fn get(&mut self, key: K, fresh: Counters) -> &mut Counters {
+        let seq = self.table.len();
+        &mut self
+            .table
+            .entry(key)
+            .or_insert(Slot {
+                seq,
+                counters: fresh,
+            })
+            .counters
     }
 
     /// Adds the flows of `other` (left empty).
     fn absorb(&mut self, other: &mut Self) {
-        other.index.clear();
-        for (k, o) in other.flows.drain(..) {
+        // Flows of several cores are not in time order anyway: the export sorts them whole.
+        for (k, o) in other.table.drain() {
             let zero = Counters {
                 pkts_flags: 0,
                 bytes: 0,
-                ..o
+                ..o.counters
             };
-            if let Some(c) = self.get(k, zero) {
-                c.merge(&o);
-            }
+            self.get(k, zero).merge(&o.counters);
         }
     }
 
-    /// Empties the index and sorts the flows by first timestamp, then key: only runs of equal
-    /// first timestamps when the flows are already in time order (one core, timestamps rising).
-    fn sort(&mut self) {
-        self.index.clear();
-        if self.flows.is_sorted_by_key(|(_, c)| c.first) {
-            for run in self.flows.chunk_by_mut(|a, b| a.1.first == b.1.first) {
+    /// Empties the table into `out`, sorted by first timestamp, then key: laid out in order of
+    /// appearance, then only runs of equal first timestamps sorted when that is time order
+    /// (one core, timestamps rising).
+    fn drain_sorted(&mut self, out: &mut Vec<(K, Counters)>) {
+        out.clear();
+        out.resize(self.table.len(), Default::default());
+        for (k, s) in self.table.drain() {
+            if let Some(x) = out.get_mut(s.seq) {
+                *x = (k, s.counters);
+            }
+        }
+        if out.is_sorted_by_key(|(_, c)| c.first) {
+            for run in out.chunk_by_mut(|a, b| a.1.first == b.1.first) {
                 if run.len() > 1 {
                     run.sort_unstable_by_key(|(k, _)| k.order());
                 }
             }
         } else {
-            self.flows
-                .sort_unstable_by_key(|(k, c)| (c.first, k.order()));
+            out.sort_unstable_by_key(|(k, c)| (c.first, k.order()));
         }
     }
 
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
     fn is_empty(&self) -> bool {
-        self.index.is_empty() && self.flows.is_empty()
+        self.table.is_empty()
     }
 
     /// Entries held room for.
     fn capacity(&self) -> usize {
-        self.index.capacity().max(self.flows.capacity())
+        self.table.capacity()
     }
+}
+
+/// The export side's buffers of flows in export order, kept across intervals.
+#[derive(Debug, Default)]
+pub struct Sorting {
+    v4: Vec<(Key4, Counters)>,
+    v6: Vec<(Key6, Counters)>,
 }
 
 /// One core's flows of one interval: IPv4 and IPv6 apart, so the (usually larger) IPv4 table
@@ -363,9 +383,7 @@ impl Flows {
             ),
             _ => return,
         };
-        if let Some(c) = c {
-            c.add(ts, bytes, flags);
-        }
+        c.add(ts, bytes, flags);
     }
 
     fn is_empty(&self) -> bool {
@@ -516,7 +534,7 @@ impl Tuple {
 impl Module for Tuple {
     type Config = NoArgs;
     type State = State;
-    type Export = ();
+    type Export = Sorting;
     type Record = Record;
     const KIND: &'static str = "tuple";
 
@@ -620,25 +638,28 @@ impl Module for Tuple {
         self.recycle(flows);
     }
 
-    fn new_export(&self) {}
+    fn new_export(&self) -> Sorting {
+        Sorting::default()
+    }
 
-    fn export(&self, _: &mut (), ivl: Interval, state: State, out: &mut Vec<Record>) {
+    fn export(&self, sorting: &mut Sorting, ivl: Interval, state: State, out: &mut Vec<Record>) {
         let mut flows = state.flows;
-        self.hint4.store(flows.v4.flows.len(), Ordering::Relaxed);
-        self.hint6.store(flows.v6.flows.len(), Ordering::Relaxed);
+        self.hint4.store(flows.v4.len(), Ordering::Relaxed);
+        self.hint6.store(flows.v6.len(), Ordering::Relaxed);
         // Each family sorted on integers, then merged: (first, proto, family, src, sport,
         // dst, dport) orders flows exactly as (first, Key) does (`IpAddr` orders IPv4 before
         // IPv6, then numerically; both addresses of a flow have the same family).
-        flows.v4.sort();
-        flows.v6.sort();
-        out.reserve(flows.v4.flows.len() + flows.v6.flows.len());
+        flows.v4.drain_sorted(&mut sorting.v4);
+        flows.v6.drain_sorted(&mut sorting.v6);
+        self.recycle(flows);
+        out.reserve(sorting.v4.len() + sorting.v6.len());
         let record = |key: Key, c: Counters| Record {
             ts: ivl.start_ns,
             key,
             flow: c.flow(),
         };
-        let mut v6 = flows.v6.flows.drain(..).peekable();
-        for (k, c) in flows.v4.flows.drain(..) {
+        let mut v6 = sorting.v6.drain(..).peekable();
+        for (k, c) in sorting.v4.drain(..) {
             // IPv6 flows that come first: earlier, or as early and of a smaller protocol.
             let here = (c.first, k.ports >> 32);
             while let Some((k6, c6)) = v6.next_if(|(k6, c6)| (c6.first, k6.ports >> 32) < here) {
@@ -647,7 +668,6 @@ impl Module for Tuple {
             out.push(record(k.key(), c));
         }
         out.extend(v6.map(|(k, c)| record(k.key(), c)));
-        self.recycle(flows);
     }
 
     fn record_ts(&self, r: &Record) -> u64 {
@@ -727,7 +747,12 @@ mod tests {
 
     fn export(t: &Tuple, state: State) -> Vec<Record> {
         let mut out = Vec::new();
-        t.export(&mut (), Interval::containing(0, 1_000), state, &mut out);
+        t.export(
+            &mut t.new_export(),
+            Interval::containing(0, 1_000),
+            state,
+            &mut out,
+        );
         out
     }
 
