@@ -304,3 +304,35 @@ fn xdp_attach_turns_rx_vlan_stripping_off_while_attached() {
         .expect("enter netns");
     assert!(!rx_vlan_offload(&rx, &a), "left off");
 }
+
+/// An MTU that needs multi-buffer frames: native attach is refused with an error that names
+/// the MTU and the ways out; `auto` falls back to skb mode.
+#[test]
+fn xdp_attach_names_an_mtu_too_large_for_native_mode() {
+    if !privileged("xdp_attach_names_an_mtu_too_large_for_native_mode") {
+        return;
+    }
+    let rx = NetNs::new("xmtu").expect("netns");
+    let veth = VethPair::new(&rx, None).expect("veth");
+    rx.ip(&["link", "set", &veth.a, "mtu", "9000"])
+        .expect("mtu a");
+    std::process::Command::new("ip")
+        .args(["link", "set", &veth.b, "mtu", "9000"])
+        .status()
+        .expect("mtu b");
+    let a = veth.a.clone();
+    let (mtu, native, auto) = rx
+        .run(move || {
+            let mtu = como_xdp::mtu(&a).expect("mtu");
+            let mut p = XdpProgram::load().unwrap_or_else(|e| panic!("load: {e}"));
+            let native = p.attach(&a, XdpMode::Native).map_err(|e| e.to_string());
+            let auto = p.attach(&a, XdpMode::Auto).map_err(|e| e.to_string());
+            p.detach().expect("detach");
+            (mtu, native, auto)
+        })
+        .expect("enter netns");
+    assert_eq!(mtu, 9000);
+    let e = native.expect_err("native attach with MTU 9000");
+    assert!(e.contains("MTU 9000") && e.contains("skb"), "{e}");
+    assert_eq!(auto, Ok(XdpMode::Skb));
+}

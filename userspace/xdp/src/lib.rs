@@ -21,12 +21,14 @@
 //! leaves nothing behind). A program attached the old way (netlink, e.g. by `ip link set xdp`
 //! or an older loader) makes the link fail with `EBUSY`: it is then removed and the attach
 //! retried once. While the program is attached, the interface's RX VLAN tag stripping is off
-//! (see `ethtool.rs`: a NIC that strips tags would hide them from the program, and `vlan`
+//! (see `ifreq.rs`: a NIC that strips tags would hide them from the program, and `vlan`
 //! filters would miss tagged frames that tcpdump counts); [`XdpProgram::detach`] turns it back
 //! on. A run that crashes leaves it off (the kernel then untags in software: harmless).
 
-mod ethtool;
+mod ifreq;
 mod netlink;
+
+pub use ifreq::mtu;
 
 use std::{
     os::fd::{AsRawFd, BorrowedFd},
@@ -46,11 +48,27 @@ use ebpf_filters_common::{
 use ebpf_filters_common::{l3_class, l3_key, L3_CLASSES, L3_KEY_BITS, LPM_ROOT_PREFIX, MAX_VLAN};
 pub use ebpf_filters_common::{Config, GenConfig, LpmData, Terms, XdpMeta};
 
+/// A native attach refused with `ERANGE` (the driver's answer to an MTU that needs
+/// multi-buffer frames) as [`XdpError::MtuTooLarge`]; other errors as they are.
+fn frame_too_long(iface: &str, mode: XdpMode, e: XdpError) -> XdpError {
+    match &e {
+        XdpError::Program(ProgramError::SyscallError(s))
+            if mode == XdpMode::Native && s.io_error.raw_os_error() == Some(libc::ERANGE) =>
+        {
+            XdpError::MtuTooLarge {
+                iface: iface.to_owned(),
+                mtu: ifreq::mtu(iface).unwrap_or(0),
+            }
+        }
+        _ => e,
+    }
+}
+
 /// Turns off the RX VLAN tag stripping of `iface` if it is on (see the crate docs); whether
 /// it was turned off (and is to be turned on again at detach).
 fn keep_vlan_tags(iface: &str) -> bool {
-    match ethtool::rx_vlan_stripping(iface) {
-        Ok(true) => match ethtool::set_rx_vlan_stripping(iface, false) {
+    match ifreq::rx_vlan_stripping(iface) {
+        Ok(true) => match ifreq::set_rx_vlan_stripping(iface, false) {
             Ok(()) => {
                 tracing::info!(
                     "{iface}: RX VLAN tag stripping off while attached (vlan filters see the tags, as tcpdump does)"
@@ -140,6 +158,17 @@ pub enum XdpError {
     /// A queue index past the XSK map.
     #[error("queue {0} is past the XSK map ({MAX_QUEUES} entries)")]
     Queue(u32),
+    /// The driver refuses native XDP for the interface's MTU (`ERANGE`): frames that long need
+    /// multi-buffer XDP, which the program does not do.
+    #[error(
+        "native XDP refused on {iface}: its MTU {mtu} needs multi-buffer XDP frames, which CoMo's program does not handle; lower the MTU (to about 3500 bytes: one page per frame) or use mode = \"skb\" (frames longer than a UMEM frame are dropped in any mode, counted as rx_dropped)"
+    )]
+    MtuTooLarge {
+        /// The interface.
+        iface: String,
+        /// Its MTU (0: unknown).
+        mtu: u32,
+    },
 }
 
 /// An error and its sources, `: `-separated (aya's syscall errors keep the errno in the
@@ -148,8 +177,12 @@ fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        // aya's syscall errors print their source themselves: not twice.
+        let text = c.to_string();
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         cur = c.source();
     }
     s
@@ -347,8 +380,11 @@ impl XdpProgram {
             XdpMode::Native => &[XdpMode::Native],
             XdpMode::Skb => &[XdpMode::Skb],
         };
-        let mut last = None;
+        let mut last: Option<XdpError> = None;
         for &m in modes {
+            if let Some(e) = &last {
+                tracing::warn!("{iface}: {e}; trying {m:?} mode");
+            }
             match self.attach_one(ifindex, m) {
                 Ok(link) => {
                     self.attached = Some(Attachment {
@@ -359,7 +395,7 @@ impl XdpProgram {
                     });
                     return Ok(m);
                 }
-                Err(e) => last = Some(e),
+                Err(e) => last = Some(frame_too_long(iface, m, e)),
             }
         }
         Err(last.unwrap_or(XdpError::UnknownInterface(iface.to_owned())))
@@ -402,7 +438,7 @@ impl XdpProgram {
         if let Some(a) = self.attached.take() {
             self.prog_mut()?.detach(a.link)?;
             if a.restore_rxvlan {
-                if let Err(e) = ethtool::set_rx_vlan_stripping(&a.iface, true) {
+                if let Err(e) = ifreq::set_rx_vlan_stripping(&a.iface, true) {
                     tracing::warn!("{}: turning RX VLAN tag stripping back on: {e}", a.iface);
                 }
             }

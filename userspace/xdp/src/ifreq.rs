@@ -1,8 +1,9 @@
-//! The interface's RX VLAN tag stripping (`ethtool -K IF rxvlan on|off`), read and set with
-//! the `SIOCETHTOOL` ioctl's flags commands (`ETHTOOL_GFLAGS` / `ETHTOOL_SFLAGS`,
-//! `ETH_FLAG_RXVLAN`; include/uapi/linux/ethtool.h).
+//! Interface settings through `struct ifreq` ioctls: the MTU (`SIOCGIFMTU`), and RX VLAN tag
+//! stripping (`ethtool -K IF rxvlan on|off`), read and set with the `SIOCETHTOOL` ioctl's flags
+//! commands (`ETHTOOL_GFLAGS` / `ETHTOOL_SFLAGS`, `ETH_FLAG_RXVLAN`;
+//! include/uapi/linux/ethtool.h).
 //!
-//! Why: a NIC that strips 802.1Q tags on receive hands XDP the frame without its tag (the tag
+//! Why the VLAN stripping: a NIC that strips 802.1Q tags on receive hands XDP the frame without its tag (the tag
 //! goes to the descriptor, where only some drivers expose it to XDP, through a kfunc). `vlan`
 //! filters would then miss every tagged frame in the kernel fast path, while tcpdump on the
 //! same interface (libpcap puts the tag back from the packet socket's auxiliary data) counts
@@ -28,16 +29,26 @@ struct EthtoolValue {
     data: u32,
 }
 
-/// `struct ifreq` with the `ifr_data` member of its union (40 bytes on 64-bit Linux).
+/// The union of `struct ifreq` (24 bytes on 64-bit Linux), with the members used here.
+#[repr(C)]
+#[derive(Clone, Copy)]
+union IfrIfru {
+    /// `ifr_data`: ethtool's command buffer.
+    data: *mut c_void,
+    /// `ifr_mtu`.
+    mtu: libc::c_int,
+    _size: [u8; 24],
+}
+
+/// `struct ifreq`: the interface name, then the union.
 #[repr(C)]
 struct IfReq {
     name: [libc::c_char; libc::IFNAMSIZ],
-    data: *mut c_void,
-    _pad: [u8; 16],
+    ifru: IfrIfru,
 }
 
-/// One ethtool command on `iface`: `cmd` with `data` in, the `data` the kernel returns.
-fn ethtool(iface: &str, cmd: u32, data: u32) -> io::Result<u32> {
+/// An `ifreq` naming `iface`, its union zeroed.
+fn ifreq(iface: &str) -> io::Result<IfReq> {
     let bytes = iface.as_bytes();
     if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
         return Err(io::Error::new(
@@ -45,6 +56,19 @@ fn ethtool(iface: &str, cmd: u32, data: u32) -> io::Result<u32> {
             format!("bad interface name {iface:?}"),
         ));
     }
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        ifru: IfrIfru { _size: [0; 24] },
+    };
+    for (d, s) in req.name.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    Ok(req)
+}
+
+/// `ioctl(request)` with `req` on a fresh datagram socket (of the calling thread's network
+/// namespace).
+fn ioctl(request: libc::c_ulong, req: &mut IfReq) -> io::Result<()> {
     // SAFETY: socket(2) with constant arguments; the result is checked before use.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -52,22 +76,33 @@ fn ethtool(iface: &str, cmd: u32, data: u32) -> io::Result<u32> {
     }
     // SAFETY: `fd` is a fresh descriptor owned by nobody else.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut value = EthtoolValue { cmd, data };
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        data: std::ptr::addr_of_mut!(value).cast(),
-        _pad: [0; 16],
-    };
-    for (d, s) in req.name.iter_mut().zip(bytes) {
-        *d = *s as libc::c_char;
-    }
-    // SAFETY: `req` is a valid `struct ifreq` whose data pointer points at `value`, a valid
-    // `struct ethtool_value` that outlives the call; the kernel reads and writes only those.
-    let r = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, std::ptr::addr_of_mut!(req)) };
+    // SAFETY: `req` is a valid `struct ifreq`; for the requests used here the kernel reads the
+    // name and reads/writes the union, or what its data pointer points at, which the callers
+    // keep alive across the call.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), request, std::ptr::from_mut(req)) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(())
+}
+
+/// One ethtool command on `iface`: `cmd` with `data` in, the `data` the kernel returns.
+fn ethtool(iface: &str, cmd: u32, data: u32) -> io::Result<u32> {
+    let mut value = EthtoolValue { cmd, data };
+    let mut req = ifreq(iface)?;
+    req.ifru.data = std::ptr::addr_of_mut!(value).cast();
+    ioctl(SIOCETHTOOL, &mut req)?;
     Ok(value.data)
+}
+
+/// The MTU of `iface` (in the calling thread's network namespace).
+pub fn mtu(iface: &str) -> io::Result<u32> {
+    let mut req = ifreq(iface)?;
+    ioctl(libc::SIOCGIFMTU, &mut req)?;
+    // SAFETY: the union was zero-initialised whole and SIOCGIFMTU wrote `ifr_mtu`: every bit
+    // pattern is a valid int.
+    let mtu = unsafe { req.ifru.mtu };
+    u32::try_from(mtu).map_err(|_| io::Error::other(format!("{iface}: MTU {mtu}")))
 }
 
 /// Whether `iface` (in the calling thread's network namespace) strips VLAN tags on receive.
