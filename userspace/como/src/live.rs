@@ -19,7 +19,8 @@
 //!    are classified again in userspace (their metadata carries the old generation). A
 //!    configuration that does not validate is logged (and answered 400) and the running set
 //!    is kept; so is the running set when the new one cannot be applied (answered 500). A
-//!    change of the source itself needs a restart (logged). Without a configuration file (the
+//!    change of the source, of `[trace]`, of `[node]` or of `[query] listen` needs a restart
+//!    (logged; the running ones are kept); `[query] max_queries` applies at once. Without a configuration file (the
 //!    embedded one, as `como demo` runs) `POST /reload` answers 409;
 //! 4. SIGTERM / SIGINT: stop the workers, flush and store the open intervals, detach, exit 0.
 //!
@@ -631,10 +632,24 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
         drop(end.sink);
         capture.queues = end.queues;
         counters = Some(end.counters);
-        let Some((new_config, new_specs)) = next else {
+        let Some((mut new_config, new_specs)) = next else {
             status.set_state(SourceState::Done);
             break;
         };
+        // The databases' folder and the server's address stay those the node started with.
+        if new_config.node != config.node {
+            tracing::warn!(
+                "reload: changes of [node] (db_path, name, location) need a restart; keeping the running ones"
+            );
+            new_config.node = config.node.clone();
+        }
+        if new_config.query.listen != config.query.listen {
+            tracing::warn!(
+                "reload: a change of [query] listen needs a restart; the query server stays on {}",
+                config.query.listen
+            );
+            new_config.query.listen = config.query.listen;
+        }
         // The workers are stopped: frames wait in the rings. Open the new set's databases and
         // install the new tables (the frames classified under the old generation are
         // re-classified in userspace).
@@ -655,6 +670,7 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
                 specs = new_specs;
                 next_storage = Some(st);
                 node.replace_modules(served_modules(&config, reads));
+                node.set_max_queries(config.query.max_queries);
                 tracing::info!(
                     "reloaded: {} modules ({} kept, {} added, {} removed, {} changed), tables generation {generation}",
                     specs.len(),

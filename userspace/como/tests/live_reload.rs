@@ -6,16 +6,23 @@
 //! program is not reloaded (same kernel program id). The module `all` (`traffic`), unchanged
 //! by the reload, goes on through it: one record per interval, the interval open at the
 //! reload included (not one per module set).
+//!
+//! The query server runs through reloads: a streaming query of a kept module opened before a
+//! `POST /reload` delivers the intervals from before and after it, one record each and no
+//! gap; `POST /reload` answers with what it did (JSON), or 400 naming the line and column of
+//! a broken configuration while the running modules go on; `/metrics` shows the new set. A
+//! daemon reading files ignores SIGHUP and answers `POST /reload` with 409.
 
 #[expect(dead_code, reason = "the daemon helpers serve several test files")]
 mod daemon;
 #[allow(dead_code, reason = "each live test file uses a part of the helpers")]
 mod live_common;
 
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use daemon::{como_bin, trace, Daemon};
+use daemon::{como_bin, file_source, trace, write_config, Daemon};
 use live_common::{http_records, metric_sum, metrics, reader, try_get, Lab};
 
 fn module(name: &str, filter: &str) -> String {
@@ -39,7 +46,8 @@ fn live_reload_replaces_modules_without_misattribution() {
     let Some(lab) = Lab::new("live_reload_replaces_modules_without_misattribution") else {
         return;
     };
-    // A fixed port: the query server restarts over the new module set.
+    // A fixed port (the query server goes on through the reload on the address it started
+    // with; the configuration names it again).
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -132,4 +140,212 @@ fn live_reload_replaces_modules_without_misattribution() {
     };
     check("a", 17);
     check("b", 6);
+}
+
+/// `como send` looping `teams.pcap` from the traffic end at 20 000 packets/s until killed.
+fn looping_sender(lab: &Lab) -> std::process::Child {
+    Command::new(como_bin())
+        .args(["send", "-i", &lab.veth.b, "--netns", lab.gen.name(), "-r"])
+        .arg(trace("nDPI/teams.pcap"))
+        .args(["--pps", "20000", "--loop", "0"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("como send")
+}
+
+/// POST `path` to the daemon: status and body.
+fn post(d: &Daemon, path: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .post(&format!("{}{path}", d.url()))
+        .send_empty()
+        .expect("POST");
+    let body = resp.body_mut().read_to_string().expect("body");
+    (resp.status().as_u16(), body)
+}
+
+/// Polls `/<module>?wait=no` until it has records; their number.
+fn wait_records(d: &Daemon, module: &str) -> usize {
+    let t = Instant::now();
+    loop {
+        let (code, body) = d.get(&format!("/{module}?time=-1h:%2B1h&wait=no&format=csv"));
+        assert_eq!(code, 200, "{module}: {body}");
+        let n = body.lines().count().saturating_sub(1);
+        if n > 0 {
+            return n;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "{module}: no record");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn post_reload_keeps_streams_and_the_running_set_on_a_broken_config() {
+    let Some(lab) = Lab::new("post_reload_keeps_streams_and_the_running_set_on_a_broken_config")
+    else {
+        return;
+    };
+    let all = "[[module]]\nname = \"all\"\nkind = \"traffic\"\ninterval = \"1s\"\n";
+    let cfg = lab.config(
+        "live.toml",
+        "127.0.0.1:0",
+        &lab.source(""),
+        &format!("{}{all}", module("a", "udp")),
+    );
+    let d = Daemon::start(&cfg, &[]);
+    let mut sender = looping_sender(&lab);
+    // A streaming query of `all` (kept by the reload), over the next 8 seconds.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let resp = agent
+        .get(&format!("{}/all?time=-1s:%2B8s&format=csv", d.url()))
+        .call()
+        .expect("GET /all");
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut stream = BufReader::new(resp.into_body().into_reader());
+    let mut got = String::new();
+    // The header and two intervals before the reload.
+    for _ in 0..3 {
+        stream.read_line(&mut got).expect("a line");
+    }
+    assert_eq!(got.lines().next(), Some("ts,pkts,bytes"), "{got}");
+
+    // Replace a by b over HTTP: the answer comes once b runs.
+    lab.config(
+        "live.toml",
+        "127.0.0.1:0",
+        &lab.source(""),
+        &format!("{}{all}", module("b", "tcp")),
+    );
+    let (code, body) = post(&d, "/reload");
+    let reloaded_s = daemon::now_ns() / 1_000_000_000;
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["modules"], serde_json::json!(["b", "all"]), "{v}");
+    assert_eq!(v["kept"], serde_json::json!(["all"]), "{v}");
+    assert_eq!(v["added"], serde_json::json!(["b"]), "{v}");
+    assert_eq!(v["removed"], serde_json::json!(["a"]), "{v}");
+    assert_eq!(v["changed"], serde_json::json!([]), "{v}");
+    assert!(v["tables_generation"].is_u64(), "{v}");
+    // The new module answers (TCP only); the old one is gone from the server.
+    wait_records(&d, "b");
+    let (code, recs) = d.get("/b?time=-1h:%2B1h&wait=no&format=json");
+    assert_eq!(code, 200, "{recs}");
+    for l in recs.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).expect("a JSON record");
+        assert_eq!(v["proto"].as_u64(), Some(6), "b: {l}");
+    }
+    assert_eq!(d.get("/a?wait=no").0, 404);
+    let (_, modules) = d.get("/modules");
+    let list: serde_json::Value = serde_json::from_str(&modules).expect("json");
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert_eq!(names, ["b", "all"]);
+    let m = metrics(&d);
+    assert!(
+        m.keys()
+            .any(|k| k.starts_with("como_module_packets_total{module=\"b\"}")),
+        "{m:?}"
+    );
+    assert!(!m.keys().any(|k| k.contains("module=\"a\"")), "{m:?}");
+
+    // A broken configuration: 400 naming the file, line and column; b and all go on.
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .expect("config")
+            .replace("kind = \"protocol\"", "kind = \"nosuch\""),
+    )
+    .expect("write config");
+    let line = std::fs::read_to_string(&cfg)
+        .expect("config")
+        .lines()
+        .position(|l| l.contains("nosuch"))
+        .expect("the broken line")
+        + 1;
+    let (code, body) = post(&d, "/reload");
+    assert_eq!(code, 400, "{body}");
+    let at = format!("{}:{line}:", cfg.display());
+    assert!(body.starts_with(&at), "not at {at}: {body}");
+    let column = body[at.len()..].split(':').next().unwrap_or_default();
+    assert!(
+        column.parse::<usize>().is_ok_and(|c| c > 0),
+        "no column: {body}"
+    );
+    assert!(body.contains("nosuch"), "{body}");
+    let before = wait_records(&d, "b");
+    let t = Instant::now();
+    while wait_records(&d, "b") <= before {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "b stopped after the refused reload"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The stream of `all` ends at its range's end: one record per second, before and after
+    // the reload, none missing, none twice.
+    stream
+        .read_to_string(&mut got)
+        .expect("the rest of the stream");
+    let seconds: Vec<u64> = got
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .next()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(|| panic!("a record: {l}"))
+        })
+        .collect();
+    assert!(seconds.len() >= 6, "{got}");
+    assert!(
+        seconds.first() < Some(&reloaded_s) && seconds.last() > Some(&reloaded_s),
+        "the stream does not span the reload at {reloaded_s}:\n{got}"
+    );
+    for w in seconds.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "a second missing or twice:\n{got}");
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &sender.id().to_string()])
+        .status();
+    let _ = sender.wait();
+    assert_eq!(d.terminate(), Some(0));
+}
+
+/// A daemon reading files has no module set to reload: SIGHUP is logged and ignored (its
+/// default action would end the process) and `POST /reload` answers 409 saying why.
+#[test]
+fn file_daemon_ignores_sighup_and_refuses_post_reload() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cfg = write_config(
+        tmp.path(),
+        "files.toml",
+        &file_source(&trace("nDPI/teams.pcap"), None),
+        "[[module]]\nname = \"all\"\nkind = \"traffic\"\ninterval = \"1s\"\n",
+    );
+    let d = Daemon::start(&cfg, &[]);
+    d.wait_done();
+    let pid = d.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let (code, body) = post(&d, "/reload");
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("no live source"), "{body}");
+    let (code, _) = d.get("/all?wait=no");
+    assert_eq!(code, 200);
+    // Alive until SIGTERM, which it answers with exit status 0.
+    assert_eq!(d.terminate(), Some(0));
 }
