@@ -15,6 +15,7 @@ mod inline;
 mod live;
 mod query;
 mod read;
+mod reload;
 mod run;
 mod send;
 mod trace;
@@ -53,6 +54,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Ask a running node for a module's records over HTTP.
     Query(query::QueryArgs),
+    /// Ask a running live node to reload its configuration (as SIGHUP); prints what it did.
+    Reload(reload::ReloadArgs),
     /// Write the stored trace window's packets that match a filter to a pcap/pcapng file.
     Trace(trace::TraceArgs),
     /// Send the frames of a trace file out of an interface (AF_PACKET), paced or at top speed.
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Query(args) => query::run(&args),
+        Command::Reload(args) => reload::run(&args),
         Command::Trace(args) => trace::run(&args),
         Command::Send(args) => send::run(&args),
         Command::Demo(args) => demo::run(&args),

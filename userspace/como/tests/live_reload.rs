@@ -10,8 +10,9 @@
 //! The query server runs through reloads: a streaming query of a kept module opened before a
 //! `POST /reload` delivers the intervals from before and after it, one record each and no
 //! gap; `POST /reload` answers with what it did (JSON), or 400 naming the line and column of
-//! a broken configuration while the running modules go on; `/metrics` shows the new set. A
-//! daemon reading files ignores SIGHUP and answers `POST /reload` with 409.
+//! a broken configuration while the running modules go on (`como reload` prints that error
+//! and exits 2); `/metrics` shows the new set. A daemon reading files ignores SIGHUP and
+//! answers `POST /reload` with 409 (`como reload`: exit 1).
 
 #[expect(dead_code, reason = "the daemon helpers serve several test files")]
 mod daemon;
@@ -274,6 +275,13 @@ fn post_reload_keeps_streams_and_the_running_set_on_a_broken_config() {
         + 1;
     let (code, body) = post(&d, "/reload");
     assert_eq!(code, 400, "{body}");
+    // `como reload` prints it on stderr, as `como validate` does, with exit status 2.
+    let out = Command::new(como_bin())
+        .args(["reload", "--server", &d.url()])
+        .output()
+        .expect("como reload");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), body);
     let at = format!("{}:{line}:", cfg.display());
     assert!(body.starts_with(&at), "not at {at}: {body}");
     let column = body[at.len()..].split(':').next().unwrap_or_default();
@@ -344,6 +352,16 @@ fn file_daemon_ignores_sighup_and_refuses_post_reload() {
     let (code, body) = post(&d, "/reload");
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("no live source"), "{body}");
+    let out = Command::new(como_bin())
+        .args(["reload", "--server", &d.url()])
+        .output()
+        .expect("como reload");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("HTTP 409") && err.contains("no live source"),
+        "{err}"
+    );
     let (code, _) = d.get("/all?wait=no");
     assert_eq!(code, 200);
     // Alive until SIGTERM, which it answers with exit status 0.
