@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 #! Benchmark of the packet trace window (issue 5), on one filesystem, in one run:
 #!  1. sustained write rate of the window (io_uring, O_DIRECT, index built while writing) over
-#!     real traces replayed into it, against `dd if=/dev/zero bs=1M oflag=direct` on the same
-#!     filesystem (dd runs before and after the window; the better dd counts);
+#!     real traces replayed into it, against `dd if=/dev/zero bs=1M oflag=direct` of as many
+#!     bytes as the window on the same filesystem (dd runs before and after the window; the
+#!     better dd counts: a disk whose rate falls over a long write is compared over as long a
+#!     write);
 #!  2. the same write with blocking pwrite (no io_uring), for comparison;
 #!  3. the indexing CPU per Gb/s of traffic (writer thread time in the indexer / traffic);
 #!  4. `host X` over the whole window (>= WINDOW_GB): the indexed query against
@@ -32,10 +34,11 @@ if [ -z "$base" ]; then
     if [ -d /work ] && [ -w /work ]; then base=/work/bench-window; else base="$root/bench-window"; fi
 fi
 mkdir -p "$base"
-# The window plus dd's 2 GiB file must fit, with room to spare for the other users of the disk.
+# The window plus dd's file of the same size must fit, with room to spare for the other users
+# of the disk.
 free_gb=$(df -P --block-size=1G "$base" | awk 'NR==2 {print $4}')
-if [ "$free_gb" -lt $(( gb + 5 )) ]; then
-    log "only $free_gb GB free on $base: need $(( gb + 5 )) GB for a $gb GB window"; exit 1
+if [ "$free_gb" -lt $(( 2 * gb + 5 )) ]; then
+    log "only $free_gb GB free on $base: need $(( 2 * gb + 5 )) GB for a $gb GB window"; exit 1
 fi
 dir="$(mktemp -d "$base/run.XXXXXX")"
 trap 'rm -rf "$dir"' EXIT
@@ -54,9 +57,9 @@ pass_bytes=$(sed -n 's/.* file_bytes=\([0-9]*\).*/\1/p' <<<"$once")
 repeat=$(( gb * 1000000000 / pass_bytes + 1 ))
 log "input: ${#traces[@]} trace files, $pass_bytes bytes of segment per pass, $repeat passes"
 
-dd_rate() { # MB/s of a 2 GiB O_DIRECT write (dd's own figure)
+dd_rate() { # MB/s of an O_DIRECT write of the window's size (dd's own figure)
     local out
-    out=$(dd if=/dev/zero of="$dir/dd.bin" bs=1M count=2048 oflag=direct 2>&1 | tail -1)
+    out=$(dd if=/dev/zero of="$dir/dd.bin" bs=1M count=$(( gb * 1000 )) oflag=direct 2>&1 | tail -1)
     rm -f "$dir/dd.bin"
     awk '{for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.,]+$/ && $(i+1) ~ /^[GMk]B\/s$/) {v = $i; gsub(",", ".", v); u = $(i+1)}}
          END {if (u == "GB/s") v *= 1000; else if (u == "kB/s") v /= 1000; printf "%.0f", v}' <<<"$out"
