@@ -456,6 +456,34 @@ fn rx_ring_full_counts_packets_dropped_while_not_consuming() {
     assert_eq!(counts.unaccounted(), 0, "{counts:?}");
 }
 
+/// A frame longer than a UMEM frame minus the kernel's headroom does not fit: the kernel drops
+/// it and counts it in `rx_dropped` (what the README promises for frames above `frame_size`);
+/// the frames that fit are received.
+#[test]
+fn a_frame_longer_than_a_umem_frame_is_dropped_and_counted() {
+    if !privileged("a_frame_longer_than_a_umem_frame_is_dropped_and_counted") {
+        return;
+    }
+    let _one = one_at_a_time();
+    let mut rig = Rig::new("xsk-long", XdpMode::Skb, &small_umem(64), &rings(64, 64));
+    for (ns, iface) in [(&rig._rx, &rig._veth.a), (&rig._tx, &rig._veth.b)] {
+        ns.ip(&["link", "set", iface, "mtu", "4000"]).expect("mtu");
+    }
+    let fits = 2048 - XDP_PACKET_HEADROOM as usize;
+    let frames = vec![
+        test_frame(1, 100),
+        test_frame(2, fits),
+        test_frame(3, fits + 1),
+        test_frame(4, 3000),
+        test_frame(5, 100),
+    ];
+    let got = send_and_receive_some(&mut rig, &frames, 3);
+    let seqs: Vec<Option<u64>> = got.iter().map(|(d, _, _)| test_frame_seq(d)).collect();
+    assert_eq!(seqs, vec![Some(1), Some(2), Some(5)]);
+    let st = rig.sock.statistics().expect("statistics");
+    assert_eq!(st.rx_dropped, 2, "{st:?}");
+}
+
 #[test]
 fn rx_dropped_counts_packets_with_no_free_frame() {
     if !privileged("rx_dropped_counts_packets_with_no_free_frame") {
