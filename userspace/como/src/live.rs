@@ -197,6 +197,7 @@ impl Capture {
                 .attach(&x.interface, mode)
                 .with_context(|| format!("attaching XDP to {}", x.interface))?;
             prog.set_drop_unmatched(x.unmatched == Unmatched::Drop)?;
+            warn_long_frames(&x);
             let ifindex = nix::net::if_::if_nametoindex(x.interface.as_str())
                 .with_context(|| format!("interface {}", x.interface))?;
             let qs: Vec<u32> = match &x.queues {
@@ -277,6 +278,33 @@ impl Capture {
             p.detach()?;
             Ok(())
         })
+    }
+}
+
+/// Warns when the interface's MTU lets through frames longer than a UMEM frame can hold: the
+/// kernel drops those (counted as `rx_dropped`), so a module never sees them.
+fn warn_long_frames(x: &XdpSource) {
+    let Ok(mtu) = como_xdp::mtu(&x.interface) else {
+        return;
+    };
+    // Ethernet header and two VLAN tags on top of the MTU; the kernel's headroom in the frame.
+    let longest = u64::from(mtu) + 14 + 8;
+    let room = u64::from(x.frame_size).saturating_sub(u64::from(af_xdp::XDP_PACKET_HEADROOM));
+    if longest > room {
+        let fix = if x.frame_size < 4096 && longest <= 4096 - u64::from(af_xdp::XDP_PACKET_HEADROOM)
+        {
+            "raise frame_size to 4096".to_owned()
+        } else {
+            format!(
+                "lower the MTU to {} or less (jumbo frames need multi-buffer AF_XDP, not done yet)",
+                4096 - u64::from(af_xdp::XDP_PACKET_HEADROOM) - 22
+            )
+        };
+        tracing::warn!(
+            "{}: MTU {mtu} allows frames of up to {longest} bytes, but a {}-byte UMEM frame holds {room}: longer frames are dropped (como_capture_drops_total reason=\"rx_dropped\"); {fix}",
+            x.interface,
+            x.frame_size
+        );
     }
 }
 
@@ -511,6 +539,8 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
     // The `POST /reload` being applied, and its answer once the new set runs.
     let mut pending: Option<ReloadRequest> = None;
     let mut answer: Option<(ReloadRequest, Result<ReloadReport, ReloadError>)> = None;
+    // When the workers were stopped for a reload (logged once they run again).
+    let mut paused_at: Option<std::time::Instant> = None;
     let mut result = Ok(());
     // Outside the loop: the capture counters go on across reloads.
     let mut publish = PublishStatus::default();
@@ -558,10 +588,17 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
         }));
         status.set_state(SourceState::Running);
         tracing::info!(
-            "capturing on {} ({} queues, generation {generation}), {} modules",
+            "capturing on {} ({} queues, generation {generation}), {} modules{}",
             source.interface,
             pipe.counters().len(),
-            specs.len()
+            specs.len(),
+            paused_at
+                .take()
+                .map(|t| format!(
+                    "; the reload stopped the workers for {:.1} ms",
+                    t.elapsed().as_secs_f64() * 1e3
+                ))
+                .unwrap_or_default()
         );
         if let Some((req, outcome)) = answer.take() {
             // The reload asked over HTTP is done once the new set runs.
@@ -607,6 +644,7 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
             .as_ref()
             .map(|(c, _)| kept_modules(&config, c))
             .unwrap_or_default();
+        paused_at = next.as_ref().map(|_| std::time::Instant::now());
         let end = pipe
             .stop_keeping(&keep)
             .map(|(end, c)| {

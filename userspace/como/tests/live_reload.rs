@@ -223,9 +223,32 @@ fn post_reload_keeps_streams_and_the_running_set_on_a_broken_config() {
         &lab.source(""),
         &format!("{}{all}", module("b", "tcp")),
     );
+    // Queries sent while the reload runs are answered (the server is never down).
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let during = {
+        let (done, url) = (std::sync::Arc::clone(&done), d.url());
+        std::thread::spawn(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut answered = 0u32;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let resp = agent.get(&format!("{url}/status")).call();
+                match resp {
+                    Ok(r) if r.status().as_u16() == 200 => answered += 1,
+                    Ok(r) => panic!("/status during the reload: HTTP {}", r.status()),
+                    Err(e) => panic!("/status during the reload: {e}"),
+                }
+            }
+            answered
+        })
+    };
     let (code, body) = post(&d, "/reload");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
     let reloaded_s = daemon::now_ns() / 1_000_000_000;
     assert_eq!(code, 200, "{body}");
+    assert!(during.join().expect("queries during the reload") > 0);
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["modules"], serde_json::json!(["b", "all"]), "{v}");
     assert_eq!(v["kept"], serde_json::json!(["all"]), "{v}");
