@@ -55,8 +55,13 @@ pub struct Tuple {
 /// Most emptied tables kept for reuse.
 const MAX_SPARE: usize = 4;
 
-/// Most flows a fresh table is pre-sized for, per family (4 M IPv4 flows: 192 MB of buckets).
+/// Most flows a fresh table is pre-sized for, per family (4 M IPv4 flows: some 460 MB of
+/// buckets, asked for only after an interval that held as many).
 const MAX_HINT: usize = 1 << 22;
+
+/// Flows an emptied table may hold room for and still be kept, whatever the last interval's
+/// count.
+const MIN_SPARE_ROOM: usize = 1 << 16;
 
 /// A unidirectional 5-tuple.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -517,13 +522,15 @@ fn datagram_captured(l: &Layers, d: &[u8]) -> bool {
 
 impl Tuple {
     /// Keeps emptied tables for a next interval (up to [`MAX_SPARE`] of them, none holding
-    /// room for more than 4 × [`MAX_HINT`] entries: an exceptional interval does not pin its
-    /// memory).
+    /// room for more than 4 times the flows of the last exported interval or
+    /// [`MIN_SPARE_ROOM`]: an exceptional interval does not pin its memory).
     fn recycle(&self, flows: Flows) {
+        let last = self.hint4.load(Ordering::Relaxed) + self.hint6.load(Ordering::Relaxed);
         if let Ok(mut spare) = self.spare.lock() {
             if spare.len() < MAX_SPARE
                 && flows.is_empty()
-                && flows.v4.capacity() + flows.v6.capacity() <= 4 * MAX_HINT
+                && flows.v4.capacity() + flows.v6.capacity()
+                    <= last.saturating_mul(4).max(MIN_SPARE_ROOM)
             {
                 spare.push(flows);
             }
