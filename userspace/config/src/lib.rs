@@ -684,14 +684,16 @@ impl Ctx<'_> {
     }
 }
 
-/// Whether `name` is usable as a module name (a directory and a URL path segment).
+/// Whether `name` is usable as a module name (a directory and a URL path segment that is not one
+/// of the query server's own routes; `trace` is allowed: such a module's `/trace` wins over the
+/// packet window's).
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        && !matches!(name, "status" | "modules" | "metrics")
+        && !matches!(name, "status" | "modules" | "metrics" | "reload")
 }
 
 /// A power of two in `min..=MAX_RING` (ring and UMEM sizes), or the error at its span.
@@ -1014,7 +1016,7 @@ impl Config {
                 return Err(cx.span(
                     m.name.span(),
                     format!(
-                        "bad module name `{name}`: 1 to 64 of A-Z a-z 0-9 _ -, not status/modules/metrics"
+                        "bad module name `{name}`: 1 to 64 of A-Z a-z 0-9 _ -, not status/modules/metrics/reload (the server's own routes)"
                     ),
                 ));
             }

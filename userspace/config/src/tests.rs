@@ -127,8 +127,13 @@ fn bad_args_kind_names() {
     assert!(e.message.contains("twice"), "{e}");
     let e = err("[[module]]\nname = \"../x\"\nkind = \"traffic\"\n");
     assert_eq!((e.line, e.column), (2, 8), "{e}");
-    let e = err("[[module]]\nname = \"status\"\nkind = \"traffic\"\n");
-    assert_eq!(e.line, 2, "{e}");
+    for route in ["status", "modules", "metrics", "reload"] {
+        let e = err(&format!(
+            "[[module]]\nname = \"{route}\"\nkind = \"traffic\"\n"
+        ));
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("own routes"), "{e}");
+    }
     let e = err("[node]\nname = \"x\"\n");
     assert!(e.message.contains("no [[module]]"), "{e}");
 }
