@@ -22,7 +22,9 @@
 //! * **bad index** (192..=255): a closed segment written as in *torn* (not cut) with its index
 //!   damaged (bytes of the input overwrite drawn positions, or the input replaces it). A query
 //!   must not panic or allocate without bound; it may fail with an error naming the segment;
-//!   when the damaged index still decodes to the true one, the answer is the true one.
+//!   when the damaged index still decodes to the true one, the answer is the true one. Then
+//!   what `Window::open` does: an index `reindex::check` finds unusable is rebuilt, byte for
+//!   byte the true one, and the query gives the true answer.
 //!
 //! The window's reader APIs report no content errors (a damaged tail is cut, an unreadable
 //! index is ignored and the segment scanned), so there is no error message to check here; a
@@ -37,7 +39,7 @@ use como_packet::{LinkType, Packet};
 use como_tracefile::TraceReader;
 use como_window::block::{self, aligned_chunk, put_epb};
 use como_window::index::Index;
-use como_window::segment;
+use como_window::{reindex, segment};
 use como_window::Query;
 use libfuzzer_sys::fuzz_target;
 
@@ -259,6 +261,14 @@ fn torn(s: &mut Src<'_>) {
     if let Err(e) = std::fs::write(&part, &file) {
         panic!("write {}: {e}", part.display());
     }
+    // The zeros after the cut may be the very bytes that were cut (the high bytes of a
+    // block's trailing length): what the file holds of the original reaches that far.
+    let cut = file
+        .iter()
+        .zip(&b.bytes)
+        .take_while(|(f, o)| f == o)
+        .count()
+        .max(cut);
     let kept: Vec<&Pkt> = b.packets.iter().filter(|p| p.end <= cut).collect();
     let data_end = b
         .block_ends
@@ -426,6 +436,26 @@ fn bad_index(s: &mut Src<'_>, rest: &[u8]) {
                 "error does not name the segment: {e}"
             );
         }
+    }
+    // What `Window::open` does with the segment: an index judged unusable is rebuilt, byte for
+    // byte the one recovery wrote, and the query then gives the true answer.
+    let seg = match segment::list(dir) {
+        Ok(l) => l.into_iter().find(|x| x.path == path),
+        Err(e) => panic!("list {}: {e}", dir.display()),
+    };
+    let Some(seg) = seg else {
+        panic!("segment {} not listed", path.display());
+    };
+    if reindex::check(&seg).is_some() {
+        match reindex::rebuild(&seg) {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("rebuild found the segment gone or changed"),
+            Err(e) => panic!("rebuild {}: {e}", path.display()),
+        }
+        let rebuilt = std::fs::read(&idx_path).unwrap_or_default();
+        assert!(rebuilt == good, "the rebuilt index differs from recovery's");
+        assert_eq!(reindex::check(&seg), None, "a rebuilt index judged unusable");
+        assert_eq!(run_query(dir, &q), truth, "another answer after the rebuild");
     }
 }
 
