@@ -43,6 +43,16 @@ pub(crate) struct DemoArgs {
     /// Keep the database folder at the end (printed at start).
     #[arg(long)]
     keep: bool,
+    /// Write the generated traffic to this pcap file (at `--pps`, from now) and exit: no
+    /// capture, no root needed.
+    #[arg(long, value_name = "FILE")]
+    write: Option<PathBuf>,
+    /// Seed of the generated traffic.
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    seed: u64,
+    /// About how many frames to generate.
+    #[arg(long, default_value_t = DEFAULT_FRAMES)]
+    frames: usize,
 }
 
 impl DemoArgs {
@@ -54,12 +64,47 @@ impl DemoArgs {
             files: Vec::new(),
             duration: None,
             keep: false,
+            write: None,
+            seed: DEFAULT_SEED,
+            frames: DEFAULT_FRAMES,
         }
     }
 }
 
 /// Default replay rate of the demo.
 const DEFAULT_PPS: u64 = 2_000;
+/// Default seed of the generated traffic.
+const DEFAULT_SEED: u64 = 0x00c0_4000;
+/// Default number of generated frames (replayed in a loop).
+const DEFAULT_FRAMES: usize = 20_000;
+
+/// Writes `frames` as a pcap file, one every `1/pps` seconds from now (what `--write` does).
+fn write_pcap(path: &std::path::Path, frames: &[Vec<u8>], pps: u64) -> anyhow::Result<()> {
+    let f = std::fs::File::create(path).with_context(|| format!("{}", path.display()))?;
+    let mut w = como_tracefile::PcapWriter::new(
+        std::io::BufWriter::new(f),
+        como_packet::LinkType::Ethernet,
+        65_535,
+        true,
+    )?;
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let gap = 1_000_000_000 / pps.max(1);
+    for (i, data) in frames.iter().enumerate() {
+        let wire_len = u32::try_from(data.len()).context("frame too long")?;
+        w.write_packet(&como_packet::Packet {
+            ts_ns: start.saturating_add(gap.saturating_mul(i as u64)),
+            wire_len,
+            data,
+            link: como_packet::LinkType::Ethernet,
+            interface: 0,
+        })?;
+    }
+    let mut out = w.into_inner()?;
+    std::io::Write::flush(&mut out)?;
+    Ok(())
+}
 
 /// The demo's configuration (interface, namespace, database and address filled in).
 fn demo_config(iface: &str, netns: &str, db: &std::path::Path, listen: SocketAddr) -> String {
@@ -409,13 +454,24 @@ impl Drop for DbDir {
 /// Runs `como demo`.
 pub(crate) fn run(args: &DemoArgs) -> Result<(), Failure> {
     let file = |e: anyhow::Error| Failure::File(e);
+    if let Some(path) = &args.write {
+        let frames = generate(args.frames, args.seed);
+        write_pcap(path, &frames, args.pps).map_err(file)?;
+        eprintln!(
+            "como demo: {} frames of generated traffic (seed {}) written to {}",
+            frames.len(),
+            args.seed,
+            path.display()
+        );
+        return Ok(());
+    }
     if !nix::unistd::geteuid().is_root() {
         return Err(file(anyhow!(
             "como demo needs root (network namespaces, veth, XDP): run it with sudo"
         )));
     }
     let frames = if args.files.is_empty() {
-        generate(20_000, 0x00c0_4000)
+        generate(args.frames, args.seed)
     } else {
         let mut all = Vec::new();
         for f in &args.files {

@@ -51,17 +51,18 @@ fn modules_toml() -> String {
 /// module with `como inline`.
 fn live_equals_inline(test: &str, file: &str, send: &dyn Fn(&Lab, &std::path::Path) -> u64) {
     let Some(lab) = Lab::new(test) else { return };
-    live_equals_inline_in(&lab, "", file, send);
+    live_equals_inline_in(&lab, "", &trace(file), send);
 }
 
 /// [`live_equals_inline`] in `lab`, with `extra` lines in the source; the metrics at the end.
 fn live_equals_inline_in(
     lab: &Lab,
     extra: &str,
-    file: &str,
+    path: &std::path::Path,
     send: &dyn Fn(&Lab, &std::path::Path) -> u64,
 ) -> std::collections::BTreeMap<String, f64> {
-    let path = trace(file);
+    let path = path.to_path_buf();
+    let file = path.display();
     let want_packets = como_tests::load_trace(&path).expect("trace").packets.len() as u64;
     let modules = modules_toml();
     let cfg = lab.config("live.toml", "127.0.0.1:0", &lab.source(extra), &modules);
@@ -134,6 +135,44 @@ fn live_como_send_results_equal_inline() {
     );
 }
 
+/// Traffic written for this run, not a bundled trace: the demo's generator (IPv4 and IPv6,
+/// TCP flows, DNS, ICMP, VLAN tags, ARP ...) with seeds drawn from the clock, printed so a
+/// failure can be replayed with `COMO_TEST_SEEDS`.
+#[test]
+fn live_generated_traffic_results_equal_inline() {
+    let test = "live_generated_traffic_results_equal_inline";
+    let seeds: Vec<u64> = match std::env::var("COMO_TEST_SEEDS") {
+        Ok(v) => v.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
+        Err(_) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64);
+            vec![now % 1_000_003]
+        }
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    for seed in seeds {
+        eprintln!("{test}: seed {seed} (COMO_TEST_SEEDS={seed} to replay)");
+        let path = dir.path().join(format!("generated-{seed}.pcap"));
+        let out = std::process::Command::new(daemon::como_bin())
+            .args(["demo", "--write"])
+            .arg(&path)
+            .args(["--seed", &seed.to_string(), "--frames", "3000"])
+            .output()
+            .expect("como demo --write");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // A fresh lab (namespaces, database) per seed.
+        let Some(lab) = Lab::new(test) else { return };
+        live_equals_inline_in(&lab, "", &path, &|lab, p| {
+            lab.como_send(p, &["--pps", "4000"])
+        });
+    }
+}
+
 #[test]
 fn live_two_queues_two_pinned_workers_equal_inline() {
     let test = "live_two_queues_two_pinned_workers_equal_inline";
@@ -144,7 +183,7 @@ fn live_two_queues_two_pinned_workers_equal_inline() {
     let m = live_equals_inline_in(
         &lab,
         "mode = \"native\"\ncpus = [0, 1]",
-        "nDPI/teams.pcap",
+        &trace("nDPI/teams.pcap"),
         &|lab, p| lab.tcpreplay(p, 4000),
     );
     for q in ["0", "1"] {
