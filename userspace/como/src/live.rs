@@ -115,8 +115,26 @@ pub(crate) struct Capture {
     prog: Arc<Mutex<XdpProgram>>,
     /// The source's configuration.
     pub(crate) source: XdpSource,
+    /// The device label of its queues in the metrics and `/status` ([`device_label`]).
+    device: String,
     /// The sockets (moved into the pipeline while it runs).
     queues: Vec<Box<dyn LiveQueue>>,
+}
+
+/// The device label of source `i` of `sources`: its interface, or `NETNS/INTERFACE` when
+/// another source has an interface of the same name (in another namespace).
+fn device_label(sources: &[XdpSource], i: usize) -> String {
+    let Some(x) = sources.get(i) else {
+        return String::new();
+    };
+    let shared = sources
+        .iter()
+        .enumerate()
+        .any(|(j, y)| j != i && y.interface == x.interface);
+    match (&x.netns, shared) {
+        (Some(ns), true) => format!("{ns}/{}", x.interface),
+        _ => x.interface.clone(),
+    }
 }
 
 /// Runs `f` on a thread inside network namespace `netns` (`/run/netns/NAME`), or on this
@@ -181,10 +199,12 @@ fn rx_queues(iface: &str) -> u32 {
 }
 
 impl Capture {
-    /// Loads and attaches the program and creates the sockets of `x` (see the module docs).
-    pub(crate) fn open(x: &XdpSource) -> anyhow::Result<Self> {
+    /// Loads and attaches the program and creates the sockets of `x` (see the module docs);
+    /// its queues are labelled `device`.
+    pub(crate) fn open(x: &XdpSource, device: &str) -> anyhow::Result<Self> {
         let x = x.clone();
         let xs = x.clone();
+        let label = device.to_owned();
         let (prog, mode, queues) = in_netns(x.netns.as_deref(), move || {
             let x = xs;
             let mut prog = XdpProgram::load().context("loading the XDP program (root?)")?;
@@ -244,7 +264,7 @@ impl Capture {
                 );
                 queues.push(Box::new(XskQueue {
                     sock,
-                    device: x.interface.clone(),
+                    device: label.clone(),
                 }));
             }
             Ok((prog, mode, queues))
@@ -253,20 +273,28 @@ impl Capture {
         Ok(Self {
             prog: Arc::new(Mutex::new(prog)),
             source: x,
+            device: device.to_owned(),
             queues,
         })
     }
 
-    /// Compiles `specs`' filters (and the trace window's, in [`WINDOW_BIT`]) into tables and
-    /// installs them; the new generation.
-    pub(crate) fn install(
-        &self,
-        specs: &[ModuleSpec],
-        window: Option<&str>,
-    ) -> anyhow::Result<u32> {
-        let tables = compile_tables(specs, window)?;
+    /// Installs `tables` into the program; the new generation.
+    fn install(&self, tables: &Tables) -> anyhow::Result<u32> {
         let prog = self.prog.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(prog.install(&tables)?)
+        prog.install(tables).with_context(|| {
+            format!(
+                "installing the tables into the XDP program on {}",
+                self.device
+            )
+        })
+    }
+
+    /// The generation in force in the program.
+    fn generation(&self) -> u32 {
+        self.prog
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .generation()
     }
 
     /// Detaches the program (also done when dropped).
@@ -278,6 +306,153 @@ impl Capture {
             p.detach()?;
             Ok(())
         })
+    }
+}
+
+/// The captures of every `xdp` source of the node (a TAP's two ports, say): one program per
+/// interface, each with its own maps, sockets and counters, all holding the same tables in the
+/// same generation (the one the pipeline trusts). Detached when dropped (error paths).
+struct Captures {
+    all: Vec<Capture>,
+    /// The tables installed in every program (what a failed install rolls back to).
+    tables: Option<Tables>,
+}
+
+impl Captures {
+    /// Opens every source in order; the ones already open are detached when one fails.
+    fn open(sources: &[XdpSource]) -> anyhow::Result<Self> {
+        let mut c = Self {
+            all: Vec::with_capacity(sources.len()),
+            tables: None,
+        };
+        for (i, x) in sources.iter().enumerate() {
+            // On error, `c` drops: what is attached is detached.
+            c.all.push(Capture::open(x, &device_label(sources, i))?);
+        }
+        warn_shared_cpus(sources);
+        Ok(c)
+    }
+
+    /// The generation in force, when every program has the same (they start equal, at 0, and
+    /// flip together).
+    fn generation(&self) -> Option<u32> {
+        let mut gens = self.all.iter().map(Capture::generation);
+        let first = gens.next()?;
+        gens.all(|g| g == first).then_some(first)
+    }
+
+    /// Compiles `specs`' filters (and the trace window's, in [`WINDOW_BIT`]) into tables once
+    /// and installs them into every program; the new generation, the same in all.
+    ///
+    /// When an install fails, the programs already switched are switched back to the running
+    /// tables (so every program stays on the running generation, and the running set goes
+    /// on); when even that fails, [`Captures::generation`] no longer agrees with the running
+    /// generation, which the caller treats as fatal.
+    fn install(&mut self, specs: &[ModuleSpec], window: Option<&str>) -> anyhow::Result<u32> {
+        let tables = compile_tables(specs, window)?;
+        let before = self
+            .generation()
+            .ok_or_else(|| anyhow!("the XDP programs are on different tables generations"))?;
+        let failed = self.all.iter().find_map(|c| c.install(&tables).err());
+        if let Some(e) = failed {
+            self.roll_back(before);
+            return Err(e);
+        }
+        let g = self.generation().ok_or_else(|| {
+            anyhow!("the XDP programs ended on different tables generations after an install")
+        })?;
+        self.tables = Some(tables);
+        Ok(g)
+    }
+
+    /// Switches every program not on generation `before` back to the running tables.
+    fn roll_back(&self, before: u32) {
+        for c in self.all.iter().filter(|c| c.generation() != before) {
+            let Some(t) = &self.tables else {
+                // Nothing ran yet (the start fails and detaches everything).
+                continue;
+            };
+            match c.install(t) {
+                Ok(g) if g == before => {
+                    tracing::warn!("{}: switched back to the running tables", c.device);
+                }
+                Ok(g) => tracing::error!(
+                    "{}: switching back to the running tables gave generation {g}, not {before}",
+                    c.device
+                ),
+                Err(e) => {
+                    tracing::error!("{}: switching back to the running tables: {e:#}", c.device)
+                }
+            }
+        }
+    }
+
+    /// Takes every capture's sockets, in source order (the pipeline's queues).
+    fn take_queues(&mut self) -> Vec<Box<dyn LiveQueue>> {
+        self.all
+            .iter_mut()
+            .flat_map(|c| std::mem::take(&mut c.queues))
+            .collect()
+    }
+
+    /// Gives the sockets back to their captures (by device label).
+    fn give_queues(&mut self, queues: Vec<Box<dyn LiveQueue>>) {
+        for q in queues {
+            let device = q.device();
+            if let Some(c) = self.all.iter_mut().find(|c| c.device == device) {
+                c.queues.push(q);
+            }
+        }
+    }
+
+    /// The core of each worker, in [`Captures::take_queues`]' order.
+    fn cpus(&self) -> Vec<Option<usize>> {
+        self.all
+            .iter()
+            .flat_map(|c| (0..c.queues.len()).map(|i| c.source.cpu_of(i)))
+            .collect()
+    }
+
+    /// Detaches every program (also done when dropped); the first error.
+    fn detach(&self) -> anyhow::Result<()> {
+        let mut first = Ok(());
+        for c in &self.all {
+            if let Err(e) = c.detach() {
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
+    }
+}
+
+impl Drop for Captures {
+    fn drop(&mut self) {
+        if let Err(e) = self.detach() {
+            tracing::warn!("detaching XDP: {e:#}");
+        }
+    }
+}
+
+/// Warns when the `cpus` of two sources share a core: their workers would take turns on it.
+fn warn_shared_cpus(sources: &[XdpSource]) {
+    for (i, a) in sources.iter().enumerate() {
+        for b in sources.iter().skip(i + 1) {
+            let shared: Vec<usize> = a
+                .cpus
+                .iter()
+                .filter(|c| b.cpus.contains(c))
+                .copied()
+                .collect();
+            if !shared.is_empty() {
+                tracing::warn!(
+                    "the workers of {} and {} are both pinned to cores {shared:?}: they share those cores (give each source its own `cpus`)",
+                    a.interface,
+                    b.interface
+                );
+            }
+        }
     }
 }
 
@@ -363,12 +538,36 @@ pub(crate) fn compile_tables(specs: &[ModuleSpec], window: Option<&str>) -> anyh
     Ok(tables)
 }
 
-/// The metrics' view of one live pipeline.
-struct Probe {
+/// The metrics' view of one XDP program.
+struct ProgramProbe {
     prog: Arc<Mutex<XdpProgram>>,
     device: String,
     drop_unmatched: bool,
+}
+
+/// The metrics' view of one live pipeline: its workers and every source's program (their
+/// counters labelled by device).
+struct Probe {
+    programs: Vec<ProgramProbe>,
     counters: Vec<Arc<WorkerCounters>>,
+}
+
+impl Probe {
+    /// The probe of `captures` and the pipeline's `counters`.
+    fn new(captures: &Captures, counters: Vec<Arc<WorkerCounters>>) -> Self {
+        Self {
+            programs: captures
+                .all
+                .iter()
+                .map(|c| ProgramProbe {
+                    prog: Arc::clone(&c.prog),
+                    device: c.device.clone(),
+                    drop_unmatched: c.source.unmatched == Unmatched::Drop,
+                })
+                .collect(),
+            counters,
+        }
+    }
 }
 
 impl CaptureProbe for Probe {
@@ -398,28 +597,31 @@ impl CaptureProbe for Probe {
                 }
             }
         }
-        let stats = self
-            .prog
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .stats();
-        if let Ok(x) = stats {
+        for p in &self.programs {
+            let stats = p
+                .prog
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .stats();
+            let Ok(x) = stats else {
+                continue;
+            };
             let mut drops = vec![
                 (DropReason::RedirectFailed, x.redirect_failed),
                 (DropReason::ParseError, x.parse_errors),
             ];
-            if self.drop_unmatched {
+            if p.drop_unmatched {
                 drops.push((DropReason::Unmatched, x.dropped));
             }
             s.queues.push(QueueSample {
-                device: self.device.clone(),
+                device: p.device.clone(),
                 queue: "all".into(),
                 packets: 0,
                 bytes: 0,
                 drops,
             });
             s.xdp.push(XdpSample {
-                device: self.device.clone(),
+                device: p.device.clone(),
                 seen: x.seen,
                 matched: x.matched,
                 redirected: x.redirected,
@@ -442,8 +644,9 @@ pub(crate) struct LiveRun<'a> {
     pub(crate) reload: Arc<AtomicBool>,
 }
 
-/// The single `xdp` source of a configuration (and no file source: not mixed yet).
-pub(crate) fn the_xdp_source(config: &Config) -> anyhow::Result<XdpSource> {
+/// The `xdp` sources of a configuration (at least one, no two on one interface of one
+/// namespace, and no file source: not mixed yet).
+pub(crate) fn the_xdp_sources(config: &Config) -> anyhow::Result<Vec<XdpSource>> {
     let mut xdp = Vec::new();
     let mut files = 0;
     for s in &config.sources {
@@ -455,10 +658,19 @@ pub(crate) fn the_xdp_source(config: &Config) -> anyhow::Result<XdpSource> {
     if files > 0 {
         bail!("file and xdp sources in one node are not supported yet: run them in two nodes");
     }
-    match xdp.len() {
-        1 => Ok(xdp.remove(0)),
-        n => bail!("one xdp source per node is supported for now, not {n}"),
+    if xdp.is_empty() {
+        bail!("no xdp source in the configuration");
     }
+    for (i, x) in xdp.iter().enumerate() {
+        if xdp
+            .iter()
+            .skip(i + 1)
+            .any(|y| y.interface == x.interface && y.netns == x.netns)
+        {
+            bail!("two xdp sources on interface {}", x.interface);
+        }
+    }
+    Ok(xdp)
 }
 
 /// Reads the configuration again for a reload.
@@ -473,7 +685,7 @@ fn reload_config(path: Option<&Path>) -> anyhow::Result<Config> {
 /// Runs the daemon on a live source until stopped (see the module docs).
 pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
     let file = |e: anyhow::Error| Failure::File(e);
-    let source = the_xdp_source(&r.config).map_err(Failure::Filter)?;
+    let sources = the_xdp_sources(&r.config).map_err(Failure::Filter)?;
     let mut config = r.config;
     let mut specs = module_specs(&config);
     // The trace window: its filter is applied by the kernel rule and the workers, not again
@@ -509,19 +721,16 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
         }
         None => None,
     };
-    let mut capture = Capture::open(&source).map_err(file)?;
-    let mut generation = capture.install(&specs, wfilter).map_err(file)?;
-    let cpus: Vec<Option<usize>> = (0..capture.queues.len())
-        .map(|i| source.cpu_of(i))
-        .collect();
+    // Every source attached (detached again if one fails), the same tables in every program.
+    let mut captures = Captures::open(&sources).map_err(file)?;
+    let mut generation = captures.install(&specs, wfilter).map_err(file)?;
+    let cpus = captures.cpus();
     let mut counters: Option<Vec<Arc<WorkerCounters>>> = None;
-    let status = Arc::new(SourceStatus::new(
-        format!("xdp:{}", source.interface),
-        "xdp",
-    ));
+    // Outside the loop: the capture counters go on across reloads.
+    let mut publish = Publish::new(&captures);
     // One query server for the daemon's life: a reload replaces the module set it serves.
     let (storage, reads, _) = open_storage(&config)?;
-    let (node, server) = start_node(&config, reads, vec![Arc::clone(&status)])?;
+    let (node, server) = start_node(&config, reads, publish.statuses())?;
     if let Some(w) = &window {
         node.set_trace(TraceWindow {
             dir: w.dir().to_path_buf(),
@@ -542,8 +751,6 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
     // When the workers were stopped for a reload (logged once they run again).
     let mut paused_at: Option<std::time::Instant> = None;
     let mut result = Ok(());
-    // Outside the loop: the capture counters go on across reloads.
-    let mut publish = PublishStatus::default();
     // What a reload hands from one module set to the next.
     let mut carried = Carried::default();
     loop {
@@ -560,7 +767,14 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
             node: Arc::clone(&node),
             kept: Vec::new(),
         };
-        let queues = std::mem::take(&mut capture.queues);
+        // The pipeline trusts one generation: every program must be on it.
+        if captures.generation() != Some(generation) {
+            result = Err(file(anyhow!(
+                "the XDP programs are not all on tables generation {generation}: stopping"
+            )));
+            break;
+        }
+        let queues = captures.take_queues();
         let opts = LiveOptions {
             cpus: cpus.clone(),
             generation: Some(generation),
@@ -580,16 +794,12 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
         )
         .map_err(|e| file(e.into()))?;
         node.set_module_cpu(pipe.module_cpu());
-        node.metrics.set_capture_probe(Arc::new(Probe {
-            prog: Arc::clone(&capture.prog),
-            device: source.interface.clone(),
-            drop_unmatched: source.unmatched == Unmatched::Drop,
-            counters: pipe.counters().to_vec(),
-        }));
-        status.set_state(SourceState::Running);
+        node.metrics
+            .set_capture_probe(Arc::new(Probe::new(&captures, pipe.counters().to_vec())));
+        publish.set_state(&SourceState::Running);
         tracing::info!(
             "capturing on {} ({} queues, generation {generation}), {} modules{}",
-            source.interface,
+            publish.devices(),
             pipe.counters().len(),
             specs.len(),
             paused_at
@@ -606,7 +816,7 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
         }
         let mut next: Option<(Config, Vec<ModuleSpec>)> = None;
         loop {
-            publish.update(&status, pipe.counters());
+            publish.update(pipe.counters());
             if r.stop.load(Ordering::Relaxed) {
                 tracing::info!("signal received: flushing");
                 break;
@@ -622,7 +832,7 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
                 requests.try_recv().ok().map(Some)
             };
             if let Some(req) = asked {
-                match prepare_reload(r.config_path, &source, trace.as_ref()) {
+                match prepare_reload(r.config_path, &sources, trace.as_ref()) {
                     Ok(n) => {
                         next = Some(n);
                         pending = req;
@@ -652,7 +862,6 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
                 end
             })
             .map_err(|e| file(e.into()));
-        publish.update(&status, &[]);
         let end = match end {
             Ok(end) => end,
             Err(e) => {
@@ -661,17 +870,18 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
             }
         };
         if let Some(e) = end.error {
-            status.set_state(SourceState::Failed(e.message.clone()));
+            publish.set_state(&SourceState::Failed(e.message.clone()));
             result = Err(file(anyhow!("{e}")));
             break;
         }
         // The running set's databases are closed (all they stored is acknowledged) before
         // they are opened again for the next set.
         drop(end.sink);
-        capture.queues = end.queues;
+        publish.update(&end.counters);
+        captures.give_queues(end.queues);
         counters = Some(end.counters);
         let Some((mut new_config, new_specs)) = next else {
-            status.set_state(SourceState::Done);
+            publish.set_state(&SourceState::Done);
             break;
         };
         // The databases' folder and the server's address stay those the node started with.
@@ -697,9 +907,24 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
                 Failure::Reported(c) => anyhow!("opening the databases failed ({c})"),
             })
             .and_then(|(st, reads, _)| {
-                let g = capture.install(&new_specs, wfilter)?;
+                let g = captures.install(&new_specs, wfilter)?;
                 Ok((st, reads, g))
             });
+        if applied.is_err() && captures.generation() != Some(generation) {
+            // An install failed and switching the programs back failed too: they no longer
+            // agree with the running set.
+            let e = applied.err().map(|e| format!("{e:#}")).unwrap_or_default();
+            tracing::error!("reload failed and the XDP programs could not all be switched back to the running tables: stopping ({e})");
+            if let Some(req) = pending.take() {
+                req.answer(Err(ReloadError::Failed(format!(
+                    "{e}; the XDP programs could not all be switched back: the node stops"
+                ))));
+            }
+            result = Err(file(anyhow!(
+                "reload left the XDP programs on different tables: {e}"
+            )));
+            break;
+        }
         let outcome = match applied {
             Ok((st, reads, g)) => {
                 let report = reload_report(&config, &new_config, &keep, g);
@@ -737,7 +962,7 @@ pub(crate) fn run(r: LiveRun<'_>) -> Result<(), Failure> {
         tracing::warn!("query server: {e}");
     }
     drop(node);
-    if let Err(e) = capture.detach() {
+    if let Err(e) = captures.detach() {
         tracing::warn!("detaching XDP: {e:#}");
     }
     if let Some(w) = window {
@@ -828,17 +1053,17 @@ fn reload_report(
 }
 
 /// Reads, validates and compiles a new configuration; the module set must be compilable for
-/// the kernel and the source unchanged.
+/// the kernel (a change of the sources needs a restart: logged).
 fn prepare_reload(
     path: Option<&Path>,
-    source: &XdpSource,
+    sources: &[XdpSource],
     trace: Option<&como_config::TraceConfig>,
 ) -> anyhow::Result<(Config, Vec<ModuleSpec>)> {
     let c = reload_config(path)?;
-    let new_source = the_xdp_source(&c)?;
-    if &new_source != source {
+    let new_sources = the_xdp_sources(&c)?;
+    if new_sources != sources {
         tracing::warn!(
-            "reload: changes of the xdp source need a restart; applying the modules only"
+            "reload: changes of the xdp sources need a restart; applying the modules only"
         );
     }
     if c.trace.as_ref() != trace {
@@ -851,7 +1076,58 @@ fn prepare_reload(
     Ok((c, specs))
 }
 
-/// Publishes the workers' packet totals to `/status` (the source's counters).
+/// The `/status` entries of the sources, one per capture.
+struct Publish {
+    sources: Vec<(String, Arc<SourceStatus>, PublishStatus)>,
+}
+
+impl Publish {
+    /// One `/status` source per capture, named `xdp:DEVICE`.
+    fn new(captures: &Captures) -> Self {
+        Self {
+            sources: captures
+                .all
+                .iter()
+                .map(|c| {
+                    let status = SourceStatus::new(format!("xdp:{}", c.device), "xdp");
+                    (c.device.clone(), Arc::new(status), PublishStatus::default())
+                })
+                .collect(),
+        }
+    }
+
+    /// The statuses, for the query server.
+    fn statuses(&self) -> Vec<Arc<SourceStatus>> {
+        self.sources.iter().map(|s| Arc::clone(&s.1)).collect()
+    }
+
+    /// The devices, for the log.
+    fn devices(&self) -> String {
+        let names: Vec<&str> = self.sources.iter().map(|s| s.0.as_str()).collect();
+        names.join(" and ")
+    }
+
+    /// Sets every source's state.
+    fn set_state(&self, state: &SourceState) {
+        for s in &self.sources {
+            s.1.set_state(state.clone());
+        }
+    }
+
+    /// Publishes the workers' totals, each to its device's source.
+    fn update(&mut self, counters: &[Arc<WorkerCounters>]) {
+        for (device, status, p) in &mut self.sources {
+            let mine: Vec<Arc<WorkerCounters>> = counters
+                .iter()
+                .filter(|c| c.device == *device)
+                .cloned()
+                .collect();
+            p.update(status, &mine);
+        }
+    }
+}
+
+/// Publishes the packet totals of a source's workers to `/status` (the source's counters).
 #[derive(Default)]
 struct PublishStatus {
     packets: u64,

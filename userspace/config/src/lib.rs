@@ -34,6 +34,9 @@
 //! netns = "capture"           # optional: the interface is in this network namespace
 //!                             # (/run/netns/NAME); the daemon and its queries stay outside
 //!
+//! # more [[source]] of type "xdp" (a TAP's two ports, one per direction) feed the same
+//! # modules, each with its own settings; not two on one interface of one namespace
+//!
 //! [trace]                     # the packet trace window (absent: off)
 //! enabled = true              # default true when the section is present
 //! path = "/var/lib/como/trace" # its folder; default: <db_path>/trace
@@ -992,11 +995,16 @@ impl Config {
             if let SourceKind::Xdp(x) = &kind {
                 let twice = sources
                     .iter()
-                    .any(|o: &SourceConfig| matches!(&o.kind, SourceKind::Xdp(y) if y.interface == x.interface));
+                    .any(|o: &SourceConfig| matches!(&o.kind, SourceKind::Xdp(y) if y.interface == x.interface && y.netns == x.netns));
                 if twice {
+                    let place = x
+                        .netns
+                        .as_ref()
+                        .map(|ns| format!(" in network namespace `{ns}`"))
+                        .unwrap_or_default();
                     return Err(cx.span(
                         span,
-                        format!("two xdp sources on interface `{}`", x.interface),
+                        format!("two xdp sources on interface `{}`{place}", x.interface),
                     ));
                 }
             }

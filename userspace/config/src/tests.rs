@@ -302,6 +302,46 @@ fn xdp_source_errors_have_positions() {
         "[[source]]\ntype = \"xdp\"\ninterface = \"a\"\n[[source]]\ntype = \"xdp\"\ninterface = \"a\"\n{MINIMAL}"
     ));
     assert!(e.message.contains("two xdp sources"), "{e}");
+    let e = err(&format!(
+        "[[source]]\ntype = \"xdp\"\ninterface = \"a\"\nnetns = \"n\"\n[[source]]\ntype = \"xdp\"\ninterface = \"a\"\nnetns = \"n\"\n{MINIMAL}"
+    ));
+    assert!(
+        e.message
+            .contains("two xdp sources on interface `a` in network namespace `n`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn several_xdp_sources_on_distinct_interfaces_are_one_node() {
+    // A TAP's two ports: each direction of the link on its own interface, own settings.
+    let c = Config::parse(&format!(
+        "[[source]]\ntype = \"xdp\"\ninterface = \"tap0\"\ncpus = [0]\n[[source]]\ntype = \"xdp\"\ninterface = \"tap1\"\nmode = \"skb\"\ncpus = [1]\n[[source]]\ntype = \"xdp\"\ninterface = \"tap0\"\nnetns = \"other\"\n{MINIMAL}"
+        ),
+        "two-ports.toml",
+    )
+    .expect("three xdp sources");
+    let xdp: Vec<(&str, Option<&str>, XdpMode, &[usize])> = c
+        .sources
+        .iter()
+        .filter_map(|s| match &s.kind {
+            SourceKind::Xdp(x) => Some((
+                x.interface.as_str(),
+                x.netns.as_deref(),
+                x.mode,
+                x.cpus.as_slice(),
+            )),
+            SourceKind::File { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        xdp,
+        [
+            ("tap0", None, XdpMode::Auto, &[0][..]),
+            ("tap1", None, XdpMode::Skb, &[1][..]),
+            ("tap0", Some("other"), XdpMode::Auto, &[][..]),
+        ]
+    );
 }
 
 #[test]
