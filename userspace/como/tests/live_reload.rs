@@ -24,7 +24,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use daemon::{como_bin, file_source, trace, write_config, Daemon};
-use live_common::{http_records, metric_sum, metrics, reader, try_get, Lab};
+use live_common::{http_records, metric_sum, metrics, post, reader, try_get, Lab};
 
 fn module(name: &str, filter: &str) -> String {
     format!("[[module]]\nname = \"{name}\"\nkind = \"protocol\"\ninterval = \"1s\"\nfilter = \"{filter}\"\n")
@@ -152,20 +152,6 @@ fn looping_sender(lab: &Lab) -> std::process::Child {
         .stdout(Stdio::null())
         .spawn()
         .expect("como send")
-}
-
-/// POST `path` to the daemon: status and body.
-fn post(d: &Daemon, path: &str) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut resp = agent
-        .post(&format!("{}{path}", d.url()))
-        .send_empty()
-        .expect("POST");
-    let body = resp.body_mut().read_to_string().expect("body");
-    (resp.status().as_u16(), body)
 }
 
 /// Polls `/<module>?wait=no` until it has records; their number.

@@ -108,8 +108,14 @@ impl Lab {
     /// `como send` of `trace` from the traffic end with `args` (`--pps N`, `--topspeed`,
     /// `--loop N`); the frames it reported sent.
     pub fn como_send(&self, trace: &Path, args: &[&str]) -> u64 {
+        self.como_send_on(&self.veth.b, trace, args)
+    }
+
+    /// [`Lab::como_send`] out of interface `iface` of the traffic side (another veth pair's
+    /// end).
+    pub fn como_send_on(&self, iface: &str, trace: &Path, args: &[&str]) -> u64 {
         let out = Command::new(como_bin())
-            .args(["send", "-i", &self.veth.b, "--netns", self.gen.name(), "-r"])
+            .args(["send", "-i", iface, "--netns", self.gen.name(), "-r"])
             .arg(trace)
             .args(args)
             .output()
@@ -169,6 +175,20 @@ pub fn metric_sum(m: &BTreeMap<String, f64>, name: &str, with: &[&str]) -> f64 {
         .filter(|(k, _)| k.split('{').next() == Some(name) && with.iter().all(|w| k.contains(w)))
         .map(|(_, v)| *v)
         .sum()
+}
+
+/// POST `path` to the daemon: status and body.
+pub fn post(d: &Daemon, path: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .post(&format!("{}{path}", d.url()))
+        .send_empty()
+        .expect("POST");
+    let body = resp.body_mut().read_to_string().expect("body");
+    (resp.status().as_u16(), body)
 }
 
 /// Polls `/metrics` until `como_capture_packets_total` reaches `n` (or `timeout`); the last

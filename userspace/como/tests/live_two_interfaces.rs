@@ -1,0 +1,202 @@
+//! Two `xdp` sources in one node, as on a network TAP that delivers each direction of a link on
+//! its own port (privileged): two veth pairs, the daemon captures on one end of each; a real
+//! trace is split by direction (the frames of its busiest source MAC address to one interface,
+//! every other frame to the other, written as two pcap files) and both halves are replayed at a
+//! paced rate with `como send`. With zero loss, the modules that do not depend on how the two
+//! interfaces interleave (traffic, protocol, topaddr, tuple per flow, one-day intervals) store
+//! what `como inline` gives on the whole trace; `/metrics` counts each interface under its own
+//! device; `POST /reload` (adding a module before the replay) installs the new tables into both
+//! programs, so the added module sees both directions too.
+
+#[expect(dead_code, reason = "the daemon helpers serve several test files")]
+mod daemon;
+#[allow(dead_code, reason = "each live test file uses a part of the helpers")]
+mod live_common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use como_tests::netns::VethPair;
+use como_tracefile::PcapWriter;
+use daemon::{trace, Daemon};
+use live_common::{http_records, inline_records, metric_sum, post, reader, wait_captured, Lab};
+
+/// (name, kind, `como inline` args, `[module.args]` TOML, filter).
+const MODULES: &[(&str, &str, &str, &str, &str)] = &[
+    ("traffic", "traffic", "", "", ""),
+    ("traffic_tcp", "traffic", "", "", "tcp"),
+    ("protocol", "protocol", "", "", ""),
+    ("topaddr", "topaddr", "topn=5,", "topn = 5", "ip or ip6"),
+    ("tuple", "tuple", "", "", "tcp or udp"),
+];
+
+/// The module the reload adds.
+const ADDED: (&str, &str, &str, &str, &str) = ("udp", "traffic", "", "", "udp");
+
+fn modules_toml(modules: &[(&str, &str, &str, &str, &str)]) -> String {
+    let mut s = String::new();
+    for (name, kind, _, args, filter) in modules {
+        s.push_str(&format!(
+            "[[module]]\nname = \"{name}\"\nkind = \"{kind}\"\ninterval = \"1d\"\nfilter = \"{filter}\"\n"
+        ));
+        if !args.is_empty() {
+            s.push_str(&format!("[module.args]\n{args}\n"));
+        }
+    }
+    s
+}
+
+/// Splits `trace` by direction: the frames whose Ethernet source is the trace's most frequent
+/// one (one side of the link) to `one`, the others to `other`; the two counts.
+fn split_by_direction(trace: &Path, one: &Path, other: &Path) -> (u64, u64) {
+    let t = como_tests::load_trace(trace).expect("trace");
+    let src = |d: &[u8]| -> [u8; 6] {
+        let mut m = [0; 6];
+        if let Some(s) = d.get(6..12) {
+            m.copy_from_slice(s);
+        }
+        m
+    };
+    let mut seen: HashMap<[u8; 6], u64> = HashMap::new();
+    for p in &t.packets {
+        *seen.entry(src(&p.data)).or_default() += 1;
+    }
+    let side = seen
+        .iter()
+        .max_by_key(|(mac, n)| (**n, **mac))
+        .map(|(mac, _)| *mac)
+        .expect("a packet");
+    let create = |p: &Path| {
+        PcapWriter::new(
+            std::io::BufWriter::new(std::fs::File::create(p).expect("create")),
+            t.link,
+            65535,
+            true,
+        )
+        .expect("pcap header")
+    };
+    let (mut a, mut b) = (create(one), create(other));
+    let (mut na, mut nb) = (0, 0);
+    for p in &t.packets {
+        if src(&p.data) == side {
+            a.write_packet(&p.view()).expect("write");
+            na += 1;
+        } else {
+            b.write_packet(&p.view()).expect("write");
+            nb += 1;
+        }
+    }
+    a.into_inner().expect("flush");
+    b.into_inner().expect("flush");
+    (na, nb)
+}
+
+#[test]
+fn live_two_interfaces_of_a_tap_equal_inline_on_the_whole_trace() {
+    let test = "live_two_interfaces_of_a_tap_equal_inline_on_the_whole_trace";
+    let Some(lab) = Lab::new(test) else { return };
+    // The second port: another veth pair between the same namespaces (dropped before them).
+    let veth2 = VethPair::new(&lab.cap, Some(&lab.gen)).expect("second veth pair");
+    let whole = trace("nDPI/teams.pcap");
+    let (one, other) = (
+        lab.dir.path().join("one.pcap"),
+        lab.dir.path().join("other.pcap"),
+    );
+    let (n_one, n_other) = split_by_direction(&whole, &one, &other);
+    assert!(n_one > 100 && n_other > 100, "halves {n_one} / {n_other}");
+
+    let second = format!(
+        "[[source]]\ntype = \"xdp\"\ninterface = \"{}\"\nnetns = \"{}\"\n",
+        veth2.a,
+        lab.cap.name()
+    );
+    let sources = format!("{}{second}", lab.source(""));
+    let cfg = lab.config("live.toml", "127.0.0.1:0", &sources, &modules_toml(MODULES));
+    let d = Daemon::start(&cfg, &[]);
+    assert!(lab.xdp_attached(), "XDP not attached to {}", lab.veth.a);
+    let attached2 = lab
+        .cap
+        .ip(&["link", "show", "dev", &veth2.a])
+        .expect("ip link");
+    assert!(attached2.contains("xdp"), "XDP not attached to {}", veth2.a);
+
+    // A reload before the traffic: the added module's filter must reach both programs.
+    let mut all: Vec<_> = MODULES.to_vec();
+    all.push(ADDED);
+    lab.config("live.toml", "127.0.0.1:0", &sources, &modules_toml(&all));
+    let (code, body) = post(&d, "/reload");
+    assert_eq!(code, 200, "reload: {body}");
+    let report: serde_json::Value = serde_json::from_str(&body).expect("reload JSON");
+    assert_eq!(report["added"], serde_json::json!(["udp"]), "{body}");
+
+    let sent_one = lab.como_send_on(&lab.veth.b, &one, &["--pps", "4000"]);
+    let sent_other = lab.como_send_on(&veth2.b, &other, &["--pps", "4000"]);
+    assert_eq!((sent_one, sent_other), (n_one, n_other), "sent");
+    let sent = sent_one + sent_other;
+    let m = wait_captured(&d, sent, Duration::from_secs(20));
+    assert_eq!(
+        metric_sum(&m, "como_capture_packets_total", &[]) as u64,
+        sent,
+        "packets captured (zero loss at a paced rate): {m:?}"
+    );
+    assert_eq!(
+        metric_sum(&m, "como_capture_drops_total", &[]),
+        0.0,
+        "{m:?}"
+    );
+    // Each interface under its own device, its program's counters included.
+    for (dev, n) in [(&lab.veth.a, n_one), (&veth2.a, n_other)] {
+        let device = format!("device=\"{dev}\"");
+        assert_eq!(
+            metric_sum(&m, "como_capture_packets_total", &[&device]) as u64,
+            n,
+            "{dev}: {m:?}"
+        );
+        assert_eq!(
+            metric_sum(&m, "como_xdp_packets_total", &[&device, "action=\"seen\""]) as u64,
+            n,
+            "{dev}: XDP saw {m:?}"
+        );
+    }
+    let (code, status) = d.get("/status");
+    assert_eq!(code, 200);
+    for dev in [&lab.veth.a, &veth2.a] {
+        assert!(status.contains(&format!("xdp:{dev}")), "{dev}: {status}");
+    }
+
+    assert_eq!(d.terminate(), Some(0), "daemon exit status");
+    assert!(!lab.xdp_attached(), "XDP still attached after SIGTERM");
+    let still = lab
+        .cap
+        .ip(&["link", "show", "dev", &veth2.a])
+        .expect("ip link");
+    assert!(!still.contains("xdp"), "XDP still attached to {}", veth2.a);
+
+    let r = reader(&lab, &modules_toml(&all));
+    for (name, kind, args, _, filter) in &all {
+        let mut live = http_records(&r, name);
+        let mut offline = inline_records(&whole, &format!("{kind}:{args}interval=1d"), filter);
+        assert!(!offline.is_empty(), "{name}: no offline record");
+        if *kind == "tuple" {
+            // Flows in order of their first packet: live, that order depends on the
+            // interleaving of the two interfaces; per flow, the records must be equal.
+            let key = |v: &serde_json::Value| v.to_string();
+            live.sort_by_key(key);
+            offline.sort_by_key(key);
+        }
+        let differ: Vec<_> = live
+            .iter()
+            .zip(&offline)
+            .filter(|(a, b)| a != b)
+            .take(3)
+            .collect();
+        assert!(
+            live.len() == offline.len() && differ.is_empty(),
+            "module {name} ({filter}): live {} records, como inline {}; first differences {differ:?}",
+            live.len(),
+            offline.len()
+        );
+    }
+    drop(veth2);
+}
