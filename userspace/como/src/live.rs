@@ -3,10 +3,24 @@
 //! filters compiled into the program's tables, and one pinned worker per queue
 //! (`como_runtime::LivePipeline`).
 //!
+//! **Several `xdp` sources** (a network TAP delivers each direction of a link on its own port):
+//! one [`Capture`] per source, each its own loaded program (own maps, XSK map, counters)
+//! attached to its interface with its own settings; the queues of every source go to one
+//! pipeline (one worker each, labelled by device) feeding the same modules. The tables are
+//! compiled once and installed into every program; the pipeline trusts one generation, so the
+//! programs start equal and flip together, which is checked before every start of the workers
+//! (a disagreement stops the node with an error). When an install fails half-way (at a
+//! reload), the programs already switched are switched back to the running tables and the
+//! reload fails (500) with the running set going on; if switching back fails too, the node
+//! stops. Workers of two sources pinned to a common core are warned about. Every program is
+//! detached at exit and on every error path (when the captures drop). Metrics and `/status`
+//! are per device (`NETNS/INTERFACE` when two sources share an interface name).
+//!
 //! Life of the daemon with a live source:
-//! 1. load the program, attach it (`mode`; a program left attached by a crashed run is
-//!    replaced), set the unmatched policy, create a socket per queue and put it in the XSK
-//!    map, compile the module filters into tables and install them (generation switch);
+//! 1. per source: load the program, attach it (`mode`; a program left attached by a crashed
+//!    run is replaced), set the unmatched policy, create a socket per queue and put it in the
+//!    XSK map; compile the module filters into tables and install them into every program
+//!    (generation switch);
 //! 2. open the databases, start the query server (`listening on ADDR` on stdout), start the
 //!    workers;
 //! 3. SIGHUP or `POST /reload` (handed over a channel by the query server, answered when
@@ -19,7 +33,7 @@
 //!    are classified again in userspace (their metadata carries the old generation). A
 //!    configuration that does not validate is logged (and answered 400) and the running set
 //!    is kept; so is the running set when the new one cannot be applied (answered 500). A
-//!    change of the source, of `[trace]`, of `[node]` or of `[query] listen` needs a restart
+//!    change of the sources, of `[trace]`, of `[node]` or of `[query] listen` needs a restart
 //!    (logged; the running ones are kept); `[query] max_queries` applies at once. Without a configuration file (the
 //!    embedded one, as `como demo` runs) `POST /reload` answers 409;
 //! 4. SIGTERM / SIGINT: stop the workers, flush and store the open intervals, detach, exit 0.
@@ -40,7 +54,7 @@
 //! reload, and the interval open at a restart is stored as two records (one per run), which
 //! queries return side by side.
 //!
-//! With `netns` in the source, the interface is looked up, the program attached and the
+//! With `netns` in a source, the interface is looked up, the program attached and the
 //! sockets created from a thread inside that network namespace; the query server and
 //! everything else stay in the daemon's own.
 
