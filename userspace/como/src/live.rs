@@ -343,7 +343,19 @@ impl Captures {
             // On error, `c` drops: what is attached is detached.
             c.all.push(Capture::open(x, &device_label(sources, i))?);
         }
-        warn_shared_cpus(sources);
+        let used: Vec<(String, Vec<usize>)> = c
+            .all
+            .iter()
+            .map(|x| {
+                let cores = (0..x.queues.len()).filter_map(|i| x.source.cpu_of(i));
+                (x.device.clone(), cores.collect())
+            })
+            .collect();
+        for (a, b, cores) in shared_cores(&used) {
+            tracing::warn!(
+                "the workers of {a} and {b} are both pinned to cores {cores:?}: they take turns on them (give each source its own `cpus`)"
+            );
+        }
         Ok(c)
     }
 
@@ -449,25 +461,21 @@ impl Drop for Captures {
     }
 }
 
-/// Warns when the `cpus` of two sources share a core: their workers would take turns on it.
-fn warn_shared_cpus(sources: &[XdpSource]) {
-    for (i, a) in sources.iter().enumerate() {
-        for b in sources.iter().skip(i + 1) {
-            let shared: Vec<usize> = a
-                .cpus
-                .iter()
-                .filter(|c| b.cpus.contains(c))
-                .copied()
-                .collect();
+/// The cores two sources' workers share: (device, device, cores) for each pair of `used`
+/// (device, the cores its workers are pinned to) with cores in common.
+fn shared_cores(used: &[(String, Vec<usize>)]) -> Vec<(String, String, Vec<usize>)> {
+    let mut out = Vec::new();
+    for (i, (a, ca)) in used.iter().enumerate() {
+        for (b, cb) in used.iter().skip(i + 1) {
+            let mut shared: Vec<usize> = ca.iter().filter(|c| cb.contains(c)).copied().collect();
+            shared.sort_unstable();
+            shared.dedup();
             if !shared.is_empty() {
-                tracing::warn!(
-                    "the workers of {} and {} are both pinned to cores {shared:?}: they share those cores (give each source its own `cpus`)",
-                    a.interface,
-                    b.interface
-                );
+                out.push((a.clone(), b.clone(), shared));
             }
         }
     }
+    out
 }
 
 /// Warns when the interface's MTU lets through frames longer than a UMEM frame can hold: the
@@ -1169,5 +1177,86 @@ impl PublishStatus {
             .fetch_add(b.saturating_sub(self.bytes), Ordering::Relaxed);
         self.packets = p;
         self.bytes = b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use como_config::SourceConfig;
+
+    fn config(sources: Vec<SourceKind>) -> Config {
+        let mut c = Config::default_config().expect("embedded configuration");
+        c.sources = sources
+            .into_iter()
+            .map(|kind| SourceConfig { kind })
+            .collect();
+        c
+    }
+
+    fn in_ns(iface: &str, ns: &str) -> XdpSource {
+        let mut x = XdpSource::new(iface);
+        x.netns = Some(ns.to_owned());
+        x
+    }
+
+    #[test]
+    fn every_xdp_source_of_a_node_is_captured_but_not_mixed_with_files() {
+        let two = config(vec![
+            SourceKind::Xdp(XdpSource::new("tap0")),
+            SourceKind::Xdp(XdpSource::new("tap1")),
+        ]);
+        let got = the_xdp_sources(&two).expect("two ports");
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            (got[0].interface.as_str(), got[1].interface.as_str()),
+            ("tap0", "tap1")
+        );
+
+        let mixed = config(vec![
+            SourceKind::Xdp(XdpSource::new("tap0")),
+            SourceKind::File {
+                path: "t.pcap".into(),
+                speed: None,
+            },
+        ]);
+        let e = the_xdp_sources(&mixed).expect_err("mixed").to_string();
+        assert!(e.contains("file and xdp sources"), "{e}");
+
+        let twice = config(vec![
+            SourceKind::Xdp(in_ns("eth0", "a")),
+            SourceKind::Xdp(in_ns("eth0", "a")),
+        ]);
+        let e = the_xdp_sources(&twice)
+            .expect_err("one interface twice")
+            .to_string();
+        assert!(e.contains("two xdp sources on interface eth0"), "{e}");
+        assert!(the_xdp_sources(&config(vec![])).is_err());
+    }
+
+    #[test]
+    fn devices_are_named_by_interface_and_by_namespace_when_names_clash() {
+        let s = [
+            in_ns("eth0", "a"),
+            in_ns("eth0", "b"),
+            XdpSource::new("tap1"),
+        ];
+        let labels: Vec<String> = (0..s.len()).map(|i| device_label(&s, i)).collect();
+        assert_eq!(labels, ["a/eth0", "b/eth0", "tap1"]);
+    }
+
+    #[test]
+    fn workers_of_two_sources_on_one_core_are_found() {
+        let used = vec![
+            ("tap0".to_owned(), vec![0, 1]),
+            ("tap1".to_owned(), vec![1, 1]),
+            ("tap2".to_owned(), vec![2]),
+        ];
+        assert_eq!(
+            shared_cores(&used),
+            [("tap0".to_owned(), "tap1".to_owned(), vec![1])]
+        );
+        // Workers of one source wrapping over its own list are not reported.
+        assert!(shared_cores(&[("tap0".to_owned(), vec![0, 0])]).is_empty());
     }
 }
