@@ -2,7 +2,7 @@
 //! its own port (privileged): two veth pairs, the daemon captures on one end of each; a real
 //! trace is split by direction (the frames of its busiest source MAC address to one interface,
 //! every other frame to the other, written as two pcap files) and both halves are replayed at a
-//! paced rate with `como send`. With zero loss, the modules that do not depend on how the two
+//! paced rate with `como send`, both at once. With zero loss, the modules that do not depend on how the two
 //! interfaces interleave (traffic, protocol, topaddr, tuple per flow, one-day intervals) store
 //! what `como inline` gives on the whole trace; `/metrics` counts each interface under its own
 //! device; `POST /reload` (adding a module before the replay) installs the new tables into both
@@ -130,8 +130,12 @@ fn live_two_interfaces_of_a_tap_equal_inline_on_the_whole_trace() {
     let report: serde_json::Value = serde_json::from_str(&body).expect("reload JSON");
     assert_eq!(report["added"], serde_json::json!(["udp"]), "{body}");
 
-    let sent_one = lab.como_send_on(&lab.veth.b, &one, &["--pps", "4000"]);
-    let sent_other = lab.como_send_on(&veth2.b, &other, &["--pps", "4000"]);
+    // Both directions at once, as a TAP delivers them.
+    let (sent_one, sent_other) = std::thread::scope(|s| {
+        let a = s.spawn(|| lab.como_send_on(&lab.veth.b, &one, &["--pps", "3000"]));
+        let b = s.spawn(|| lab.como_send_on(&veth2.b, &other, &["--pps", "3000"]));
+        (a.join().expect("send one"), b.join().expect("send other"))
+    });
     assert_eq!((sent_one, sent_other), (n_one, n_other), "sent");
     let sent = sent_one + sent_other;
     let m = wait_captured(&d, sent, Duration::from_secs(20));
@@ -199,4 +203,32 @@ fn live_two_interfaces_of_a_tap_equal_inline_on_the_whole_trace() {
         );
     }
     drop(veth2);
+}
+
+#[test]
+fn live_two_interfaces_one_missing_fails_and_detaches_the_other() {
+    let test = "live_two_interfaces_one_missing_fails_and_detaches_the_other";
+    let Some(lab) = Lab::new(test) else { return };
+    // The first source attaches; the second names an interface that does not exist.
+    let second = format!(
+        "[[source]]\ntype = \"xdp\"\ninterface = \"nosuchif0\"\nnetns = \"{}\"\n",
+        lab.cap.name()
+    );
+    let sources = format!("{}{second}", lab.source(""));
+    let cfg = lab.config("live.toml", "127.0.0.1:0", &sources, &modules_toml(MODULES));
+    let out = daemon::como(&["run", "-c", &cfg.to_string_lossy()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "como run with a missing interface: {stderr}"
+    );
+    assert!(
+        stderr.contains("nosuchif0"),
+        "the error names the interface: {stderr}"
+    );
+    assert!(
+        !lab.xdp_attached(),
+        "XDP left attached to {} after the start failed",
+        lab.veth.a
+    );
 }
