@@ -6,7 +6,9 @@
 //! interfaces interleave (traffic, protocol, topaddr, tuple per flow, one-day intervals) store
 //! what `como inline` gives on the whole trace; `/metrics` counts each interface under its own
 //! device; `POST /reload` (adding a module before the replay) installs the new tables into both
-//! programs, so the added module sees both directions too.
+//! programs, so the added module sees both directions too. The trace window's kernel rule is in
+//! both programs: with modules on `tcp` and the window on `udp`, the window holds exactly the
+//! UDP packets of both directions.
 
 #[expect(dead_code, reason = "the daemon helpers serve several test files")]
 mod daemon;
@@ -20,7 +22,10 @@ use std::time::Duration;
 use como_tests::netns::VethPair;
 use como_tracefile::PcapWriter;
 use daemon::{trace, Daemon};
-use live_common::{http_records, inline_records, metric_sum, post, reader, wait_captured, Lab};
+use live_common::{
+    http_records, inline_records, metric_sum, post, reader, sorted, tcpdump_count, tcpdump_select,
+    trace_answer, wait_captured, wait_window, Lab,
+};
 
 /// (name, kind, `como inline` args, `[module.args]` TOML, filter).
 const MODULES: &[(&str, &str, &str, &str, &str)] = &[
@@ -231,4 +236,59 @@ fn live_two_interfaces_one_missing_fails_and_detaches_the_other() {
         "XDP left attached to {} after the start failed",
         lab.veth.a
     );
+}
+
+#[test]
+fn live_two_interfaces_window_gets_both_directions() {
+    let test = "live_two_interfaces_window_gets_both_directions";
+    let Some(lab) = Lab::new(test) else { return };
+    let veth2 = VethPair::new(&lab.cap, Some(&lab.gen)).expect("second veth pair");
+    let whole = trace("nDPI/teams.pcap");
+    let (one, other) = (
+        lab.dir.path().join("one.pcap"),
+        lab.dir.path().join("other.pcap"),
+    );
+    split_by_direction(&whole, &one, &other);
+    let second = format!(
+        "[[source]]\ntype = \"xdp\"\ninterface = \"{}\"\nnetns = \"{}\"\n",
+        veth2.a,
+        lab.cap.name()
+    );
+    let sources = format!("{}{second}", lab.source(""));
+    let snaplen = 128;
+    let modules = format!(
+        "{}[trace]\npath = \"{}\"\nfilter = \"udp\"\nsnaplen = {snaplen}\n",
+        modules_toml(&[("tcp", "traffic", "", "", "tcp")]),
+        lab.dir.path().join("trace").display()
+    );
+    let cfg = lab.config("live.toml", "127.0.0.1:0", &sources, &modules);
+    let d = Daemon::start(&cfg, &[]);
+    std::thread::scope(|s| {
+        s.spawn(|| lab.como_send_on(&lab.veth.b, &one, &["--pps", "3000"]));
+        s.spawn(|| lab.como_send_on(&veth2.b, &other, &["--pps", "3000"]));
+    });
+    let (tcp, udp) = (tcpdump_count(&whole, "tcp"), tcpdump_count(&whole, "udp"));
+    // Redirected to the workers by either program: what the module or the window wants.
+    let m = wait_captured(&d, tcp + udp, Duration::from_secs(20));
+    assert_eq!(
+        metric_sum(&m, "como_capture_packets_total", &[]) as u64,
+        tcp + udp,
+        "packets redirected (module: tcp, window: udp) {m:?}"
+    );
+    assert_eq!(
+        metric_sum(&m, "como_capture_drops_total", &[]),
+        0.0,
+        "{m:?}"
+    );
+    let got = wait_window(&d, udp as usize, Duration::from_secs(20));
+    assert_eq!(got as u64, udp, "window packets");
+    // The two interfaces interleave in the window: compare as sorted sets of packets.
+    let want = sorted(tcpdump_select(&whole, "udp", snaplen, lab.dir.path()));
+    let have = sorted(trace_answer(&d, "", "pcap"));
+    assert!(
+        have == want,
+        "the window differs from tcpdump's udp packets"
+    );
+    assert_eq!(d.terminate(), Some(0), "daemon exit status");
+    drop(veth2);
 }

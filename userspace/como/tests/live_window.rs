@@ -21,132 +21,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use daemon::{trace, Daemon};
-use live_common::{metric_sum, metrics, reader, wait_captured, Lab};
-
-/// One packet: captured bytes and original length.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Pkt {
-    data: Vec<u8>,
-    wire_len: u32,
-}
-
-/// The packets of a pcap or pcapng file (or answer).
-fn read_packets(name: &str, bytes: Vec<u8>) -> Vec<Pkt> {
-    let mut r = como_tracefile::TraceReader::from_bytes(name, bytes)
-        .unwrap_or_else(|e| panic!("{name}: not a trace: {e}"));
-    let mut out = Vec::new();
-    while let Some(p) = r.next_packet() {
-        let p = p.unwrap_or_else(|e| panic!("{name}: {e}"));
-        out.push(Pkt {
-            data: p.data.to_vec(),
-            wire_len: p.wire_len,
-        });
-    }
-    out
-}
-
-/// What `tcpdump -r original EXPR` selects, cut at `snaplen` (the oracle).
-fn tcpdump_select(original: &Path, expr: &str, snaplen: usize, tmp: &Path) -> Vec<Pkt> {
-    let out = tmp.join("tcpdump-out.pcap");
-    let st = Command::new("tcpdump")
-        .arg("-r")
-        .arg(original)
-        .arg("-w")
-        .arg(&out)
-        .arg(expr)
-        .output()
-        .expect("run tcpdump");
-    if String::from_utf8_lossy(&st.stderr).contains("expression rejects all packets") {
-        return Vec::new();
-    }
-    assert!(
-        st.status.success(),
-        "tcpdump -r {} {expr}: {}",
-        original.display(),
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let bytes = std::fs::read(&out).expect("tcpdump output");
-    read_packets("tcpdump", bytes)
-        .into_iter()
-        .map(|mut p| {
-            p.data.truncate(snaplen);
-            p
-        })
-        .collect()
-}
-
-/// `tcpdump -r original --count EXPR`.
-fn tcpdump_count(original: &Path, expr: &str) -> u64 {
-    let out = Command::new("tcpdump")
-        .arg("-r")
-        .arg(original)
-        .arg("--count")
-        .arg(expr)
-        .output()
-        .expect("run tcpdump");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("tcpdump --count output: {text}"))
-}
-
-/// `GET /trace?filter=EXPR&format=FORMAT` as packets.
-fn trace_answer(d: &Daemon, expr: &str, format: &str) -> Vec<Pkt> {
-    let enc: String = expr
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    let q = format!("/trace?filter={enc}&format={format}");
-    let (code, body) = d.get_bytes(&q);
-    assert_eq!(
-        code,
-        200,
-        "GET {q}: {}",
-        String::from_utf8_lossy(&body)
-            .chars()
-            .take(300)
-            .collect::<String>()
-    );
-    read_packets("answer", body)
-}
-
-/// Polls `/trace` (every packet) until it holds `n` packets or `timeout` passes.
-fn wait_window(d: &Daemon, n: usize, timeout: Duration) -> usize {
-    let t = Instant::now();
-    loop {
-        let got = trace_answer(d, "", "pcap").len();
-        if got >= n || t.elapsed() > timeout {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Compares the window's answer with tcpdump's selection; a message naming the first
-/// difference.
-fn same_packets(expr: &str, got: &[Pkt], want: &[Pkt]) {
-    let first = got.iter().zip(want).position(|(a, b)| a != b).map(|i| {
-        format!(
-            "first difference at packet {i}: got {:?}, want {:?}",
-            got.get(i).map(|p| (p.wire_len, p.data.len())),
-            want.get(i).map(|p| (p.wire_len, p.data.len()))
-        )
-    });
-    assert!(
-        got.len() == want.len() && first.is_none(),
-        "/trace?filter={expr}: {} packets, tcpdump selects {}; {}",
-        got.len(),
-        want.len(),
-        first.unwrap_or_default()
-    );
-}
+use live_common::{
+    metric_sum, metrics, read_packets, reader, same_packets, sorted, tcpdump_count, tcpdump_select,
+    trace_answer, wait_captured, wait_window, Lab, Pkt,
+};
 
 /// The `[trace]` section of a window in `dir` with `extra` lines.
 fn trace_section(dir: &Path, extra: &str) -> String {
@@ -449,12 +327,6 @@ fn wait_window_expr(d: &Daemon, expr: &str, n: usize, timeout: Duration) -> Vec<
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// Sorted by bytes (two workers interleave their buffers in the window).
-fn sorted(mut v: Vec<Pkt>) -> Vec<Pkt> {
-    v.sort_by(|a, b| a.data.cmp(&b.data).then(a.wire_len.cmp(&b.wire_len)));
-    v
 }
 
 /// Two queues (native mode, one pinned worker each), a window filter the kernel only

@@ -1,7 +1,8 @@
 //! Shared by the live capture tests (`live_*.rs`): a lab of two network namespaces joined by a
 //! veth pair (the daemon captures on end `a` in `cap`, traffic comes from end `b` in `gen`), the
-//! configuration of an `xdp` source, `/metrics` parsing, and the normalised JSON records of a
-//! module over HTTP and of `como inline`.
+//! configuration of an `xdp` source, `/metrics` parsing, the normalised JSON records of a
+//! module over HTTP and of `como inline`, and the packets of the trace window (`/trace`) next to
+//! tcpdump's selection.
 //!
 //! Everything a test creates has a unique name and is removed when the [`Lab`] drops (also on
 //! failure). Without root the tests skip with a printed reason, and fail under
@@ -252,4 +253,137 @@ pub fn inline_records(trace: &Path, kind_args: &str, filter: &str) -> Vec<serde_
 pub fn reader(lab: &Lab, modules: &str) -> Daemon {
     let cfg = lab.config("reader.toml", "127.0.0.1:0", "", modules);
     Daemon::start(&cfg, &[])
+}
+
+/// One packet: captured bytes and original length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pkt {
+    /// The captured bytes.
+    pub data: Vec<u8>,
+    /// The original length.
+    pub wire_len: u32,
+}
+
+/// The packets of a pcap or pcapng file (or answer).
+pub fn read_packets(name: &str, bytes: Vec<u8>) -> Vec<Pkt> {
+    let mut r = como_tracefile::TraceReader::from_bytes(name, bytes)
+        .unwrap_or_else(|e| panic!("{name}: not a trace: {e}"));
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap_or_else(|e| panic!("{name}: {e}"));
+        out.push(Pkt {
+            data: p.data.to_vec(),
+            wire_len: p.wire_len,
+        });
+    }
+    out
+}
+
+/// What `tcpdump -r original EXPR` selects, cut at `snaplen` (the oracle).
+pub fn tcpdump_select(original: &Path, expr: &str, snaplen: usize, tmp: &Path) -> Vec<Pkt> {
+    let out = tmp.join("tcpdump-out.pcap");
+    let st = Command::new("tcpdump")
+        .arg("-r")
+        .arg(original)
+        .arg("-w")
+        .arg(&out)
+        .arg(expr)
+        .output()
+        .expect("run tcpdump");
+    if String::from_utf8_lossy(&st.stderr).contains("expression rejects all packets") {
+        return Vec::new();
+    }
+    assert!(
+        st.status.success(),
+        "tcpdump -r {} {expr}: {}",
+        original.display(),
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let bytes = std::fs::read(&out).expect("tcpdump output");
+    read_packets("tcpdump", bytes)
+        .into_iter()
+        .map(|mut p| {
+            p.data.truncate(snaplen);
+            p
+        })
+        .collect()
+}
+
+/// `tcpdump -r original --count EXPR`.
+pub fn tcpdump_count(original: &Path, expr: &str) -> u64 {
+    let out = Command::new("tcpdump")
+        .arg("-r")
+        .arg(original)
+        .arg("--count")
+        .arg(expr)
+        .output()
+        .expect("run tcpdump");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("tcpdump --count output: {text}"))
+}
+
+/// `GET /trace?filter=EXPR&format=FORMAT` as packets.
+pub fn trace_answer(d: &Daemon, expr: &str, format: &str) -> Vec<Pkt> {
+    let enc: String = expr
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let q = format!("/trace?filter={enc}&format={format}");
+    let (code, body) = d.get_bytes(&q);
+    assert_eq!(
+        code,
+        200,
+        "GET {q}: {}",
+        String::from_utf8_lossy(&body)
+            .chars()
+            .take(300)
+            .collect::<String>()
+    );
+    read_packets("answer", body)
+}
+
+/// Polls `/trace` (every packet) until it holds `n` packets or `timeout` passes.
+pub fn wait_window(d: &Daemon, n: usize, timeout: Duration) -> usize {
+    let t = Instant::now();
+    loop {
+        let got = trace_answer(d, "", "pcap").len();
+        if got >= n || t.elapsed() > timeout {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Compares the window's answer with tcpdump's selection; a message naming the first
+/// difference.
+pub fn same_packets(expr: &str, got: &[Pkt], want: &[Pkt]) {
+    let first = got.iter().zip(want).position(|(a, b)| a != b).map(|i| {
+        format!(
+            "first difference at packet {i}: got {:?}, want {:?}",
+            got.get(i).map(|p| (p.wire_len, p.data.len())),
+            want.get(i).map(|p| (p.wire_len, p.data.len()))
+        )
+    });
+    assert!(
+        got.len() == want.len() && first.is_none(),
+        "/trace?filter={expr}: {} packets, tcpdump selects {}; {}",
+        got.len(),
+        want.len(),
+        first.unwrap_or_default()
+    );
+}
+
+/// Sorted by bytes (two workers interleave their buffers in the window).
+pub fn sorted(mut v: Vec<Pkt>) -> Vec<Pkt> {
+    v.sort_by(|a, b| a.data.cmp(&b.data).then(a.wire_len.cmp(&b.wire_len)));
+    v
 }
