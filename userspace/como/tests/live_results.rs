@@ -12,7 +12,7 @@ mod live_common;
 use std::time::Duration;
 
 use daemon::{trace, Daemon};
-use live_common::{http_records, inline_records, metric_sum, reader, wait_captured, Lab};
+use live_common::{assert_live_equals_inline, metric_sum, reader, wait_captured, Lab};
 
 /// (name, kind, `como inline` args, `[module.args]` TOML, filter).
 const MODULES: &[(&str, &str, &str, &str, &str)] = &[
@@ -88,31 +88,11 @@ fn live_equals_inline_in(
     assert!(!lab.xdp_attached(), "XDP still attached after SIGTERM");
     let r = reader(lab, &modules);
     for (name, kind, args, _, filter) in MODULES {
-        let mut live = http_records(&r, name);
-        let mut offline = inline_records(&path, &format!("{kind}:{args}interval=1d"), filter);
+        let offline =
+            assert_live_equals_inline(&r, &path, (name, kind, args, filter), &format!("{file}: "));
         if *name == "protocol" {
             assert!(!offline.is_empty(), "{file}: {name}: no offline record");
         }
-        if *kind == "tuple" {
-            // Flows are exported in order of their first packet: live, the packets of one
-            // batch share a timestamp, so flows that start in one batch may swap.
-            let key = |v: &serde_json::Value| v.to_string();
-            live.sort_by_key(key);
-            offline.sort_by_key(key);
-        }
-        let differ: Vec<_> = live
-            .iter()
-            .zip(&offline)
-            .enumerate()
-            .filter(|(_, (a, b))| a != b)
-            .take(3)
-            .collect();
-        assert!(
-            live.len() == offline.len() && differ.is_empty(),
-            "{file}: module {name} ({filter}): live {} records, como inline {}; first differences {differ:?}",
-            live.len(),
-            offline.len()
-        );
     }
     m
 }

@@ -23,7 +23,7 @@ use como_tests::netns::VethPair;
 use como_tracefile::PcapWriter;
 use daemon::{trace, Daemon};
 use live_common::{
-    http_records, inline_records, metric_sum, post, reader, sorted, tcpdump_count, tcpdump_select,
+    assert_live_equals_inline, metric_sum, post, reader, sorted, tcpdump_count, tcpdump_select,
     trace_answer, wait_captured, wait_window, Lab,
 };
 
@@ -184,28 +184,8 @@ fn live_two_interfaces_of_a_tap_equal_inline_on_the_whole_trace() {
 
     let r = reader(&lab, &modules_toml(&all));
     for (name, kind, args, _, filter) in &all {
-        let mut live = http_records(&r, name);
-        let mut offline = inline_records(&whole, &format!("{kind}:{args}interval=1d"), filter);
+        let offline = assert_live_equals_inline(&r, &whole, (name, kind, args, filter), "");
         assert!(!offline.is_empty(), "{name}: no offline record");
-        if *kind == "tuple" {
-            // Flows in order of their first packet: live, that order depends on the
-            // interleaving of the two interfaces; per flow, the records must be equal.
-            let key = |v: &serde_json::Value| v.to_string();
-            live.sort_by_key(key);
-            offline.sort_by_key(key);
-        }
-        let differ: Vec<_> = live
-            .iter()
-            .zip(&offline)
-            .filter(|(a, b)| a != b)
-            .take(3)
-            .collect();
-        assert!(
-            live.len() == offline.len() && differ.is_empty(),
-            "module {name} ({filter}): live {} records, como inline {}; first differences {differ:?}",
-            live.len(),
-            offline.len()
-        );
     }
     drop(veth2);
 }

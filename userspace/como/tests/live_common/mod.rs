@@ -231,6 +231,40 @@ pub fn http_records(d: &Daemon, module: &str) -> Vec<serde_json::Value> {
     json_lines(&body)
 }
 
+/// Asserts that module `name` (`kind`, `como inline` args `args` ending in `,` or empty,
+/// `filter`) stored live what `como inline` computes over `trace` with one-day intervals,
+/// record by record (`tuple` per flow: the order of flows that start together depends on the
+/// batching and on the interleaving of several interfaces). `what` starts the message. Returns
+/// the offline records.
+pub fn assert_live_equals_inline(
+    r: &Daemon,
+    trace: &Path,
+    (name, kind, args, filter): (&str, &str, &str, &str),
+    what: &str,
+) -> Vec<serde_json::Value> {
+    let mut live = http_records(r, name);
+    let mut offline = inline_records(trace, &format!("{kind}:{args}interval=1d"), filter);
+    if kind == "tuple" {
+        let key = |v: &serde_json::Value| v.to_string();
+        live.sort_by_key(key);
+        offline.sort_by_key(key);
+    }
+    let differ: Vec<_> = live
+        .iter()
+        .zip(&offline)
+        .enumerate()
+        .filter(|(_, (a, b))| a != b)
+        .take(3)
+        .collect();
+    assert!(
+        live.len() == offline.len() && differ.is_empty(),
+        "{what}module {name} ({filter}): live {} records, como inline {}; first differences {differ:?}",
+        live.len(),
+        offline.len()
+    );
+    offline
+}
+
 /// `como inline -r TRACE --format json KIND:ARGS EXPR`, normalised.
 pub fn inline_records(trace: &Path, kind_args: &str, filter: &str) -> Vec<serde_json::Value> {
     let mut cmd = Command::new(como_bin());
