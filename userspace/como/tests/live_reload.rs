@@ -79,12 +79,7 @@ fn live_reload_replaces_modules_without_misattribution() {
         &lab.source(""),
         &format!("{}{all}", module("b", "tcp")),
     );
-    let pid = d.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .expect("kill")
-        .success());
+    d.signal("HUP");
     let t = Instant::now();
     loop {
         let (code, body) = try_get(&d, "/modules").unwrap_or_default();
@@ -352,12 +347,7 @@ fn file_daemon_ignores_sighup_and_refuses_post_reload() {
     );
     let d = Daemon::start(&cfg, &[]);
     d.wait_done();
-    let pid = d.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .expect("kill")
-        .success());
+    d.signal("HUP");
     let (code, body) = post(&d, "/reload");
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("no live source"), "{body}");

@@ -16,7 +16,7 @@ mod daemon;
 mod live_common;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use como_tests::netns::VethPair;
@@ -97,18 +97,23 @@ fn split_by_direction(trace: &Path, one: &Path, other: &Path) -> (u64, u64) {
     (na, nb)
 }
 
+/// nDPI/teams.pcap and its two directions written into the lab's folder (as
+/// [`split_by_direction`]): (whole, one, other, packets of one, packets of other).
+fn halves(lab: &Lab) -> (PathBuf, PathBuf, PathBuf, u64, u64) {
+    let whole = trace("nDPI/teams.pcap");
+    let one = lab.dir.path().join("one.pcap");
+    let other = lab.dir.path().join("other.pcap");
+    let (n_one, n_other) = split_by_direction(&whole, &one, &other);
+    (whole, one, other, n_one, n_other)
+}
+
 #[test]
 fn live_two_interfaces_of_a_tap_equal_inline_on_the_whole_trace() {
     let test = "live_two_interfaces_of_a_tap_equal_inline_on_the_whole_trace";
     let Some(lab) = Lab::new(test) else { return };
     // The second port: another veth pair between the same namespaces (dropped before them).
     let veth2 = VethPair::new(&lab.cap, Some(&lab.gen)).expect("second veth pair");
-    let whole = trace("nDPI/teams.pcap");
-    let (one, other) = (
-        lab.dir.path().join("one.pcap"),
-        lab.dir.path().join("other.pcap"),
-    );
-    let (n_one, n_other) = split_by_direction(&whole, &one, &other);
+    let (whole, one, other, n_one, n_other) = halves(&lab);
     assert!(n_one > 100 && n_other > 100, "halves {n_one} / {n_other}");
 
     let second = format!(
@@ -223,12 +228,7 @@ fn live_two_interfaces_window_gets_both_directions() {
     let test = "live_two_interfaces_window_gets_both_directions";
     let Some(lab) = Lab::new(test) else { return };
     let veth2 = VethPair::new(&lab.cap, Some(&lab.gen)).expect("second veth pair");
-    let whole = trace("nDPI/teams.pcap");
-    let (one, other) = (
-        lab.dir.path().join("one.pcap"),
-        lab.dir.path().join("other.pcap"),
-    );
-    split_by_direction(&whole, &one, &other);
+    let (whole, one, other, _, _) = halves(&lab);
     let second = format!(
         "[[source]]\ntype = \"xdp\"\ninterface = \"{}\"\nnetns = \"{}\"\n",
         veth2.a,

@@ -398,12 +398,7 @@ fn live_window_two_queues_flagged_filter_survives_reload() {
         &source,
         &format!("{module_b}{section}"),
     );
-    let pid = d.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .expect("kill")
-        .success());
+    d.signal("HUP");
     let t = Instant::now();
     loop {
         let (code, body) = live_common::try_get(&d, "/modules").unwrap_or_default();

@@ -121,14 +121,19 @@ impl Daemon {
         }
     }
 
-    /// SIGTERM and wait; returns the exit status code.
-    pub fn terminate(mut self) -> Option<i32> {
+    /// Sends `signal` (`TERM`, `HUP` ...) to the daemon with kill(1).
+    pub fn signal(&self, signal: &str) {
         let pid = self.child.id().to_string();
         let st = Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&format!("-{signal}"), &pid])
             .status()
             .expect("kill");
-        assert!(st.success());
+        assert!(st.success(), "kill -{signal} {pid}");
+    }
+
+    /// SIGTERM and wait; returns the exit status code.
+    pub fn terminate(mut self) -> Option<i32> {
+        self.signal("TERM");
         self.child.wait().expect("wait").code()
     }
 }
