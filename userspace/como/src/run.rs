@@ -703,7 +703,9 @@ fn drive(
         }
         fn progress(&mut self, source: &dyn Source, pipe: &Pipeline<ResumeSink>, packets: u64) {
             self.unpublished += packets;
-            if self.unpublished >= PUBLISH_EVERY || packets == 0 {
+            // Every PUBLISH_EVERY packets, and when the source is idle or ended with packets
+            // not yet published (not at every idle poll).
+            if self.unpublished >= PUBLISH_EVERY || (packets == 0 && self.unpublished > 0) {
                 self.publish(pipe);
                 if let Some((done, _)) = source.progress() {
                     self.bar.set_position(done);

@@ -62,6 +62,16 @@ pub(crate) mod tests_support {
 
     use crate::ModuleSpec;
 
+    /// The metadata block the XDP program writes in front of a frame, as bytes.
+    pub(crate) fn meta_bytes(m: ebpf_filters_common::XdpMeta) -> Vec<u8> {
+        let mut v = Vec::with_capacity(24);
+        v.extend_from_slice(&m.rules.to_ne_bytes());
+        v.extend_from_slice(&m.recheck.to_ne_bytes());
+        v.extend_from_slice(&m.magic.to_ne_bytes());
+        v.extend_from_slice(&m.gen.to_ne_bytes());
+        v
+    }
+
     /// A bundled trace.
     pub(crate) fn trace(rel: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -958,7 +968,7 @@ mod window_tests {
     use ebpf_filters::kernel::{PacketKey, Tables};
     use ebpf_filters_common::XdpMeta;
 
-    use super::tests_support::{spec, trace};
+    use super::tests_support::{meta_bytes, spec, trace};
     use super::{
         wall_ns, Carried, Frame, LiveOptions, LivePipeline, LiveQueue, QueueStats, WindowTap,
     };
@@ -995,15 +1005,6 @@ mod window_tests {
         fn stats(&mut self) -> QueueStats {
             QueueStats::default()
         }
-    }
-
-    fn meta_bytes(m: XdpMeta) -> Vec<u8> {
-        let mut v = Vec::with_capacity(24);
-        v.extend_from_slice(&m.rules.to_ne_bytes());
-        v.extend_from_slice(&m.recheck.to_ne_bytes());
-        v.extend_from_slice(&m.magic.to_ne_bytes());
-        v.extend_from_slice(&m.gen.to_ne_bytes());
-        v
     }
 
     fn packets(file: &str) -> Vec<Vec<u8>> {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use como_module::{Exported, Interval};
 use ebpf_filters_common::{XdpMeta, META_MAGIC};
 
-use crate::live::tests_support::{spec, trace};
+use crate::live::tests_support::{meta_bytes, spec, trace};
 use crate::{
     run, CollectSink, Frame, LiveOptions, LivePipeline, LiveQueue, ModuleSpec, Options, QueueStats,
     Sink, SinkError, SourceError, TraceSource,
@@ -56,15 +56,6 @@ impl LiveQueue for MemQueue {
     fn stats(&mut self) -> QueueStats {
         self.stats
     }
-}
-
-fn meta_bytes(m: XdpMeta) -> Vec<u8> {
-    let mut v = Vec::with_capacity(24);
-    v.extend_from_slice(&m.rules.to_ne_bytes());
-    v.extend_from_slice(&m.recheck.to_ne_bytes());
-    v.extend_from_slice(&m.magic.to_ne_bytes());
-    v.extend_from_slice(&m.gen.to_ne_bytes());
-    v
 }
 
 const FILE: &str = "nDPI/teams.pcap";
