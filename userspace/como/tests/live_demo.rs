@@ -1,6 +1,6 @@
 //! `como demo` (privileged), the README's main command: it attaches to a veth pair of its own,
-//! replays generated traffic, answers queries with live records while it runs, and removes its
-//! namespaces when it stops.
+//! replays generated traffic, answers queries with live records while it runs (and 409 to a
+//! reload: it has no configuration file), and removes its namespaces when it stops.
 
 #[expect(dead_code, reason = "the daemon helpers serve several test files")]
 mod daemon;
@@ -34,7 +34,7 @@ fn live_demo_serves_live_records_and_cleans_up() {
         .port();
     let base = format!("http://127.0.0.1:{port}");
     let mut child = Command::new(como_bin())
-        .args(["demo", "--duration", "8", "--pps", "3000", "--listen"])
+        .args(["demo", "--duration", "10", "--pps", "3000", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -57,6 +57,16 @@ fn live_demo_serves_live_records_and_cleans_up() {
         }
     }
     assert!(pkts > 0, "no web traffic counted while the demo ran");
+    // The demo runs an embedded configuration, no file to read again: a reload is refused.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let resp = agent
+        .post(format!("{base}/reload"))
+        .send_empty()
+        .expect("POST /reload");
+    assert_eq!(resp.status().as_u16(), 409, "POST /reload on the demo");
     let status = child.wait().expect("wait");
     assert!(status.success(), "como demo: {status}");
     let lines = lines.join().expect("stderr reader");
