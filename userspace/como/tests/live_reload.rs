@@ -24,7 +24,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use daemon::{como_bin, file_source, trace, write_config, Daemon};
-use live_common::{http_records, metric_sum, metrics, post, reader, try_get, Lab};
+use live_common::{http_records, metric_sum, metrics, post, reader, wait_module, Lab};
 
 fn module(name: &str, filter: &str) -> String {
     format!("[[module]]\nname = \"{name}\"\nkind = \"protocol\"\ninterval = \"1s\"\nfilter = \"{filter}\"\n")
@@ -80,18 +80,7 @@ fn live_reload_replaces_modules_without_misattribution() {
         &format!("{}{all}", module("b", "tcp")),
     );
     d.signal("HUP");
-    let t = Instant::now();
-    loop {
-        let (code, body) = try_get(&d, "/modules").unwrap_or_default();
-        if code == 200 && body.contains("\"b\"") {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "reload not seen: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_module(&d, "b");
     std::thread::sleep(Duration::from_millis(1500));
     let m = metrics(&d);
     assert!(

@@ -9,10 +9,8 @@ mod daemon;
 #[allow(dead_code, reason = "each live test file uses a part of the helpers")]
 mod live_common;
 
-use std::time::Duration;
-
 use daemon::{trace, Daemon};
-use live_common::{assert_live_equals_inline, metric_sum, reader, wait_captured, Lab};
+use live_common::{assert_captured_all, assert_live_equals_inline, metric_sum, reader, Lab};
 
 /// (name, kind, `como inline` args, `[module.args]` TOML, filter).
 const MODULES: &[(&str, &str, &str, &str, &str)] = &[
@@ -70,14 +68,11 @@ fn live_equals_inline_in(
     assert!(lab.xdp_attached(), "XDP not attached to {}", lab.veth.a);
     let sent = send(lab, &path);
     assert_eq!(sent, want_packets, "{file}: sender sent");
-    let m = wait_captured(&d, sent, Duration::from_secs(20));
-    let got = metric_sum(&m, "como_capture_packets_total", &[]) as u64;
-    assert_eq!(
-        got, sent,
-        "{file}: packets captured (zero loss at a paced rate)"
+    let m = assert_captured_all(
+        &d,
+        sent,
+        &format!("{file}: packets captured (zero loss at a paced rate)"),
     );
-    let drops = metric_sum(&m, "como_capture_drops_total", &[]);
-    assert_eq!(drops, 0.0, "{file}: drops {m:?}");
     assert_eq!(
         metric_sum(&m, "como_xdp_packets_total", &["action=\"seen\""]) as u64,
         sent,

@@ -23,8 +23,8 @@ use como_tests::netns::VethPair;
 use como_tracefile::PcapWriter;
 use daemon::{trace, Daemon};
 use live_common::{
-    assert_live_equals_inline, metric_sum, post, reader, sorted, tcpdump_count, tcpdump_select,
-    trace_answer, wait_captured, wait_window, Lab,
+    assert_captured_all, assert_live_equals_inline, metric_sum, post, reader, sorted,
+    tcpdump_count, tcpdump_select, trace_answer, wait_captured, wait_window, Lab,
 };
 
 /// (name, kind, `como inline` args, `[module.args]` TOML, filter).
@@ -148,17 +148,7 @@ fn live_two_interfaces_of_a_tap_equal_inline_on_the_whole_trace() {
     });
     assert_eq!((sent_one, sent_other), (n_one, n_other), "sent");
     let sent = sent_one + sent_other;
-    let m = wait_captured(&d, sent, Duration::from_secs(20));
-    assert_eq!(
-        metric_sum(&m, "como_capture_packets_total", &[]) as u64,
-        sent,
-        "packets captured (zero loss at a paced rate): {m:?}"
-    );
-    assert_eq!(
-        metric_sum(&m, "como_capture_drops_total", &[]),
-        0.0,
-        "{m:?}"
-    );
+    let m = assert_captured_all(&d, sent, "packets captured (zero loss at a paced rate)");
     // Each interface under its own device, its program's counters included.
     for (dev, n) in [(&lab.veth.a, n_one), (&veth2.a, n_other)] {
         let device = format!("device=\"{dev}\"");

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use daemon::{trace, Daemon};
 use live_common::{
-    metric_sum, metrics, read_packets, reader, same_packets, sorted, tcpdump_count, tcpdump_select,
-    trace_answer, wait_captured, wait_window, Lab, Pkt,
+    assert_captured_all, metric_sum, metrics, read_packets, reader, same_packets, sorted,
+    tcpdump_count, tcpdump_select, trace_answer, wait_captured, wait_window, Lab, Pkt,
 };
 
 /// The `[trace]` section of a window in `dir` with `extra` lines.
@@ -204,17 +204,7 @@ fn live_window_module_over_trace_equals_live_records() {
     // About 3 s of traffic: several 1 s intervals.
     let sent = lab.tcpreplay(&original, 600);
     assert_eq!(sent, total, "tcpreplay sent");
-    let m = wait_captured(&d, sent, Duration::from_secs(20));
-    assert_eq!(
-        metric_sum(&m, "como_capture_packets_total", &[]) as u64,
-        sent,
-        "zero loss at a paced rate"
-    );
-    assert_eq!(
-        metric_sum(&m, "como_capture_drops_total", &[]),
-        0.0,
-        "{m:?}"
-    );
+    assert_captured_all(&d, sent, "zero loss at a paced rate");
     assert_eq!(
         wait_window(&d, sent as usize, Duration::from_secs(20)) as u64,
         sent,
@@ -399,18 +389,7 @@ fn live_window_two_queues_flagged_filter_survives_reload() {
         &format!("{module_b}{section}"),
     );
     d.signal("HUP");
-    let t = Instant::now();
-    loop {
-        let (code, body) = live_common::try_get(&d, "/modules").unwrap_or_default();
-        if code == 200 && body.contains("\"b\"") {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "reload not seen: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    live_common::wait_module(&d, "b");
     lab.tcpreplay(&original, 4000);
     let twice = sorted(want.iter().chain(&want).cloned().collect());
     let got = wait_window_expr(&d, "", twice.len(), Duration::from_secs(20));
@@ -511,16 +490,10 @@ fn live_window_disk_full_leaves_the_modules_alone() {
         sent += lab.tcpreplay(&original, 4000);
     }
     assert_eq!(sent, 2 * total, "tcpreplay sent");
-    let m = wait_captured(&d, sent, Duration::from_secs(20));
-    assert_eq!(
-        metric_sum(&m, "como_capture_packets_total", &[]) as u64,
+    assert_captured_all(
+        &d,
         sent,
-        "capture loses nothing while the window's disk is full"
-    );
-    assert_eq!(
-        metric_sum(&m, "como_capture_drops_total", &[]),
-        0.0,
-        "{m:?}"
+        "capture loses nothing while the window's disk is full",
     );
     // The workers hand their last buffer over once idle: wait for the window's verdict.
     let t = Instant::now();

@@ -192,6 +192,40 @@ pub fn post(d: &Daemon, path: &str) -> (u16, String) {
     (resp.status().as_u16(), body)
 }
 
+/// Waits (20 s at most) until the daemon captured `sent` packets, then asserts it captured
+/// exactly that many and dropped none (`what` says why loss would be wrong); the metrics.
+pub fn assert_captured_all(d: &Daemon, sent: u64, what: &str) -> BTreeMap<String, f64> {
+    let m = wait_captured(d, sent, Duration::from_secs(20));
+    assert_eq!(
+        metric_sum(&m, "como_capture_packets_total", &[]) as u64,
+        sent,
+        "{what}: {m:?}"
+    );
+    assert_eq!(
+        metric_sum(&m, "como_capture_drops_total", &[]),
+        0.0,
+        "{what}: drops {m:?}"
+    );
+    m
+}
+
+/// Waits (10 s at most) until `/modules` lists a module named `name` (a reload took effect).
+pub fn wait_module(d: &Daemon, name: &str) {
+    let t = Instant::now();
+    let quoted = format!("\"{name}\"");
+    loop {
+        let (code, body) = try_get(d, "/modules").unwrap_or_default();
+        if code == 200 && body.contains(&quoted) {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "reload not seen: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Polls `/metrics` until `como_capture_packets_total` reaches `n` (or `timeout`); the last
 /// metrics.
 pub fn wait_captured(d: &Daemon, n: u64, timeout: Duration) -> BTreeMap<String, f64> {
