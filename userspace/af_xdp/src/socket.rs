@@ -7,6 +7,13 @@
 //! room in the fill ring). [`XskSocket::rx_batch`] puts each frame back into the fill ring right
 //! after its callback and then tops the fill ring up from the free list, so with a fill ring at
 //! least as large as the UMEM every frame not holding a packet is always available to the kernel.
+//!
+//! Multi-buffer packets ([`SocketConfig::multi_buffer`], `XDP_USE_SG`): a packet longer than a
+//! frame arrives as a chain of descriptors, every one but the last with `XDP_PKT_CONTD` set.
+//! The chain is copied into one buffer of the socket (allocated once, at bind) frame by frame,
+//! each frame going back to the fill ring as soon as it is copied, and the whole packet is
+//! handed to the callback when its last descriptor comes — also when the chain spans two calls
+//! of [`XskSocket::rx_batch`]. The metadata is the one in front of the first frame.
 
 use std::fmt;
 use std::mem::size_of;
@@ -98,12 +105,17 @@ pub struct SocketConfig {
     /// queue (by this process or a killed one) frees it only a few tens of milliseconds later,
     /// when the kernel's deferred release runs. Zero: fail at once.
     pub bind_busy_timeout: Duration,
+    /// Bind with `XDP_USE_SG` when the kernel and driver allow it (Linux 6.6 for copy mode):
+    /// packets longer than a frame (jumbo frames) arrive in several frames and are handed out
+    /// whole. Without it, or when the bind refuses it (logged; [`XskSocket::multi_buffer`]
+    /// tells), the kernel drops such packets and counts them in `rx_dropped`.
+    pub multi_buffer: bool,
 }
 
 impl Default for SocketConfig {
     /// RX/TX/completion 2048, fill 4096 (the default UMEM's frame count), zero-copy when
     /// available, need_wakeup, no busy polling, `XdpMeta`-sized metadata cleared after use,
-    /// bind retried for 1 s while the queue is busy.
+    /// bind retried for 1 s while the queue is busy, multi-buffer packets when the kernel has them.
     fn default() -> Self {
         Self {
             rx_size: 2048,
@@ -116,6 +128,7 @@ impl Default for SocketConfig {
             meta_len: size_of::<XdpMeta>(),
             clear_meta: true,
             bind_busy_timeout: Duration::from_secs(1),
+            multi_buffer: true,
         }
     }
 }
@@ -198,7 +211,7 @@ pub struct Frame<'a> {
     pub addr: u64,
     /// Length of the packet (the descriptor's length).
     pub len: u32,
-    /// The descriptor's options (`XDP_PKT_CONTD` for multi-buffer packets; 0 here).
+    /// The descriptor's options (always 0: a multi-buffer packet is handed out whole).
     pub options: u32,
 }
 
@@ -237,6 +250,76 @@ pub struct XskSocket {
     invalid: u64,
     /// Wakeup syscalls made.
     wakeups: u64,
+    /// Whether the bind took `XDP_USE_SG`.
+    sg: bool,
+    /// The multi-buffer packet being put together (see the module docs).
+    chain: Chain,
+}
+
+/// A multi-buffer packet being copied together, frame by frame.
+#[derive(Debug, Default)]
+struct Chain {
+    /// The packet's bytes so far (capacity: [`Chain::max_len`], reserved at bind).
+    data: Vec<u8>,
+    /// The metadata in front of its first frame.
+    meta: [u8; MAX_META_LEN],
+    /// Bytes of `meta` used.
+    meta_len: usize,
+    /// The first descriptor's address.
+    addr: u64,
+    /// Whether a chain is open (its first descriptor seen, not its last).
+    open: bool,
+    /// Whether the open chain outgrew the buffer (the packet is dropped at its end).
+    overflow: bool,
+}
+
+/// Most frames one multi-buffer packet spans: the kernel's `MAX_SKB_FRAGS` (17) plus the head.
+const MAX_CHAIN_FRAMES: usize = 18;
+
+impl Chain {
+    /// A descriptor that cannot be read: the packet it belongs to (if it spans several) is
+    /// dropped at its last descriptor.
+    fn skip(&mut self, options: u32) {
+        if self.open || options & libc::XDP_PKT_CONTD != 0 {
+            self.overflow = true;
+        }
+        self.open = options & libc::XDP_PKT_CONTD != 0;
+    }
+
+    /// Copies one descriptor's frame into the chain (`meta`: what lies in front of it, kept
+    /// for the first). Returns the whole packet when this was its last descriptor.
+    fn add(&mut self, addr: u64, options: u32, data: &[u8], meta: &[u8]) -> Option<Frame<'_>> {
+        if !self.open {
+            self.open = true;
+            self.overflow = false;
+            self.addr = addr;
+            self.data.clear();
+            self.meta_len = meta.len().min(MAX_META_LEN);
+            let from = meta.len() - self.meta_len;
+            if let (Some(dst), Some(src)) = (self.meta.get_mut(..self.meta_len), meta.get(from..)) {
+                dst.copy_from_slice(src);
+            }
+        }
+        if self.data.len() + data.len() <= self.data.capacity() {
+            self.data.extend_from_slice(data);
+        } else {
+            self.overflow = true;
+        }
+        if options & libc::XDP_PKT_CONTD != 0 {
+            return None;
+        }
+        self.open = false;
+        if self.overflow {
+            return None;
+        }
+        Some(Frame {
+            data: &self.data,
+            meta: self.meta.get(..self.meta_len).unwrap_or_default(),
+            addr: self.addr,
+            len: u32::try_from(self.data.len()).unwrap_or(u32::MAX),
+            options: 0,
+        })
+    }
 }
 
 impl fmt::Debug for XskSocket {
@@ -362,6 +445,8 @@ impl XskSocket {
             config: config.clone(),
             invalid: 0,
             wakeups: 0,
+            sg: false,
+            chain: Chain::default(),
         };
         sock.top_up();
         sock.bind()?;
@@ -401,13 +486,37 @@ impl XskSocket {
         };
         let fd = self.fd.as_fd();
         let deadline = Instant::now() + self.config.bind_busy_timeout;
-        let bind = |sa: &libc::sockaddr_xdp| loop {
+        let bind_once = |sa: &libc::sockaddr_xdp| loop {
             match sys::bind_xdp(fd, sa) {
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 r => break r,
             }
+        };
+        // Multi-buffer first when wanted; a kernel (< 6.6) or zero-copy driver without it
+        // refuses the flag (EINVAL / EOPNOTSUPP): then the same bind without it.
+        let want_sg = self.config.multi_buffer;
+        let mut sg = false;
+        let mut sg_refused = None;
+        let mut bind = |sa: &libc::sockaddr_xdp| {
+            if want_sg {
+                let with = libc::sockaddr_xdp {
+                    sxdp_flags: sa.sxdp_flags | libc::XDP_USE_SG,
+                    ..*sa
+                };
+                match bind_once(&with) {
+                    Ok(()) => {
+                        sg = true;
+                        return Ok(());
+                    }
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) => {
+                        sg_refused = Some(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            bind_once(sa)
         };
         match self.config.zero_copy {
             ZeroCopy::On => {
@@ -426,6 +535,19 @@ impl XskSocket {
                     );
                 }
             },
+        }
+        self.sg = sg;
+        if let (false, Some(e)) = (sg, sg_refused) {
+            tracing::info!(
+                ifindex = self.ifindex,
+                queue = self.queue,
+                error = %e,
+                "multi-buffer AF_XDP (XDP_USE_SG) refused: packets longer than a frame are dropped"
+            );
+        }
+        if sg {
+            let max = MAX_CHAIN_FRAMES * self.umem.frame_size() as usize;
+            self.chain.data = Vec::with_capacity(max);
         }
         // SAFETY: xdp_options is a repr(C) struct of one u32: every bit pattern is valid.
         let (opts, _) =
@@ -489,11 +611,14 @@ impl XskSocket {
             let valid = chunk < umem_len && end.is_some_and(|e| e <= chunk + fs);
             if !valid {
                 // Not a frame of ours (cannot happen with a sane kernel): count it, never hand
-                // it out and never put it in the fill ring.
+                // it out and never put it in the fill ring. A multi-buffer packet it belongs to
+                // is dropped whole.
                 self.invalid += 1;
+                self.chain.skip(d.options);
                 continue;
             }
             let meta_start = d.addr.saturating_sub(meta_len).max(chunk + headroom);
+            let chained = self.chain.open || d.options & libc::XDP_PKT_CONTD != 0;
             // SAFETY: chunk + fs <= umem_len (chunk is a multiple of fs below umem_len, and
             // umem_len is a multiple of fs), and meta_start <= d.addr <= d.addr + len <=
             // chunk + fs, so both ranges lie inside the UMEM mapping. The frame came off the RX
@@ -508,13 +633,20 @@ impl XskSocket {
                     ),
                 )
             };
-            f(&Frame {
-                data,
-                meta,
-                addr: d.addr,
-                len: d.len,
-                options: d.options,
-            });
+            if !chained {
+                f(&Frame {
+                    data,
+                    meta,
+                    addr: d.addr,
+                    len: d.len,
+                    options: 0,
+                });
+            } else if let Some(whole) = self.chain.add(d.addr, d.options, data, meta) {
+                f(&whole);
+            } else if !self.chain.open && self.chain.overflow {
+                // A chain longer than the buffer (not from a sane kernel): dropped, counted.
+                self.invalid += 1;
+            }
             if self.config.clear_meta && d.addr > meta_start {
                 // SAFETY: the same in-bounds range as `meta` above, still owned by us (the
                 // callback's borrows ended with the call).
@@ -597,6 +729,12 @@ impl XskSocket {
     /// Zero-copy or copy: what the bind got.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// Whether packets longer than a frame are received (the bind took `XDP_USE_SG`; see
+    /// [`SocketConfig::multi_buffer`]).
+    pub fn multi_buffer(&self) -> bool {
+        self.sg
     }
 
     /// Whether the UMEM is on 2 MiB hugepages.
