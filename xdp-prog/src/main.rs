@@ -19,7 +19,7 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::generated::bpf_xdp_adjust_meta,
+    helpers::generated::{bpf_xdp_adjust_meta, bpf_xdp_get_buff_len},
     macros::{map, xdp},
     maps::{lpm_trie::Key, Array, LpmTrie, PerCpuArray, XskMap},
     programs::XdpContext,
@@ -72,8 +72,11 @@ const ETH_P_RARP: u16 = 0x8035;
 /// Largest wire length the LEN array holds (a longer packet has LEN absent).
 const LEN_MAX: u32 = 65_535;
 
-/// The program.
-#[xdp]
+/// The program. Multi-buffer aware (`xdp.frags`): it attaches to interfaces whose MTU needs
+/// several buffers per frame (jumbo frames); it parses the headers in the first buffer (a
+/// field past it is *absent*: the rules that use it are re-checked in userspace on the whole
+/// packet) and takes the wire length of the whole frame.
+#[xdp(frags)]
 pub fn como_xdp(ctx: XdpContext) -> u32 {
     classify_and_route(&ctx)
 }
@@ -399,7 +402,8 @@ fn classify_and_route(ctx: &XdpContext) -> u32 {
     };
     let (gen_rules, gen_flagged, used, nterms) = (g.rules, g.flagged, g.used, g.nterms);
 
-    let wire_len = (ctx.data_end() - ctx.data()) as u32;
+    // SAFETY: the helper takes the program's own context and only reads it.
+    let wire_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as u32;
     let lay = layout(ctx);
     let mut absent = lay.absent;
     if wire_len > LEN_MAX {

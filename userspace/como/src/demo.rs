@@ -53,6 +53,9 @@ pub(crate) struct DemoArgs {
     /// About how many frames to generate.
     #[arg(long, default_value_t = DEFAULT_FRAMES)]
     frames: usize,
+    /// MTU of the generated traffic: full TCP segments fill it (e.g. 9000 for jumbo frames).
+    #[arg(long, default_value_t = DEFAULT_MTU, value_parser = clap::value_parser!(u16).range(576..))]
+    mtu: u16,
 }
 
 impl DemoArgs {
@@ -67,6 +70,7 @@ impl DemoArgs {
             write: None,
             seed: DEFAULT_SEED,
             frames: DEFAULT_FRAMES,
+            mtu: DEFAULT_MTU,
         }
     }
 }
@@ -77,6 +81,8 @@ const DEFAULT_PPS: u64 = 2_000;
 const DEFAULT_SEED: u64 = 0x00c0_4000;
 /// Default number of generated frames (replayed in a loop).
 const DEFAULT_FRAMES: usize = 20_000;
+/// Default MTU of the generated traffic.
+const DEFAULT_MTU: u16 = 1500;
 
 /// Writes `frames` as a pcap file, one every `1/pps` seconds from now (what `--write` does).
 fn write_pcap(path: &std::path::Path, frames: &[Vec<u8>], pps: u64) -> anyhow::Result<()> {
@@ -292,7 +298,8 @@ const PSH: u8 = 0x08;
 const ACK: u8 = 0x10;
 
 /// A TCP connection: handshake, `exchanges` request/response pairs, close.
-fn tcp_flow(out: &mut Vec<Vec<u8>>, rng: &mut Rng, e: Ends, exchanges: u64) {
+/// Full segments carry `mss` bytes, others 200 up to `mss`.
+fn tcp_flow(out: &mut Vec<Vec<u8>>, rng: &mut Rng, e: Ends, exchanges: u64, mss: usize) {
     let r = e.reverse();
     let (mut c, mut s) = (rng.next() as u32, rng.next() as u32);
     out.push(frame(&e, true, 6, &tcp(&e, c, 0, SYN), 0));
@@ -307,9 +314,9 @@ fn tcp_flow(out: &mut Vec<Vec<u8>>, rng: &mut Rng, e: Ends, exchanges: u64) {
         let segments = 1 + rng.below(8);
         for _ in 0..segments {
             let len = if rng.below(3) == 0 {
-                200 + rng.below(1200) as usize
+                200 + rng.below(mss as u64 - 200) as usize
             } else {
-                1400
+                mss
             };
             out.push(frame(&r, false, 6, &tcp(&r, s, c, ACK), len));
             s += len as u32;
@@ -334,8 +341,11 @@ fn v6(last: u16) -> [u8; 16] {
     x
 }
 
-/// About `n` frames of generated traffic (see the module docs), deterministic.
-pub(crate) fn generate(n: usize, seed: u64) -> Vec<Vec<u8>> {
+/// About `n` frames of generated traffic (see the module docs) for a link of MTU `mtu`,
+/// deterministic.
+pub(crate) fn generate(n: usize, seed: u64, mtu: u16) -> Vec<Vec<u8>> {
+    // IPv6 and TCP headers with room to spare (1400 at 1500).
+    let mss = usize::from(mtu).saturating_sub(100).max(300);
     let mut rng = Rng(seed | 1);
     let mut out = Vec::with_capacity(n + 64);
     while out.len() < n {
@@ -361,6 +371,7 @@ pub(crate) fn generate(n: usize, seed: u64) -> Vec<Vec<u8>> {
                     dport: 443,
                 },
                 exchanges,
+                mss,
             ),
             8..=10 => tcp_flow(
                 &mut out,
@@ -373,6 +384,7 @@ pub(crate) fn generate(n: usize, seed: u64) -> Vec<Vec<u8>> {
                     dport: 80,
                 },
                 exchanges,
+                mss,
             ),
             11..=12 => tcp_flow(
                 &mut out,
@@ -385,6 +397,7 @@ pub(crate) fn generate(n: usize, seed: u64) -> Vec<Vec<u8>> {
                     dport: 443,
                 },
                 exchanges,
+                mss,
             ),
             13..=16 => {
                 // DNS query and answer.
@@ -455,7 +468,7 @@ impl Drop for DbDir {
 pub(crate) fn run(args: &DemoArgs) -> Result<(), Failure> {
     let file = |e: anyhow::Error| Failure::File(e);
     if let Some(path) = &args.write {
-        let frames = generate(args.frames, args.seed);
+        let frames = generate(args.frames, args.seed, args.mtu);
         write_pcap(path, &frames, args.pps).map_err(file)?;
         eprintln!(
             "como demo: {} frames of generated traffic (seed {}) written to {}",
@@ -471,7 +484,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Failure> {
         )));
     }
     let frames = if args.files.is_empty() {
-        generate(args.frames, args.seed)
+        generate(args.frames, args.seed, args.mtu)
     } else {
         let mut all = Vec::new();
         for f in &args.files {
@@ -587,7 +600,7 @@ mod tests {
 
     #[test]
     fn generated_traffic_parses_and_has_every_kind() {
-        let frames = generate(3000, 7);
+        let frames = generate(3000, 7, DEFAULT_MTU);
         assert!(frames.len() >= 3000);
         let count = |expr: &str| {
             let f = ebpf_filters::compile(expr, como_packet::LinkType::Ethernet).expect("filter");
@@ -621,6 +634,12 @@ mod tests {
             frames.len()
         );
         assert!(frames.iter().all(|f| f.len() >= 60 && f.len() <= 1514));
+        let jumbo = generate(3000, 7, 9000);
+        assert!(jumbo.iter().all(|f| f.len() >= 60 && f.len() <= 9014));
+        assert!(
+            jumbo.iter().any(|f| f.len() > 8000),
+            "full segments fill a 9000 MTU"
+        );
         // IPv4 header checksums are right.
         for f in frames.iter().filter(|f| f[12..14] == [8, 0]) {
             assert_eq!(checksum(&f[14..34]), 0);

@@ -231,7 +231,6 @@ impl Capture {
                 .attach(&x.interface, mode)
                 .with_context(|| format!("attaching XDP to {}", x.interface))?;
             prog.set_drop_unmatched(x.unmatched == Unmatched::Drop)?;
-            warn_long_frames(&x);
             let ifindex = nix::net::if_::if_nametoindex(x.interface.as_str())
                 .with_context(|| format!("interface {}", x.interface))?;
             let qs: Vec<u32> = match &x.queues {
@@ -266,6 +265,9 @@ impl Capture {
                 let sock = XskSocket::new(umem, ifindex, q, &cfg)
                     .with_context(|| format!("AF_XDP socket on {} queue {q}", x.interface))?;
                 prog.set_socket(q, sock.fd())?;
+                if queues.is_empty() && !sock.multi_buffer() {
+                    warn_long_frames(&x);
+                }
                 tracing::info!(
                     "{} queue {q}: AF_XDP socket in {} mode, UMEM on {}",
                     x.interface,
@@ -478,8 +480,9 @@ fn shared_cores(used: &[(String, Vec<usize>)]) -> Vec<(String, String, Vec<usize
     out
 }
 
-/// Warns when the interface's MTU lets through frames longer than a UMEM frame can hold: the
-/// kernel drops those (counted as `rx_dropped`), so a module never sees them.
+/// Warns when the interface's MTU lets through frames longer than a UMEM frame can hold and
+/// the sockets could not be bound with multi-buffer (a kernel before 6.6, or a zero-copy driver
+/// without it): the kernel drops those (counted as `rx_dropped`), so a module never sees them.
 fn warn_long_frames(x: &XdpSource) {
     let Ok(mtu) = como_xdp::mtu(&x.interface) else {
         return;
@@ -493,7 +496,7 @@ fn warn_long_frames(x: &XdpSource) {
             "raise frame_size to 4096".to_owned()
         } else {
             format!(
-                "lower the MTU to {} or less (jumbo frames need multi-buffer AF_XDP, not done yet)",
+                "lower the MTU to {} or less (jumbo frames need multi-buffer AF_XDP: Linux 6.6)",
                 4096 - u64::from(af_xdp::XDP_PACKET_HEADROOM) - 22
             )
         };

@@ -159,9 +159,9 @@ pub enum XdpError {
     #[error("queue {0} is past the XSK map ({MAX_QUEUES} entries)")]
     Queue(u32),
     /// The driver refuses native XDP for the interface's MTU (`ERANGE`): frames that long need
-    /// multi-buffer XDP, which the program does not do.
+    /// multi-buffer XDP, which CoMo's program handles but this driver does not in native mode.
     #[error(
-        "native XDP refused on {iface}: its MTU {mtu} needs multi-buffer XDP frames, which CoMo's program does not handle; lower the MTU (to about 3500 bytes: one page per frame) or use mode = \"skb\" (frames longer than a UMEM frame are dropped in any mode, counted as rx_dropped)"
+        "native XDP refused on {iface}: its MTU {mtu} needs multi-buffer XDP frames, which the driver does not support in native mode; use mode = \"skb\" (or \"auto\"), or lower the MTU (to about 3500 bytes: one page per frame)"
     )]
     MtuTooLarge {
         /// The interface.
