@@ -68,7 +68,8 @@
 //! `rx_ring = 16384`, `fill_ring = 32768`; benches/RESULTS.md). Keep `frames` at least twice
 //! `rx_ring`: the frames not waiting in the RX ring are the kernel's free ones (fill ring).
 //! Memory per queue: `frames × frame_size` (32768 × 2 KiB = 64 MiB); 2048-byte frames hold
-//! frames up to the standard 1500-byte MTU, not jumbo frames.
+//! frames up to the standard 1500-byte MTU in one frame; a jumbo frame takes several (count
+//! them when sizing: at MTU 9000, 3 frames of 4096 bytes per packet).
 //!
 //! Every table refuses unknown fields. Durations are strings such as `"500ms"`, `"1s"`, `"5m"`,
 //! `"72h"`, `"1h30m"`, or a bare number of seconds (parsed by [`como_module::parse_duration`],

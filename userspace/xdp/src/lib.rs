@@ -103,8 +103,8 @@ pub const GRACE: Duration = Duration::from_millis(10);
 
 /// The longest frame [`XdpProgram::test_run`] takes: what fits in one page after the XDP
 /// headroom (256) and the skb shared info (320 on x86-64). A longer test frame would be
-/// split into fragments the program does not see (it is not multi-buffer aware, and cannot be
-/// attached to an interface whose MTU needs fragments).
+/// split into fragments, whose bytes the program does not read (fields there are absent), so
+/// the comparison with the userspace reference is made on linear frames only.
 pub const MAX_TEST_FRAME: usize = 4096 - 256 - 320;
 
 /// Size of the metadata the program writes in front of a packet.
