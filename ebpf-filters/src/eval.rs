@@ -15,11 +15,13 @@
 //! allocated per packet.
 
 use std::cell::Cell;
+use std::sync::Arc;
 
 use crate::ir::{
     ArOp, Base, Cmp, Encap, Ir, Link, LoadBase, Node, Off, Pred, Side, Value, WlanPrologue,
     MAX_REGS,
 };
+use crate::jit::Native;
 use crate::lower::apply_op;
 use crate::threaded::Threaded;
 
@@ -86,6 +88,8 @@ pub(crate) struct Program {
     entry: u32,
     /// The same program as threaded code, when every instruction has a register-free form.
     threaded: Option<Threaded>,
+    /// The same program as native code (same eligibility), when the JIT works on this host.
+    native: Option<Arc<Native>>,
 }
 
 #[derive(Debug, Clone)]
@@ -495,6 +499,24 @@ impl Program {
     pub(crate) fn has_threaded(&self) -> bool {
         self.threaded.is_some()
     }
+
+    /// Whether the program runs as native code.
+    #[cfg(test)]
+    pub(crate) fn has_native(&self) -> bool {
+        self.native.is_some()
+    }
+
+    /// The threaded code's verdict alone (`None`: no threaded code, or a load out of bounds).
+    #[cfg(test)]
+    pub(crate) fn run_threaded(&self, data: &[u8]) -> Option<bool> {
+        self.threaded.as_ref()?.run(data)
+    }
+
+    /// The native code's verdict alone (`None`: no native code, or a load out of bounds).
+    #[cfg(test)]
+    pub(crate) fn run_native(&self, data: &[u8]) -> Option<bool> {
+        self.native.as_ref()?.run(data)
+    }
 }
 
 /// Jump target: the packet matches.
@@ -712,6 +734,7 @@ impl Program {
             ins: Vec::new(),
             entry: REJECT,
             threaded: None,
+            native: None,
         };
         p.entry = p.emit(root, ACCEPT, REJECT);
         // Emitted last-to-first: reverse for locality and fix the indices.
@@ -733,7 +756,10 @@ impl Program {
             .iter()
             .map(|i| i.op.fast_view().map(|o| (o, i.jt, i.jf)))
             .collect();
-        p.threaded = view.and_then(|v| Threaded::compile(&v, p.entry));
+        if let Some(v) = view {
+            p.threaded = Threaded::compile(&v, p.entry);
+            p.native = Native::compile(&v, p.entry).map(Arc::new);
+        }
         p
     }
 
@@ -809,6 +835,12 @@ impl Program {
 #[inline]
 pub(crate) fn run(ir: &Ir, prog: &Program, data: &[u8], wire_len: u32) -> bool {
     if ir.prologue.is_none() {
+        if let Some(n) = &prog.native {
+            return match n.run(data) {
+                Some(b) => b,
+                None => run_slow(ir, prog, data, wire_len),
+            };
+        }
         if let Some(t) = &prog.threaded {
             if let Some(b) = t.run(data) {
                 return b;

@@ -58,6 +58,7 @@
 pub mod ast;
 pub mod eval;
 pub mod ir;
+mod jit;
 pub mod kernel;
 pub mod lexer;
 pub mod lower;

@@ -26,10 +26,10 @@ const MAX_MEMO: usize = 512;
 const CHAIN: usize = 4;
 
 /// A field known equal to a constant on a path: (offset, size, mask, value & mask).
-type Fact = (u32, u8, u32, u32);
+pub(crate) type Fact = (u32, u8, u32, u32);
 
 /// The mask of the bytes a load of `size` bytes gives.
-fn size_mask(size: u8) -> u32 {
+pub(crate) fn size_mask(size: u8) -> u32 {
     match size {
         1 => 0xff,
         2 => 0xffff,
@@ -38,7 +38,7 @@ fn size_mask(size: u8) -> u32 {
 }
 
 /// What `facts` say about `load(k, size) & mask`, if it is known.
-fn known(facts: &[Fact], k: u32, size: u8, mask: u32) -> Option<u32> {
+pub(crate) fn known(facts: &[Fact], k: u32, size: u8, mask: u32) -> Option<u32> {
     let m = mask & size_mask(size);
     facts
         .iter()
@@ -934,6 +934,13 @@ mod tests {
                     let fast = run(&f.ir, &f.prog, d, wire);
                     let slow = run_slow(&f.ir, &f.prog, d, wire);
                     assert_eq!(fast, slow, "{e} on {len} of {:02x?}", fr);
+                    // `run` takes the native code when there is some: the threaded code too.
+                    if let Some(t) = f.prog.run_threaded(d) {
+                        assert_eq!(t, slow, "threaded: {e} on {len} of {:02x?}", fr);
+                    }
+                    if let Some(n) = f.prog.run_native(d) {
+                        assert_eq!(n, slow, "native: {e} on {len} of {:02x?}", fr);
+                    }
                     checked += 1;
                 }
             }
