@@ -26,7 +26,7 @@ use aya_ebpf::{
 };
 use ebpf_filters_common::{
     array_index, field, flags, l3_array_index, l3_class, l3_key, stat, term_rules_index,
-    tpid_class, Config, GenConfig, LpmData, Terms, XdpMeta, ARRAY_FIELDS_LEN, L3_CLASSES,
+    tpid_class, Config, GenConfig, LpmData, Stats, Terms, XdpMeta, ARRAY_FIELDS_LEN, L3_CLASSES,
     L3_KEY_BITS, LPM_DATA_LEN, LPM_MAX_ENTRIES, LPM_ROOT_PREFIX, MAX_QUEUES, MAX_VLAN, META_MAGIC,
     TERM_RULES_LEN, TERM_WORDS, VLAN_DEEP, VLAN_WALK,
 };
@@ -56,9 +56,9 @@ static COMO_TERM_RULES: Array<u64> = Array::with_max_entries(2 * TERM_RULES_LEN,
 #[map(name = "COMO_L3_ARRAY")]
 static COMO_L3_ARRAY: Array<Terms> = Array::with_max_entries(2 * L3_CLASSES, 0);
 
-/// Per-CPU counters ([`stat`]).
+/// Per-CPU counters: one [`Stats`] per CPU ([`stat`] indexes).
 #[map(name = "COMO_STATS")]
-static COMO_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::LEN, 0);
+static COMO_STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(1, 0);
 
 /// AF_XDP sockets by RX queue.
 #[map(name = "COMO_XSKS")]
@@ -81,13 +81,34 @@ pub fn como_xdp(ctx: XdpContext) -> u32 {
     classify_and_route(&ctx)
 }
 
-/// Adds `n` to this CPU's counter `idx`.
-#[inline(always)]
-fn count(idx: u32, n: u64) {
-    if let Some(p) = COMO_STATS.get_ptr_mut(idx) {
-        // SAFETY: the pointer comes from the map lookup, points to this CPU's `u64` counter and
-        // nothing else on this CPU runs the program at the same time.
-        unsafe { *p += n };
+/// This CPU's counters, looked up once per packet.
+struct Counters(*mut Stats);
+
+impl Counters {
+    /// The lookup (a null pointer if it failed: then nothing is counted).
+    #[inline(always)]
+    fn get() -> Self {
+        Self(COMO_STATS.get_ptr_mut(0).unwrap_or(core::ptr::null_mut()))
+    }
+
+    /// Adds `n` to counter `idx`.
+    #[inline(always)]
+    fn add(&self, idx: u32, n: u64) {
+        if self.0.is_null() {
+            return;
+        }
+        // SAFETY: a non-null pointer comes from the map lookup and points to this CPU's
+        // `Stats`; nothing else on this CPU runs the program at the same time, and no other
+        // reference to it lives.
+        let stats = unsafe { &mut *self.0 };
+        // The bounds check must reach the verifier: LLVM would drop it where it can prove the
+        // index in range (a count-trailing-zeros table lookup), and the verifier cannot.
+        let mut i = u64::from(idx);
+        // SAFETY: a register move; no memory is touched.
+        unsafe { core::arch::asm!("{i} = {i}", i = inout(reg) i, options(nomem, nostack)) };
+        if let Some(c) = stats.c.get_mut(i as usize) {
+            *c += n;
+        }
     }
 }
 
@@ -389,6 +410,8 @@ impl Acc {
 /// Classifies the packet, writes the metadata, counts, and returns the XDP action.
 #[inline(always)]
 fn classify_and_route(ctx: &XdpContext) -> u32 {
+    let stats = Counters::get();
+    let count = |idx: u32, n: u64| stats.add(idx, n);
     count(stat::SEEN, 1);
     let Some(cfg) = COMO_CONFIG.get(0) else {
         count(stat::PASSED, 1);
@@ -486,7 +509,7 @@ fn classify_and_route(ctx: &XdpContext) -> u32 {
     }
     count(stat::MATCHED, 1);
     count(stat::MATCHED_BYTES, u64::from(wire_len));
-    count_rules(rules);
+    count_rules(&stats, rules);
     match COMO_XSKS.redirect(ctx.rx_queue_index(), u64::from(xdp_action::XDP_PASS)) {
         Ok(action) => {
             count(stat::REDIRECTED, 1);
@@ -534,10 +557,10 @@ fn term_rules(gen: u32, terms: &Terms, nterms: u32) -> u64 {
 /// non-zero bytes, with constant counter indexes (BPF has no count-trailing-zeros instruction;
 /// its software form per rule costs more than the bit tests).
 #[inline(always)]
-fn count_rules(rules: u64) {
+fn count_rules(stats: &Counters, rules: u64) {
     if rules & rules.wrapping_sub(1) == 0 {
         if rules != 0 {
-            count(stat::RULE_BASE + rules.trailing_zeros(), 1);
+            stats.add(stat::RULE_BASE + rules.trailing_zeros(), 1);
         }
         return;
     }
@@ -548,7 +571,7 @@ fn count_rules(rules: u64) {
             let mut bit = 0u32;
             while bit < 8 {
                 if v & (1 << bit) != 0 {
-                    count(stat::RULE_BASE + byte * 8 + bit, 1);
+                    stats.add(stat::RULE_BASE + byte * 8 + bit, 1);
                 }
                 bit += 1;
             }

@@ -52,7 +52,7 @@
 //! | `COMO_ARRAY` | array, `2 * ARRAY_FIELDS_LEN` | [`array_index`] | [`Terms`] |
 //! | `COMO_TERM_RULES` | array, `2 * TERM_RULES_LEN` | [`term_rules_index`] | `u64` rule bits |
 //! | `COMO_L3_ARRAY` | array, `2 * L3_CLASSES` | [`l3_array_index`] | [`Terms`] |
-//! | `COMO_STATS` | per-CPU array, [`stat::LEN`] | [`stat`] index | `u64` |
+//! | `COMO_STATS` | per-CPU array, 1 entry | 0 | [`Stats`] (counters by [`stat`] index) |
 //! | `COMO_XSKS` | XSK map, [`MAX_QUEUES`] | rx queue index | AF_XDP socket |
 //!
 //! LPM fields (L3 key, addresses, MACs) share one trie: the key's data is
@@ -383,7 +383,17 @@ impl XdpMeta {
     }
 }
 
-/// Indexes of `COMO_STATS` (per-CPU `u64` counters).
+/// Every counter of the program on one CPU: the one value of the per-CPU map `COMO_STATS`, so
+/// that one map lookup per packet serves all the counters it updates (a lookup per counter
+/// made the per-rule counters the one cost that grew with the rules).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Counter `i` is [`stat`] index `i`.
+    pub c: [u64; stat::LEN as usize],
+}
+
+/// Indexes of the counters in [`Stats`] (per-CPU `u64` counters).
 pub mod stat {
     /// Packets the program saw.
     pub const SEEN: u32 = 0;
@@ -421,6 +431,8 @@ mod pod {
     unsafe impl aya::Pod for super::GenConfig {}
     // SAFETY: as above (two `u64` then two `u32`: 24 bytes, no padding).
     unsafe impl aya::Pod for super::XdpMeta {}
+    // SAFETY: as above (an array of `u64`).
+    unsafe impl aya::Pod for super::Stats {}
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ use ebpf_filters_common::{
     TERM_RULES_LEN,
 };
 use ebpf_filters_common::{l3_class, l3_key, L3_CLASSES, L3_KEY_BITS, LPM_ROOT_PREFIX, MAX_VLAN};
-pub use ebpf_filters_common::{Config, GenConfig, LpmData, Terms, XdpMeta};
+pub use ebpf_filters_common::{Config, GenConfig, LpmData, Stats, Terms, XdpMeta};
 
 /// A native attach refused with `ERANGE` (the driver's answer to an MTU that needs
 /// multi-buffer frames) as [`XdpError::MtuTooLarge`]; other errors as they are.
@@ -245,7 +245,7 @@ struct Maps {
     array: Array<MapData, Terms>,
     term_rules: Array<MapData, u64>,
     l3_array: Array<MapData, Terms>,
-    stats: PerCpuArray<MapData, u64>,
+    stats: PerCpuArray<MapData, Stats>,
     xsks: XskMap<MapData>,
     /// What `COMO_CONFIG[0]` holds.
     cfg: Config,
@@ -604,9 +604,11 @@ impl XdpProgram {
     /// The counters, summed over the CPUs.
     pub fn stats(&self) -> Result<XdpStats, XdpError> {
         let m = self.maps();
+        let cpus = m.stats.get(&0, 0).map_err(map_err("COMO_STATS"))?;
         let get = |i: u32| -> Result<u64, XdpError> {
-            let v = m.stats.get(&i, 0).map_err(map_err("COMO_STATS"))?;
-            Ok(v.iter().fold(0u64, |a, b| a.wrapping_add(*b)))
+            Ok(cpus.iter().fold(0u64, |a, s| {
+                a.wrapping_add(s.c.get(i as usize).copied().unwrap_or(0))
+            }))
         };
         let mut per_rule = [0u64; MAX_RULES];
         for (r, slot) in per_rule.iter_mut().enumerate() {
