@@ -15,7 +15,6 @@
 //! allocated per packet.
 
 use std::cell::Cell;
-use std::sync::Arc;
 
 use crate::ir::{
     ArOp, Base, Cmp, Encap, Ir, Link, LoadBase, Node, Off, Pred, Side, Value, WlanPrologue,
@@ -89,7 +88,7 @@ pub(crate) struct Program {
     /// The same program as threaded code, when every instruction has a register-free form.
     threaded: Option<Threaded>,
     /// The same program as native code (same eligibility), when the JIT works on this host.
-    native: Option<Arc<Native>>,
+    native: Option<Native>,
 }
 
 #[derive(Debug, Clone)]
@@ -758,7 +757,7 @@ impl Program {
             .collect();
         if let Some(v) = view {
             p.threaded = Threaded::compile(&v, p.entry);
-            p.native = Native::compile(&v, p.entry).map(Arc::new);
+            p.native = Native::compile(&v, p.entry);
         }
         p
     }
