@@ -110,6 +110,21 @@ fn live_como_send_results_equal_inline() {
     );
 }
 
+/// Writes the demo's generated traffic to `path` (`como demo --write PATH ARGS...`).
+fn write_generated(path: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new(daemon::como_bin())
+        .args(["demo", "--write"])
+        .arg(path)
+        .args(args)
+        .output()
+        .expect("como demo --write");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Traffic written for this run, not a bundled trace: the demo's generator (IPv4 and IPv6,
 /// TCP flows, DNS, ICMP, VLAN tags, ARP ...) with seeds drawn from the clock, printed so a
 /// failure can be replayed with `COMO_TEST_SEEDS`.
@@ -129,17 +144,7 @@ fn live_generated_traffic_results_equal_inline() {
     for seed in seeds {
         eprintln!("{test}: seed {seed} (COMO_TEST_SEEDS={seed} to replay)");
         let path = dir.path().join(format!("generated-{seed}.pcap"));
-        let out = std::process::Command::new(daemon::como_bin())
-            .args(["demo", "--write"])
-            .arg(&path)
-            .args(["--seed", &seed.to_string(), "--frames", "3000"])
-            .output()
-            .expect("como demo --write");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        write_generated(&path, &["--seed", &seed.to_string(), "--frames", "3000"]);
         // A fresh lab (namespaces, database) per seed.
         let Some(lab) = Lab::new(test) else { return };
         live_equals_inline_in(&lab, "", &path, &|lab, p| {
@@ -161,16 +166,9 @@ fn live_jumbo_frames_equal_inline() {
             .expect("mtu 9000");
     }
     let path = lab.dir.path().join("jumbo.pcap");
-    let out = std::process::Command::new(daemon::como_bin())
-        .args(["demo", "--write"])
-        .arg(&path)
-        .args(["--seed", "11", "--frames", "2000", "--mtu", "9000"])
-        .output()
-        .expect("como demo --write");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    write_generated(
+        &path,
+        &["--seed", "11", "--frames", "2000", "--mtu", "9000"],
     );
     let trace = como_tests::load_trace(&path).expect("generated trace");
     let jumbo = trace.packets.iter().filter(|p| p.data.len() > 4096).count();
