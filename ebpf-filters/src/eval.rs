@@ -20,7 +20,7 @@ use crate::ir::{
     ArOp, Base, Cmp, Encap, Ir, Link, LoadBase, Node, Off, Pred, Side, Value, WlanPrologue,
     MAX_REGS,
 };
-use crate::jit::Native;
+use crate::jit::{Native, MATCH};
 use crate::lower::apply_op;
 use crate::threaded::Threaded;
 
@@ -727,8 +727,9 @@ impl Op {
 }
 
 impl Program {
-    /// Flattens `root`.
-    pub(crate) fn new(root: &Node) -> Self {
+    /// Flattens `root`; with `plain` (no prologue: offsets are absolute), also compiles it to
+    /// threaded and native code when it is register-free.
+    pub(crate) fn new(root: &Node, plain: bool) -> Self {
         let mut p = Program {
             ins: Vec::new(),
             entry: REJECT,
@@ -755,7 +756,7 @@ impl Program {
             .iter()
             .map(|i| i.op.fast_view().map(|o| (o, i.jt, i.jf)))
             .collect();
-        if let Some(v) = view {
+        if let Some(v) = view.filter(|_| plain) {
             p.threaded = Threaded::compile(&v, p.entry);
             p.native = Native::compile(&v, p.entry);
         }
@@ -833,17 +834,17 @@ impl Program {
 
 #[inline]
 pub(crate) fn run(ir: &Ir, prog: &Program, data: &[u8], wire_len: u32) -> bool {
-    if ir.prologue.is_none() {
-        if let Some(n) = &prog.native {
-            return match n.run(data) {
-                Some(b) => b,
-                None => run_slow(ir, prog, data, wire_len),
-            };
+    // Native and threaded code exist only for programs without a prologue.
+    if let Some(n) = &prog.native {
+        let r = n.call(data);
+        if r <= MATCH {
+            return r == MATCH;
         }
-        if let Some(t) = &prog.threaded {
-            if let Some(b) = t.run(data) {
-                return b;
-            }
+        return run_slow(ir, prog, data, wire_len);
+    }
+    if let Some(t) = &prog.threaded {
+        if let Some(b) = t.run(data) {
+            return b;
         }
     }
     run_slow(ir, prog, data, wire_len)

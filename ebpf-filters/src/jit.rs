@@ -47,7 +47,7 @@ use crate::threaded::{known, size_mask, Fact, MAX_INS};
 /// The native code's answer: the packet does not match.
 const NO_MATCH: u32 = 0;
 /// The native code's answer: the packet matches.
-const MATCH: u32 = 1;
+pub(crate) const MATCH: u32 = 1;
 /// The native code's answer: a load left the captured bytes; the exact path decides.
 const FALLBACK: u32 = 2;
 
@@ -130,13 +130,22 @@ impl Native {
         }
     }
 
-    /// The verdict, or `None` if a load fell outside `d`.
+    /// The code's answer: 1 (match), 0 (no match), or more when a load fell outside `d`.
+    /// The caller tests `<= 1` once, then uses the value without a branch on the verdict
+    /// (a `match` on the three answers compiled to two jumps, the first one on the verdict:
+    /// a mispredicted jump per unpredictable verdict: `not tcp` 8.3 -> 4.5 ns/packet on the bench).
     #[inline]
-    pub(crate) fn run(&self, d: &[u8]) -> Option<bool> {
+    pub(crate) fn call(&self, d: &[u8]) -> u32 {
         // SAFETY: the code reads only `d[..d.len()]` (a load is made only after a check of the
         // length passed, or reads a static buffer instead) and holds no state; `_code` keeps
         // it alive.
-        match unsafe { (self.entry)(d.as_ptr(), d.len()) } {
+        unsafe { (self.entry)(d.as_ptr(), d.len()) }
+    }
+
+    /// The verdict, or `None` if a load fell outside `d`.
+    #[cfg(test)]
+    pub(crate) fn run(&self, d: &[u8]) -> Option<bool> {
+        match self.call(d) {
             MATCH => Some(true),
             NO_MATCH => Some(false),
             _ => None,

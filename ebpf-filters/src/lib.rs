@@ -117,7 +117,7 @@ pub fn compile(expr: &str, link: LinkType) -> Result<Filter, FilterError> {
                 regs: 0,
                 optimized: true,
             };
-            let prog = eval::Program::new(&ir.root);
+            let prog = eval::Program::new(&ir.root, ir.prologue.is_none());
             return Ok(Filter { ir, prog });
         }
         return Err(FilterError {
@@ -170,7 +170,7 @@ pub fn compile(expr: &str, link: LinkType) -> Result<Filter, FilterError> {
             ir
         }
     };
-    let prog = eval::Program::new(&ir.root);
+    let prog = eval::Program::new(&ir.root, ir.prologue.is_none());
     Ok(Filter { ir, prog })
 }
 
@@ -180,6 +180,14 @@ impl Filter {
     #[inline]
     pub fn matches(&self, pkt: &Packet<'_>) -> bool {
         eval::run(&self.ir, &self.prog, pkt.data, pkt.wire_len)
+    }
+
+    /// The verdict of the exact path alone: the jump program and its three-valued pass, without
+    /// the threaded or native code that [`Filter::matches`] runs first. They must agree; this is
+    /// for differential tests and fuzzing.
+    #[doc(hidden)]
+    pub fn matches_exact(&self, pkt: &Packet<'_>) -> bool {
+        eval::run_slow(&self.ir, &self.prog, pkt.data, pkt.wire_len)
     }
 
     /// The compiled IR.

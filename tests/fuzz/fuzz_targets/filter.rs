@@ -2,7 +2,9 @@
 //!
 //! It is compiled for Ethernet, Linux SLL and raw IP; each filter that compiles is matched
 //! against a few real packets of that link type, read once at start-up from small traces of
-//! tests/data/traces (so the evaluator runs on real headers, not only the parser).
+//! tests/data/traces (so the evaluator runs on real headers, not only the parser), whole and
+//! cut at every length up to 96 bytes; the verdict of `matches` (native or threaded code
+//! first) must be the exact path's (`matches_exact`: the jump program alone).
 #![no_main]
 
 use std::sync::OnceLock;
@@ -68,14 +70,20 @@ fuzz_target!(|input: &[u8]| {
         match ebpf_filters::compile(expr, link) {
             Ok(filter) => {
                 for p in packets().iter().filter(|p| p.link == link) {
-                    let pkt = Packet {
-                        ts_ns: 0,
-                        wire_len: p.wire_len,
-                        data: &p.data,
-                        link,
-                        interface: 0,
-                    };
-                    std::hint::black_box(filter.matches(&pkt));
+                    // Whole, and cut at every length up to 96 bytes: the fast code (native or
+                    // threaded) must give the exact path's verdict.
+                    let full = p.data.len();
+                    for len in (0..full.min(97)).chain([full]) {
+                        let pkt = Packet {
+                            ts_ns: 0,
+                            wire_len: p.wire_len,
+                            data: &p.data[..len],
+                            link,
+                            interface: 0,
+                        };
+                        let (fast, exact) = (filter.matches(&pkt), filter.matches_exact(&pkt));
+                        assert_eq!(fast, exact, "{expr:?} on {len} bytes of {:02x?}", p.data);
+                    }
                 }
             }
             Err(e) => {
