@@ -269,9 +269,14 @@ impl Capture {
                     warn_long_frames(&x);
                 }
                 tracing::info!(
-                    "{} queue {q}: AF_XDP socket in {} mode, UMEM on {}",
+                    "{} queue {q}: AF_XDP socket in {} mode{}, UMEM on {}",
                     x.interface,
                     sock.mode(),
+                    if sock.multi_buffer() {
+                        ", multi-buffer (jumbo frames)"
+                    } else {
+                        ", no multi-buffer"
+                    },
                     if sock.hugepages() {
                         "2 MiB hugepages"
                     } else {
