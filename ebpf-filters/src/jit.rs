@@ -131,9 +131,10 @@ impl Native {
     }
 
     /// The code's answer: 1 (match), 0 (no match), or more when a load fell outside `d`.
-    /// The caller tests `<= 1` once, then uses the value without a branch on the verdict
-    /// (a `match` on the three answers compiled to two jumps, the first one on the verdict:
-    /// a mispredicted jump per unpredictable verdict: `not tcp` 8.3 -> 4.5 ns/packet on the bench).
+    /// The caller tests `<= 1` once, then uses the value without a branch on the verdict (a
+    /// `match` on the three answers compiled to two jumps, the first one on the verdict: a
+    /// mispredicted jump per unpredictable verdict; `not tcp` 8.3 -> 4.5 ns/packet on the
+    /// bench).
     #[inline]
     pub(crate) fn call(&self, d: &[u8]) -> u32 {
         // SAFETY: the code reads only `d[..d.len()]` (a load is made only after a check of the

@@ -9,9 +9,9 @@
 //! Pipeline: [`lexer`] (flex-like tokens) → [`parser`] (grammar.y's rules, qualifier
 //! inheritance) → [`ast`] → [`lower`] (gencode.c's semantics, offsets shifted by
 //! `vlan`/`mpls`/`pppoes`/`geneve` in source order) → [`ir`] → [`eval`] (a jump program
-//! over specialized tests; register-free programs also run as threaded code with jump
-//! threading and branch-free fused tails, falling back to the jump program on any
-//! out-of-bounds load). [`kernel`] compiles the filters of up to 64 rules into the XDP
+//! over specialized tests; register-free programs also run as native code, compiled with
+//! Cranelift when the filter is compiled, or as threaded code where no JIT is available; both
+//! fall back to the jump program on any out-of-bounds load on the packet's path). [`kernel`] compiles the filters of up to 64 rules into the XDP
 //! program's classification tables (and holds the userspace reference of that program).
 //!
 //! Supported: `host/net/port/portrange` with `src/dst/src or dst/src and dst` and the
