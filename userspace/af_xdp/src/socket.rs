@@ -201,15 +201,16 @@ impl FrameCounts {
 /// One received packet, valid during the [`XskSocket::rx_batch`] callback.
 #[derive(Debug, Clone, Copy)]
 pub struct Frame<'a> {
-    /// The packet (`len` bytes from `addr`).
+    /// The packet (`len` bytes from `addr`, or a copy of a multi-buffer packet's frames).
     pub data: &'a [u8],
     /// The [`SocketConfig::meta_len`] bytes right in front of the packet, where the XDP program
     /// put its metadata (fewer if the frame has less headroom; zeros when it wrote none and
     /// [`SocketConfig::clear_meta`] is on).
     pub meta: &'a [u8],
-    /// Offset of the packet in the UMEM (the descriptor's address).
+    /// Offset of the packet in the UMEM (the descriptor's address; a multi-buffer packet's
+    /// first descriptor's, its bytes being a copy).
     pub addr: u64,
-    /// Length of the packet (the descriptor's length).
+    /// Length of the packet (the descriptor's length; a multi-buffer packet's whole length).
     pub len: u32,
     /// The descriptor's options (always 0: a multi-buffer packet is handed out whole).
     pub options: u32,
@@ -259,7 +260,7 @@ pub struct XskSocket {
 /// A multi-buffer packet being copied together, frame by frame.
 #[derive(Debug, Default)]
 struct Chain {
-    /// The packet's bytes so far (capacity: [`Chain::max_len`], reserved at bind).
+    /// The packet's bytes so far (capacity: [`MAX_CHAIN_FRAMES`] frames, reserved at bind).
     data: Vec<u8>,
     /// The metadata in front of its first frame.
     meta: [u8; MAX_META_LEN],
