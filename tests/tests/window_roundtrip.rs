@@ -606,12 +606,16 @@ fn window_writer_retention_passes_delete_a_skipped_segment_once_its_reader_is_go
         "the segments between the one being read and the newest to go",
         only(vec![oldest.path.clone(), newest.path.clone()]),
     );
-    assert_eq!(
+    // The pass counts its deletions once it is done: wait for the count too.
+    let deleted = || {
         w.stats()
             .segments_deleted
-            .load(std::sync::atomic::Ordering::Relaxed) as usize,
-        segs.len() - 2
-    );
+            .load(std::sync::atomic::Ordering::Relaxed) as usize
+    };
+    wait_for("the deletions to be counted", || {
+        deleted() >= segs.len() - 2
+    });
+    assert_eq!(deleted(), segs.len() - 2);
     drop(reader);
     wait_for(
         "the segment no longer read to go",
