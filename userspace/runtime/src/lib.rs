@@ -734,39 +734,41 @@ impl WorkerCore {
     }
 
     /// Updates the modules of `mask` with `pkt`, accounted in the interval of `ivl_ts`.
-    #[inline]
-    fn process(&mut self, pkt: &Pkt<'_>, mut mask: u64, ivl_ts: u64) -> bool {
+    ///
+    /// Inlined into the dispatcher's loop: a packet whose states are open costs a mask walk and
+    /// one `update` call per module; opening a state and the CPU-time samples (one packet in
+    /// [`CPU_SAMPLE_EVERY`]) are out of line.
+    #[inline(always)]
+    fn process(&mut self, pkt: &Pkt<'_>, mask: u64, ivl_ts: u64) -> bool {
         self.tick = self.tick.wrapping_add(1);
-        let timed = self.tick.is_multiple_of(CPU_SAMPLE_EVERY);
+        if self.tick.is_multiple_of(CPU_SAMPLE_EVERY) {
+            return self.process_timed(pkt, mask, ivl_ts);
+        }
+        self.update_all::<false>(pkt, mask, ivl_ts)
+    }
+
+    /// [`WorkerCore::process`] timing each module's update.
+    #[inline(never)]
+    fn process_timed(&mut self, pkt: &Pkt<'_>, mask: u64, ivl_ts: u64) -> bool {
+        self.update_all::<true>(pkt, mask, ivl_ts)
+    }
+
+    /// Updates the modules of `mask`, timing each update when `TIMED`.
+    #[inline(always)]
+    fn update_all<const TIMED: bool>(&mut self, pkt: &Pkt<'_>, mut mask: u64, ivl_ts: u64) -> bool {
         while mask != 0 {
             let i = mask.trailing_zeros() as usize;
             mask &= mask - 1;
-            let (Some(slot), Some(end)) = (self.states.get_mut(i), self.ends.get_mut(i)) else {
-                continue;
+            let open = self.ends.get(i).is_some_and(|&end| ivl_ts < end);
+            let state = match self.states.get_mut(i) {
+                Some(Some(state)) if open => state,
+                _ => match self.open(i, ivl_ts) {
+                    Ok(Some(state)) => state,
+                    Ok(None) => continue,
+                    Err(()) => return false,
+                },
             };
-            if ivl_ts >= *end {
-                // Safety net: the dispatcher's advance normally flushed it already.
-                if let Some(state) = slot.take() {
-                    let msg = ExportMsg::Partial {
-                        worker: self.id,
-                        module: i,
-                        state,
-                    };
-                    if self.tx.send(msg).is_err() {
-                        return false;
-                    }
-                }
-                let (Some(&len), Some(spec)) = (self.lens.get(i), self.specs.get(i)) else {
-                    continue;
-                };
-                let ivl = Interval::containing(ivl_ts, len);
-                *end = ivl.end_ns();
-                *slot = Some(spec.module.new_state(ivl));
-            }
-            let Some(state) = slot.as_mut() else {
-                continue;
-            };
-            if timed {
+            if TIMED {
                 let t = Instant::now();
                 state.update(pkt);
                 self.cpu.add(i, t.elapsed() * CPU_SAMPLE_EVERY);
@@ -775,6 +777,36 @@ impl WorkerCore {
             }
         }
         true
+    }
+
+    /// Opens the state of module `i` for the interval of `ivl_ts`, handing the state of an
+    /// interval that ended to the exporter first (a safety net: the dispatcher's advance
+    /// normally flushed it already). `Err` when the exporter is gone.
+    #[cold]
+    #[inline(never)]
+    fn open(&mut self, i: usize, ivl_ts: u64) -> Result<Option<&mut Box<dyn CaptureState>>, ()> {
+        let (Some(slot), Some(end)) = (self.states.get_mut(i), self.ends.get_mut(i)) else {
+            return Ok(None);
+        };
+        if ivl_ts >= *end {
+            if let Some(state) = slot.take() {
+                let msg = ExportMsg::Partial {
+                    worker: self.id,
+                    module: i,
+                    state,
+                };
+                if self.tx.send(msg).is_err() {
+                    return Err(());
+                }
+            }
+            let (Some(&len), Some(spec)) = (self.lens.get(i), self.specs.get(i)) else {
+                return Ok(None);
+            };
+            let ivl = Interval::containing(ivl_ts, len);
+            *end = ivl.end_ns();
+            *slot = Some(spec.module.new_state(ivl));
+        }
+        Ok(slot.as_mut())
     }
 
     /// Takes the open states of the modules in `mask` out of the core, with the end of their
@@ -1138,10 +1170,23 @@ impl<S: Sink> Pipeline<S> {
             },
             seq: 0,
         };
+        // Whether `cur.parsed.layers` holds a packet's headers (to be emptied before a packet
+        // whose modules do not read them).
+        let mut has_layers = false;
+        // Packets of the batch that went to every module (unfiltered link types): the
+        // per-module counters are added to once per batch.
+        let mut to_all = 0u64;
+        let mut result = Ok(());
         for pkt in pkts {
-            self.classify_one(pkt, &mut cur)?;
+            if let Err(e) = self.classify_one(pkt, &mut cur, &mut has_layers, &mut to_all) {
+                result = Err(e);
+                break;
+            }
         }
-        Ok(())
+        for c in &mut self.report.matched {
+            *c += to_all;
+        }
+        result
     }
 
     /// [`Pipeline::packet`] with the batch's `Pkt` to fill on the one-worker path.
@@ -1150,6 +1195,8 @@ impl<S: Sink> Pipeline<S> {
         &mut self,
         pkt: &Packet<'p>,
         cur: &mut Pkt<'p>,
+        has_layers: &mut bool,
+        to_all: &mut u64,
     ) -> Result<(), RuntimeError> {
         self.report.packets += 1;
         self.report.bytes += u64::from(pkt.wire_len);
@@ -1157,9 +1204,7 @@ impl<S: Sink> Pipeline<S> {
         let mut mask = 0u64;
         if self.links.get(li).is_some_and(|lf| lf.unfiltered) {
             mask = self.all_mask;
-            for c in &mut self.report.matched {
-                *c += 1;
-            }
+            *to_all += 1;
         } else if let Some(lf) = self.links.get(li) {
             for (i, f) in lf.filters.iter().enumerate() {
                 let hit = match f {
@@ -1189,9 +1234,12 @@ impl<S: Sink> Pipeline<S> {
             // place (the parser's many small stores are not copied again).
             cur.parsed.packet = *pkt;
             cur.seq = seq;
-            cur.parsed.layers = self.no_layers;
             if mask & self.layer_mask != 0 {
                 Layers::parse_into(pkt, &mut cur.parsed.layers);
+                *has_layers = true;
+            } else if *has_layers {
+                cur.parsed.layers = self.no_layers;
+                *has_layers = false;
             }
             let ok = core.process(cur, mask, ivl_ts);
             if !ok {

@@ -229,21 +229,47 @@ impl TraceReader {
             return (0, None);
         }
         let d = self.data.as_slice();
-        for (n, slot) in out.iter_mut().enumerate() {
-            match self.state.next(d, &mut self.pos) {
-                Ok(Some(p)) => *slot = p,
-                Ok(None) => {
-                    self.done = true;
-                    return (n, None);
-                }
-                Err(f) => {
-                    self.done = true;
-                    return (n, Some(Error::at(&self.path, f)));
-                }
+        let pos = &mut self.pos;
+        // One loop per format, so that the format is matched once per batch, not per record.
+        let (n, end) = match &mut self.state {
+            State::Pcap(s) if s.big_endian => fill(out, |out| {
+                s.next_in::<true>(d, pos).map(|p| p.map(|p| *out = p))
+            }),
+            State::Pcap(s) => fill(out, |out| {
+                s.next_in::<false>(d, pos).map(|p| p.map(|p| *out = p))
+            }),
+            State::PcapNg(s) => fill(out, |out| s.next(d, pos).map(|p| p.map(|p| *out = p))),
+            State::Erf(s) => fill(out, |out| s.next(d, pos).map(|p| p.map(|p| *out = p))),
+        };
+        match end {
+            Ok(more) => {
+                self.done = !more;
+                (n, None)
+            }
+            Err(f) => {
+                self.done = true;
+                (n, Some(Error::at(&self.path, f)))
             }
         }
-        (out.len(), None)
     }
+}
+
+/// Fills `out` with `next` (which writes a record into its slot, `Ok(None)` at the end): how
+/// many were written, and `Ok(true)` when the input goes on, `Ok(false)` at its end, or the
+/// failure that stopped it.
+#[inline(always)]
+fn fill<'d>(
+    out: &mut [Packet<'d>],
+    mut next: impl FnMut(&mut Packet<'d>) -> Result<Option<()>, Fail>,
+) -> (usize, Result<bool, Fail>) {
+    for (n, slot) in out.iter_mut().enumerate() {
+        match next(slot) {
+            Ok(Some(())) => {}
+            Ok(None) => return (n, Ok(false)),
+            Err(f) => return (n, Err(f)),
+        }
+    }
+    (out.len(), Ok(true))
 }
 
 impl State {

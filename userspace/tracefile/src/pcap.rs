@@ -137,62 +137,59 @@ impl PcapState {
     }
 
     /// The record at `*pos`, advancing `*pos` past it; `Ok(None)` at the end of the file.
-    #[inline]
+    ///
+    /// The hot loop of every file reader: the 16 bytes of the header are read as one array
+    /// (constant indexes, no further bounds checks) and every error is built out of line.
+    #[inline(always)]
     pub(crate) fn next<'a>(
         &self,
         d: &'a [u8],
         pos: &mut usize,
     ) -> Result<Option<Packet<'a>>, Fail> {
+        if self.big_endian {
+            self.next_in::<true>(d, pos)
+        } else {
+            self.next_in::<false>(d, pos)
+        }
+    }
+
+    /// [`PcapState::next`] for a file of one byte order (`BE`: big-endian), so that the
+    /// reading loop of a batch has no branch on it.
+    #[inline(always)]
+    pub(crate) fn next_in<'a, const BE: bool>(
+        &self,
+        d: &'a [u8],
+        pos: &mut usize,
+    ) -> Result<Option<Packet<'a>>, Fail> {
         let start = *pos;
-        let remaining = d.len().saturating_sub(start);
-        if remaining == 0 {
-            return Ok(None);
-        }
+        let rest = d.get(start..).unwrap_or_default();
         let hl = self.record_header_len;
-        if remaining < hl {
-            return Err(Fail::at(
-                start,
-                ErrorKind::TruncatedRecordHeader {
-                    needed: hl as u64,
-                    got: remaining as u64,
-                },
-            ));
-        }
-        let be = self.big_endian;
-        let field = |off: usize| u32_at(d, start + off, be).unwrap_or(0);
-        let sec = field(0);
-        let frac = field(4);
+        let Some(h) = rest.first_chunk::<16>().filter(|_| rest.len() >= hl) else {
+            return self.short_header(start, rest.len());
+        };
+        let field = |i: usize| {
+            let b = [h[i], h[i + 1], h[i + 2], h[i + 3]];
+            if BE {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
+        };
+        let (sec, frac) = (field(0), field(4));
         let (mut caplen, mut len) = (field(8), field(12));
         if self.swapped == LengthsSwapped::Yes
             || (self.swapped == LengthsSwapped::Maybe && caplen > len)
         {
             std::mem::swap(&mut caplen, &mut len);
         }
-        if caplen > self.max_caplen {
-            return Err(Fail::at(
-                start,
-                ErrorKind::CaplenTooLarge {
-                    caplen,
-                    max: self.max_caplen,
-                },
-            ));
+        let body = rest.get(hl..).unwrap_or_default();
+        if caplen > self.max_caplen || caplen as usize > body.len() {
+            return Err(self.bad_caplen(start, caplen, body.len()));
         }
-        let body = start + hl;
-        let body_remaining = remaining - hl;
-        if caplen as usize > body_remaining {
-            return Err(Fail::at(
-                start,
-                ErrorKind::TruncatedRecord {
-                    len: u64::from(caplen),
-                    remaining: body_remaining as u64,
-                },
-            ));
-        }
-        let kept = caplen.min(self.snapshot) as usize;
-        let data = d
-            .get(body..body + kept)
-            .ok_or(Fail::at(start, ErrorKind::UnknownFormat))?;
-        *pos = body + caplen as usize;
+        let Some(data) = body.get(..caplen.min(self.snapshot) as usize) else {
+            return Err(Fail::at(start, ErrorKind::UnknownFormat));
+        };
+        *pos = start + hl + caplen as usize;
         prefetch_ahead(d, *pos);
         let frac_ns = if self.nanos {
             u64::from(frac)
@@ -206,5 +203,41 @@ impl PcapState {
             link: self.link,
             interface: 0,
         }))
+    }
+
+    /// Fewer than a record header's bytes are left at `start`: the end, or a truncated header.
+    #[cold]
+    fn short_header<'a>(&self, start: usize, left: usize) -> Result<Option<Packet<'a>>, Fail> {
+        if left == 0 {
+            return Ok(None);
+        }
+        Err(Fail::at(
+            start,
+            ErrorKind::TruncatedRecordHeader {
+                needed: self.record_header_len as u64,
+                got: left as u64,
+            },
+        ))
+    }
+
+    /// The record at `start` has a caplen above the maximum or past the end of the file.
+    #[cold]
+    fn bad_caplen(&self, start: usize, caplen: u32, body_remaining: usize) -> Fail {
+        if caplen > self.max_caplen {
+            return Fail::at(
+                start,
+                ErrorKind::CaplenTooLarge {
+                    caplen,
+                    max: self.max_caplen,
+                },
+            );
+        }
+        Fail::at(
+            start,
+            ErrorKind::TruncatedRecord {
+                len: u64::from(caplen),
+                remaining: body_remaining as u64,
+            },
+        )
     }
 }
