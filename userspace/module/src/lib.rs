@@ -350,8 +350,11 @@ pub fn from_args<M: Module>(args: Option<&toml::Value>) -> Result<M, ModuleError
 
 /// Encodes a record for storage: version byte, then postcard.
 pub fn encode<M: Module>(record: &M::Record) -> Result<Vec<u8>, RecordError> {
-    // One allocation: the body is appended after the version byte.
-    Ok(postcard::to_extend(record, vec![M::RECORD_VERSION])?)
+    // Usually one allocation: the body is appended after the version byte, in a buffer the size
+    // of the record in memory (postcard's varints make most records smaller than that).
+    let mut out = Vec::with_capacity(1 + std::mem::size_of::<M::Record>().max(15));
+    out.push(M::RECORD_VERSION);
+    Ok(postcard::to_extend(record, out)?)
 }
 
 /// Decodes a stored record written by [`encode`], checking its version byte.

@@ -99,21 +99,8 @@ pub enum Cell<'a> {
 /// Appends the decimal digits of `n` (no formatting machinery: this runs once per printed
 /// number, and flow tables print millions of them).
 #[inline]
-pub fn write_u64(out: &mut String, mut n: u64) {
-    let mut buf = [b'0'; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        if let Some(b) = buf.get_mut(i) {
-            *b = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || i == 0 {
-            break;
-        }
-    }
-    // ASCII digits: always valid UTF-8.
-    out.push_str(std::str::from_utf8(buf.get(i..).unwrap_or_default()).unwrap_or_default());
+pub fn write_u64(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 /// Appends `a` in dotted-quad (IPv4) or RFC 5952 (IPv6, through `Display`) form.
@@ -136,28 +123,14 @@ pub fn write_ip(out: &mut String, a: IpAddr) {
 
 /// Writes `ns` as Unix seconds with up to 9 decimals, trailing zeros dropped.
 pub fn write_ts(out: &mut String, ns: u64) {
-    let secs = ns / 1_000_000_000;
+    write_u64(out, ns / 1_000_000_000);
     let frac = ns % 1_000_000_000;
-    write_u64(out, secs);
     if frac != 0 {
-        let mut frac = frac;
-        let mut digits = 9;
-        while frac.is_multiple_of(10) {
-            frac /= 10;
-            digits -= 1;
-        }
+        // `1frac` has the fraction's 9 digits, leading zeros included, after its first digit.
+        let mut digits = itoa::Buffer::new();
+        let all = digits.format(1_000_000_000 + frac);
         out.push('.');
-        // Leading zeros of the fraction, then its significant digits.
-        let mut width = 1;
-        let mut x = frac;
-        while x >= 10 {
-            x /= 10;
-            width += 1;
-        }
-        for _ in width..digits {
-            out.push('0');
-        }
-        write_u64(out, frac);
+        out.push_str(all.get(1..).unwrap_or_default().trim_end_matches('0'));
     }
 }
 
