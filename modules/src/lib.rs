@@ -17,6 +17,7 @@
 //! file and `como inline` use).
 
 pub mod application;
+mod counttable;
 pub mod ethtypes;
 pub mod ewma;
 pub mod flowcount;

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use como_module::{Cell, Interval, Module, ModuleError, Pkt, PrintParams};
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::counttable::CountTable;
 use crate::Counts;
 
 /// Configuration.
@@ -64,8 +64,8 @@ const MAX_SPARE: usize = 4;
 /// IPv4 table has 4-byte keys and stays small enough for the core's cache.
 #[derive(Debug, Default)]
 pub struct Table {
-    v4: FxHashMap<u32, Counts>,
-    v6: FxHashMap<u128, Counts>,
+    v4: CountTable<u32>,
+    v6: CountTable<u128>,
 }
 
 /// Most addresses a fresh table is pre-sized for.
@@ -133,7 +133,7 @@ impl TopAddr {
             if spare.len() < MAX_SPARE
                 && table.v4.is_empty()
                 && table.v6.is_empty()
-                && table.v4.capacity() + table.v6.capacity() <= 4 * MAX_HINT
+                && table.v4.slots() + table.v6.slots() <= 8 * MAX_HINT
             {
                 spare.push(table);
             }
@@ -180,8 +180,8 @@ impl Module for TopAddr {
         let n4 = self.hint4.load(Ordering::Relaxed).min(MAX_HINT);
         let n6 = self.hint6.load(Ordering::Relaxed).min(MAX_HINT);
         Table {
-            v4: FxHashMap::with_capacity_and_hasher(n4, Default::default()),
-            v6: FxHashMap::with_capacity_and_hasher(n6, Default::default()),
+            v4: CountTable::with_capacity(n4),
+            v6: CountTable::with_capacity(n6),
         }
     }
 
@@ -192,27 +192,15 @@ impl Module for TopAddr {
             pkt.src_ip()
         };
         match addr {
-            Some(IpAddr::V4(a)) => state
-                .v4
-                .entry(u32::from(a) & self.mask4)
-                .or_default()
-                .add(pkt.wire_len()),
-            Some(IpAddr::V6(a)) => state
-                .v6
-                .entry(u128::from(a) & self.mask6)
-                .or_default()
-                .add(pkt.wire_len()),
+            Some(IpAddr::V4(a)) => state.v4.add(u32::from(a) & self.mask4, pkt.wire_len()),
+            Some(IpAddr::V6(a)) => state.v6.add(u128::from(a) & self.mask6, pkt.wire_len()),
             None => {}
         }
     }
 
     fn merge(&self, into: &mut Self::State, mut other: Self::State) {
-        for (k, v) in other.v4.drain() {
-            into.v4.entry(k).or_default().merge(v);
-        }
-        for (k, v) in other.v6.drain() {
-            into.v6.entry(k).or_default().merge(v);
-        }
+        other.v4.take_all(|k, c| into.v4.merge(k, c));
+        other.v6.take_all(|k, c| into.v6.merge(k, c));
         self.recycle(other);
     }
 
@@ -226,8 +214,12 @@ impl Module for TopAddr {
             return;
         }
         let mut top: Vec<(IpAddr, Counts)> = Vec::with_capacity(state.v4.len() + state.v6.len());
-        top.extend(state.v4.drain().map(|(a, c)| (IpAddr::V4(a.into()), c)));
-        top.extend(state.v6.drain().map(|(a, c)| (IpAddr::V6(a.into()), c)));
+        state
+            .v4
+            .take_all(|a, c| top.push((IpAddr::V4(a.into()), c)));
+        state
+            .v6
+            .take_all(|a, c| top.push((IpAddr::V6(a.into()), c)));
         self.recycle(state);
         rank(&mut top, self.cfg.topn);
         out.push(Record {
