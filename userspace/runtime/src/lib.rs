@@ -1177,6 +1177,7 @@ impl<S: Sink> Pipeline<S> {
         // per-module counters are added to once per batch.
         let mut to_all = 0u64;
         let mut result = Ok(());
+        self.report.packets += pkts.len() as u64;
         for pkt in pkts {
             if let Err(e) = self.classify_one(pkt, &mut cur, &mut has_layers, &mut to_all) {
                 result = Err(e);
@@ -1198,7 +1199,6 @@ impl<S: Sink> Pipeline<S> {
         has_layers: &mut bool,
         to_all: &mut u64,
     ) -> Result<(), RuntimeError> {
-        self.report.packets += 1;
         self.report.bytes += u64::from(pkt.wire_len);
         let li = self.link_index(pkt.link)?;
         let mut mask = 0u64;

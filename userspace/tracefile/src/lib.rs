@@ -233,10 +233,12 @@ impl TraceReader {
         // One loop per format, so that the format is matched once per batch, not per record.
         let (n, end) = match &mut self.state {
             State::Pcap(s) if s.big_endian => fill(out, |out| {
-                s.next_in::<true>(d, pos).map(|p| p.map(|p| *out = p))
+                s.read_in::<true>(d, pos, out)
+                    .map(|more| more.then_some(()))
             }),
             State::Pcap(s) => fill(out, |out| {
-                s.next_in::<false>(d, pos).map(|p| p.map(|p| *out = p))
+                s.read_in::<false>(d, pos, out)
+                    .map(|more| more.then_some(()))
             }),
             State::PcapNg(s) => fill(out, |out| s.next(d, pos).map(|p| p.map(|p| *out = p))),
             State::Erf(s) => fill(out, |out| s.next(d, pos).map(|p| p.map(|p| *out = p))),

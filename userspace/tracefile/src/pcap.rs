@@ -146,21 +146,25 @@ impl PcapState {
         d: &'a [u8],
         pos: &mut usize,
     ) -> Result<Option<Packet<'a>>, Fail> {
-        if self.big_endian {
-            self.next_in::<true>(d, pos)
+        let mut p = Packet::EMPTY;
+        let more = if self.big_endian {
+            self.read_in::<true>(d, pos, &mut p)?
         } else {
-            self.next_in::<false>(d, pos)
-        }
+            self.read_in::<false>(d, pos, &mut p)?
+        };
+        Ok(more.then_some(p))
     }
 
     /// [`PcapState::next`] for a file of one byte order (`BE`: big-endian), so that the
-    /// reading loop of a batch has no branch on it.
+    /// reading loop of a batch has no branch on it, written into `out` (a batch's slot, with
+    /// no copy in between): `Ok(false)` at the end of the file.
     #[inline(always)]
-    pub(crate) fn next_in<'a, const BE: bool>(
+    pub(crate) fn read_in<'a, const BE: bool>(
         &self,
         d: &'a [u8],
         pos: &mut usize,
-    ) -> Result<Option<Packet<'a>>, Fail> {
+        out: &mut Packet<'a>,
+    ) -> Result<bool, Fail> {
         let start = *pos;
         let rest = d.get(start..).unwrap_or_default();
         let hl = self.record_header_len;
@@ -196,20 +200,21 @@ impl PcapState {
         } else {
             u64::from(frac) * 1000
         };
-        Ok(Some(Packet {
+        *out = Packet {
             ts_ns: u64::from(sec) * 1_000_000_000 + frac_ns,
             wire_len: len,
             data,
             link: self.link,
             interface: 0,
-        }))
+        };
+        Ok(true)
     }
 
     /// Fewer than a record header's bytes are left at `start`: the end, or a truncated header.
     #[cold]
-    fn short_header<'a>(&self, start: usize, left: usize) -> Result<Option<Packet<'a>>, Fail> {
+    fn short_header(&self, start: usize, left: usize) -> Result<bool, Fail> {
         if left == 0 {
-            return Ok(None);
+            return Ok(false);
         }
         Err(Fail::at(
             start,
