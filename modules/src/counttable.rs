@@ -8,6 +8,8 @@
 //! per key, load at most one half, so an update is usually one line. Pending updates are
 //! applied before the table is read ([`CountTable::take_all`]), so readers see exact sums.
 
+use como_packet::prefetch;
+
 use crate::Counts;
 
 /// Updates in flight between the prefetch of a key's slot and its update.
@@ -150,7 +152,7 @@ impl<K: CountKey> CountTable<K> {
 
     #[inline(always)]
     fn index(&self, hash: u64) -> usize {
-        // `shift` is 64 for an empty table: no bits, index 0 (a prefetch of nothing).
+        // Callers grow an empty table before they index it (`shift` is then at most 59).
         hash.checked_shr(self.shift).unwrap_or(0) as usize
     }
 
@@ -193,23 +195,6 @@ fn slots_for(n: usize) -> usize {
         .saturating_mul(2)
         .next_power_of_two()
         .max(MIN_SLOTS)
-}
-
-/// Asks the CPU to bring the line at `p` into its caches.
-#[inline(always)]
-fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: a prefetch is only a hint: it never faults and reads nothing visible to
-        // Rust, whatever the address (the pointer is not dereferenced); SSE is baseline on
-        // x86_64.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = p;
-    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 mod fastparse;
 pub mod layers;
 mod linktype;
+mod prefetch;
 mod summary;
 #[cfg(test)]
 mod tests;
@@ -18,6 +19,7 @@ use std::net::IpAddr;
 
 pub use layers::{Fragment, L3Proto, Layers, Truncation, MAX_MPLS, MAX_VLANS};
 pub use linktype::LinkType;
+pub use prefetch::prefetch;
 pub use summary::Summary;
 
 /// One captured packet: metadata plus a borrowed view of its captured bytes.

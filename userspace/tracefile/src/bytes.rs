@@ -48,22 +48,7 @@ const PREFETCH_DISTANCE: usize = 4096;
 /// header is a cache miss on a file larger than the cache (measured: 30-40 % less CPU time).
 #[inline(always)]
 pub(crate) fn prefetch_ahead(d: &[u8], pos: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let ahead = d
-            .as_ptr()
-            .wrapping_add(pos.wrapping_add(PREFETCH_DISTANCE))
-            .cast::<i8>();
-        // SAFETY: a prefetch is only a hint: it never faults and reads nothing visible to Rust,
-        // whatever the address (the pointer is never dereferenced); SSE is baseline on x86_64.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(ahead);
-            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (d, pos);
-    }
+    let ahead = d.as_ptr().wrapping_add(pos.wrapping_add(PREFETCH_DISTANCE));
+    como_packet::prefetch(ahead);
+    como_packet::prefetch(ahead.wrapping_add(64));
 }
