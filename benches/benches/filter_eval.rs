@@ -17,25 +17,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use como_benches::synth::{PacketBatch, SynthConfig};
+use como_benches::BENCH_FILTERS as FILTERS;
 use como_packet::{Layers, LinkType, Packet};
 use criterion::{criterion_main, Criterion, Throughput};
-
-/// Typical filters of a monitoring appliance.
-///
-/// The IPv6 SYN filter is written `ip6 and ip6[6] = 6 and ip6[53] & 2 != 0` (next header TCP,
-/// no extension header, flags byte at 40 + 13): libpcap 1.10's `tcp[]` reads IPv4 only, so
-/// `ip6 and tcp[tcpflags] & tcp-syn != 0` matches nothing and `pcap_compile` rejects it
-/// ("expression rejects all packets"), as tcpdump does.
-const FILTERS: &[&str] = &[
-    "tcp port 80",
-    "host 10.1.2.3",
-    "net 10.0.0.0/8 and udp",
-    "ip6 and ip6[6] = 6 and ip6[53] & 2 != 0",
-    "tcp[tcpflags] & tcp-syn != 0",
-    "vlan and ip",
-    "port 53 or port 123",
-    "not tcp",
-];
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -9,17 +9,9 @@
 use como_benches::synth::{PacketBatch, SynthConfig};
 use como_packet::{LinkType, Packet};
 
-const FILTERS: &[&str] = &[
-    // The benchmark's.
-    "tcp port 80",
-    "host 10.1.2.3",
-    "net 10.0.0.0/8 and udp",
-    "ip6 and ip6[6] = 6 and ip6[53] & 2 != 0",
-    "tcp[tcpflags] & tcp-syn != 0",
-    "vlan and ip",
-    "port 53 or port 123",
-    "not tcp",
-    // More of what an operator types.
+/// Checked after the benchmark's ([`como_benches::BENCH_FILTERS`]): more of what an operator
+/// types.
+const MORE_FILTERS: &[&str] = &[
     "tcp",
     "udp",
     "icmp",
@@ -80,7 +72,7 @@ fn every_packet_gets_the_same_verdict_as_libpcap() {
         .collect();
     let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET).expect("pcap_open_dead");
     let mut failures = Vec::new();
-    for &expr in FILTERS {
+    for &expr in como_benches::BENCH_FILTERS.iter().chain(MORE_FILTERS) {
         let ours = match ebpf_filters::compile(expr, LinkType::Ethernet) {
             Ok(f) => f,
             Err(e) => {

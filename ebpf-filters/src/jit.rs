@@ -893,7 +893,8 @@ mod tests {
 
     use crate::eval::{run, run_slow};
 
-    /// The benchmark's filters (benches/benches/filter_eval.rs).
+    /// The benchmark's filters (`como_benches::BENCH_FILTERS`, which depends on this crate:
+    /// a copy, not a use).
     const BENCH: &[&str] = &[
         "tcp port 80",
         "host 10.1.2.3",
