@@ -25,10 +25,13 @@
 //!   by `if_tsresol` plus `if_tsoffset`, ERF 32.32 fixed point rounded to the nearest ns).
 //! - The reader prefetches a few KiB ahead of the next record: on files larger than the CPU
 //!   cache, the chain of record headers is otherwise one cache miss per packet.
+//! - A mapped file of 32 MiB or more gets a [`pager`] thread that maps its pages ahead of the
+//!   reader, so that the reader takes no page faults.
 
 mod bytes;
 pub mod erf;
 mod error;
+mod pager;
 mod pcap;
 mod pcapng;
 mod write;
@@ -36,12 +39,14 @@ mod write;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use como_packet::{LinkType, Packet};
 pub use error::{Error, ErrorKind};
 pub use write::{PcapNgWriter, PcapWriter};
 
 use error::Fail;
+use pager::Pager;
 
 /// The format of a trace file, as detected from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +68,8 @@ pub enum Format {
 
 /// The file's bytes: a read-only mapping, or a buffer when the file cannot be mapped.
 enum Storage {
-    /// Memory-mapped file.
-    Mapped(memmap2::Mmap),
+    /// Memory-mapped file (shared with the pager thread).
+    Mapped(Arc<memmap2::Mmap>),
     /// Whole file read into memory (pipes, empty files, `from_bytes`).
     Owned(Vec<u8>),
 }
@@ -106,6 +111,8 @@ pub struct TraceReader {
     link: LinkType,
     /// An error or the end was reported: nothing more.
     done: bool,
+    /// Maps the pages ahead of `pos` (large mapped files only).
+    pager: Option<Pager>,
 }
 
 impl std::fmt::Debug for TraceReader {
@@ -146,7 +153,7 @@ impl TraceReader {
             None
         };
         let data = match mapped {
-            Some(m) => Storage::Mapped(m),
+            Some(m) => Storage::Mapped(Arc::new(m)),
             None => {
                 let mut v = Vec::new();
                 file.read_to_end(&mut v).map_err(io_err)?;
@@ -166,6 +173,10 @@ impl TraceReader {
         let d = data.as_slice();
         let detected = detect(d);
         let (state, pos, format, link) = detected.map_err(|f| Error::at(&path, f))?;
+        let pager = match &data {
+            Storage::Mapped(m) => Pager::start(m),
+            Storage::Owned(_) => None,
+        };
         Ok(Self {
             path,
             data,
@@ -174,6 +185,7 @@ impl TraceReader {
             format,
             link,
             done: false,
+            pager,
         })
     }
 
@@ -204,6 +216,9 @@ impl TraceReader {
         if self.done {
             return None;
         }
+        if let Some(p) = &self.pager {
+            p.advance(self.pos);
+        }
         match self.state.next(self.data.as_slice(), &mut self.pos) {
             Ok(Some(p)) => Some(Ok(p)),
             Ok(None) => {
@@ -227,6 +242,9 @@ impl TraceReader {
     pub fn next_batch<'s>(&'s mut self, out: &mut [Packet<'s>]) -> (usize, Option<Error>) {
         if self.done {
             return (0, None);
+        }
+        if let Some(p) = &self.pager {
+            p.advance(self.pos);
         }
         let d = self.data.as_slice();
         let pos = &mut self.pos;
