@@ -40,9 +40,10 @@
 //!   the configuration error (`FILE:LINE:COL: message`, as `como validate` prints it; the
 //!   running set is kept), 500 when applying a valid configuration failed (the running set
 //!   is kept), 409 when the node cannot reload (no live source, no configuration file: the
-//!   body says which) or while another `POST /reload` runs, 504 after [`RELOAD_TIMEOUT`].
-//!   The reload runs on the daemon's loop, not on the server's threads: the request is handed
-//!   over a channel ([`NodeState::set_reloader`]) with a reply channel.
+//!   body says which) or while another reload asked over HTTP runs in the node, 504 after
+//!   [`RELOAD_TIMEOUT`] (the reload goes on, and further `POST /reload`s get 409 until the
+//!   node has done it). The reload runs on the daemon's loop, not on the server's threads: the
+//!   request is handed over a channel ([`NodeState::set_reloader`]) with a reply channel.
 //!
 //! Errors: an unknown module → 404; a bad parameter, format or print parameter → 400; the
 //! reason is the body (one line of text).
@@ -191,8 +192,12 @@ pub struct NodeState {
     trace: OnceLock<TraceWindow>,
     /// Where `POST /reload` sends its requests, or why the node cannot reload.
     reloader: Mutex<Result<std::sync::mpsc::Sender<ReloadRequest>, String>>,
-    /// Whether a `POST /reload` is waiting for its answer (one at a time).
+    /// Whether a reload asked by `POST /reload` is in the node (one at a time): set when the
+    /// request is sent, cleared when the daemon's loop answers or drops it, not when the HTTP
+    /// request ends (a reload that timed out with 504 goes on).
     reloading: AtomicBool,
+    /// How long `POST /reload` waits for the node's answer ([`RELOAD_TIMEOUT`]).
+    reload_timeout: Mutex<Duration>,
     /// Queries whose producer runs now.
     queries: AtomicUsize,
     /// Most queries running at once (`[query] max_queries`).
@@ -237,6 +242,7 @@ impl NodeState {
             trace: OnceLock::new(),
             reloader: Mutex::new(Err(NO_LIVE_SOURCE.to_owned())),
             reloading: AtomicBool::new(false),
+            reload_timeout: Mutex::new(RELOAD_TIMEOUT),
             queries: AtomicUsize::new(0),
             max_queries: AtomicUsize::new(como_config::DEFAULT_MAX_QUERIES),
         })
@@ -318,6 +324,15 @@ impl NodeState {
         *self.reloader.lock().unwrap_or_else(PoisonError::into_inner) = Ok(tx);
     }
 
+    /// Sets how long `POST /reload` waits for the node's answer before it answers 504 (the
+    /// default: [`RELOAD_TIMEOUT`]).
+    pub fn set_reload_timeout(&self, wait: Duration) {
+        *self
+            .reload_timeout
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = wait;
+    }
+
     /// Makes `POST /reload` answer 409 with `why` (the default: [`NO_LIVE_SOURCE`]).
     pub fn set_reload_unavailable(&self, why: impl Into<String>) {
         *self.reloader.lock().unwrap_or_else(PoisonError::into_inner) = Err(why.into());
@@ -378,14 +393,23 @@ pub enum ReloadError {
 }
 
 /// A `POST /reload` waiting for the daemon's loop, which answers with [`ReloadRequest::answer`].
+/// Until it is answered or dropped, the node refuses other `POST /reload`s (409), also after
+/// the HTTP request timed out (504).
 pub struct ReloadRequest {
     reply: oneshot::Sender<Result<ReloadReport, ReloadError>>,
+    /// Clears [`NodeState::reloading`] when the request is answered or dropped.
+    busy: Reloading,
 }
 
 impl ReloadRequest {
-    /// Answers the request (ignored when the client's wait has ended).
+    /// Answers the request (ignored when the client's wait has ended); the node accepts the
+    /// next `POST /reload` from then on.
     pub fn answer(self, outcome: Result<ReloadReport, ReloadError>) {
-        let _ = self.reply.send(outcome);
+        let Self { reply, busy } = self;
+        // Free first, so that a client that posts again as soon as it has the answer is not
+        // refused.
+        drop(busy);
+        let _ = reply.send(outcome);
     }
 }
 
@@ -627,8 +651,9 @@ async fn metrics_text(State(st): State<Arc<NodeState>>) -> Response {
     }
 }
 
-/// Clears [`NodeState::reloading`] when the `POST /reload` holding it ends (answered, timed
-/// out, or dropped because the client went away).
+/// Clears [`NodeState::reloading`] when dropped: it travels in the [`ReloadRequest`], so the
+/// flag stays set while the node works on the reload, whatever became of the HTTP request
+/// (answered, timed out, or the client went away).
 struct Reloading(Arc<NodeState>);
 
 impl Drop for Reloading {
@@ -653,15 +678,20 @@ async fn reload(State(st): State<Arc<NodeState>>) -> Response {
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         return resp;
     }
-    let _reloading = Reloading(Arc::clone(&st));
+    let busy = Reloading(Arc::clone(&st));
     let (reply, answer) = oneshot::channel();
-    if tx.send(ReloadRequest { reply }).is_err() {
+    // A request the loop cannot take comes back in the error and is dropped: the flag clears.
+    if tx.send(ReloadRequest { reply, busy }).is_err() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the node is stopping: no reload",
         );
     }
-    match tokio::time::timeout(RELOAD_TIMEOUT, answer).await {
+    let wait = *st
+        .reload_timeout
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    match tokio::time::timeout(wait, answer).await {
         Ok(Ok(Ok(report))) => match serde_json::to_value(&report) {
             Ok(v) => json_response(&v),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
@@ -676,8 +706,8 @@ async fn reload(State(st): State<Arc<NodeState>>) -> Response {
         Err(_) => error(
             StatusCode::GATEWAY_TIMEOUT,
             format!(
-                "the reload did not finish within {} s; it goes on in the node (see /modules)",
-                RELOAD_TIMEOUT.as_secs()
+                "the reload did not finish within {:.1} s; it goes on in the node (see /modules; POST /reload answers 409 until it is done)",
+                wait.as_secs_f64()
             ),
         ),
     }

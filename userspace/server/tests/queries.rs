@@ -573,6 +573,64 @@ fn post(base: &str, path: &str) -> (u16, String) {
     (resp.status().as_u16(), body)
 }
 
+/// A `POST /reload` that timed out (504) leaves its reload to the node: further `POST /reload`s
+/// are refused (409) and none reaches the node until it has answered (or dropped) the first;
+/// then the next is taken.
+#[test]
+fn a_timed_out_reload_holds_the_node_until_it_is_done() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (st, _conf, _dbs) = node(tmp.path());
+    let server =
+        Server::start(Arc::clone(&st), "127.0.0.1:0".parse().expect("addr")).expect("server");
+    let base = format!("http://{}", server.addr());
+    let (tx, requests) = std::sync::mpsc::channel::<ReloadRequest>();
+    st.set_reloader(tx);
+    st.set_reload_timeout(Duration::from_millis(300));
+
+    let (code, body) = post(&base, "/reload");
+    assert_eq!(code, 504, "{body}");
+    assert!(body.contains("goes on in the node"), "{body}");
+    let first = requests
+        .try_recv()
+        .expect("the first request reached the node");
+    let (code, body) = post(&base, "/reload");
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("already running"), "{body}");
+    assert!(
+        requests.try_recv().is_err(),
+        "a second reload reached the node while the first ran"
+    );
+
+    // The node finishes the first one (its client is gone): the next is taken and answered.
+    first.answer(Ok(ReloadReport::default()));
+    let daemon = std::thread::spawn(move || {
+        let report = ReloadReport {
+            tables_generation: 4,
+            ..ReloadReport::default()
+        };
+        requests.recv().expect("a request").answer(Ok(report));
+        // The next one is dropped unanswered (a node stopping): that frees the node too.
+        drop(requests.recv().expect("a request"));
+        requests
+    });
+    let (code, body) = post(&base, "/reload");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["tables_generation"], 4);
+    let (code, body) = post(&base, "/reload");
+    assert_eq!(code, 503, "{body}");
+    let requests = daemon.join().expect("daemon thread");
+    let waiting = std::thread::spawn(move || {
+        requests
+            .recv()
+            .map(|r| r.answer(Ok(ReloadReport::default())))
+    });
+    let (code, body) = post(&base, "/reload");
+    assert_eq!(code, 200, "{body}");
+    waiting.join().expect("thread").expect("a request");
+    server.stop().expect("stop");
+}
+
 /// `POST /reload` hands a request to the daemon's loop (here a thread standing for it) and
 /// answers with its outcome: 200 and the report as JSON, 400 with the configuration error,
 /// 500 when applying failed; 409 while another reload runs and when the node cannot reload
