@@ -31,14 +31,13 @@
 mod live;
 mod sink;
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use como_module::{AnyModule, CaptureState, Exported, Interval, Pkt};
-use como_packet::{Layers, LinkType, Packet, Parsed};
+use como_packet::{L3Proto, Layers, LinkType, Packet, Parsed};
 use como_tracefile::TraceReader;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use ebpf_filters::{Filter, FilterError};
@@ -620,11 +619,29 @@ struct Meta {
 }
 
 /// Packets for one worker, then optionally an advance of its clock.
-#[derive(Default)]
 struct Batch {
     data: Vec<u8>,
     pkts: Vec<Meta>,
     advance: Option<u64>,
+}
+
+impl Batch {
+    /// An empty batch with room for [`BATCH_PKTS`] packets of up to 128 bytes each (it grows
+    /// for larger ones, and keeps that room when it is reused).
+    fn new() -> Self {
+        Self {
+            data: Vec::with_capacity(BATCH_PKTS * 128),
+            pkts: Vec::with_capacity(BATCH_PKTS),
+            advance: None,
+        }
+    }
+
+    /// Empties the batch, keeping its buffers.
+    fn clear(&mut self) {
+        self.data.clear();
+        self.pkts.clear();
+        self.advance = None;
+    }
 }
 
 enum ExportMsg {
@@ -647,6 +664,8 @@ pub struct Pipeline<S: Sink> {
     lens: Vec<u64>,
     to_workers: Vec<Sender<Batch>>,
     batches: Vec<Batch>,
+    /// Batches the workers are done with, to fill again.
+    spare: Receiver<Batch>,
     workers: Vec<JoinHandle<()>>,
     /// The single worker, run on the dispatcher's thread (`workers == 1`).
     inline: Option<WorkerCore>,
@@ -666,31 +685,53 @@ pub struct Pipeline<S: Sink> {
 
 /// A symmetric flow hash: the same for both directions of a flow; 0 without IP.
 fn flow_hash(p: &Parsed<'_>) -> u64 {
-    let (Some(a), Some(b)) = (p.src_ip(), p.dst_ip()) else {
+    // The addresses are read as integers straight from the bytes (an `IpAddr` per address
+    // cost more than the rest of the hash): both must be captured, as `src_ip`/`dst_ip` need.
+    let (l, d) = (&p.layers, p.packet.data);
+    let Some(l3) = l.l3.map(usize::from) else {
         return 0;
     };
-    let fold = |ip: IpAddr| -> u64 {
-        match ip {
-            IpAddr::V4(v) => u64::from(u32::from(v)),
-            IpAddr::V6(v) => {
-                let x = u128::from(v);
+    let (a, b) = match l.l3_proto {
+        Some(L3Proto::Ipv4) => {
+            let Some(&[s0, s1, s2, s3, d0, d1, d2, d3]) =
+                d.get(l3 + 12..).and_then(<[u8]>::first_chunk::<8>)
+            else {
+                return 0;
+            };
+            (
+                u64::from(u32::from_be_bytes([s0, s1, s2, s3])),
+                u64::from(u32::from_be_bytes([d0, d1, d2, d3])),
+            )
+        }
+        Some(L3Proto::Ipv6) => {
+            let Some(both) = d.get(l3 + 8..).and_then(<[u8]>::first_chunk::<32>) else {
+                return 0;
+            };
+            let fold = |half: &[u8; 16]| {
+                let x = u128::from_be_bytes(*half);
                 (x as u64) ^ ((x >> 64) as u64).rotate_left(17)
+            };
+            let (src, dst) = both.split_at(16);
+            match (src.first_chunk::<16>(), dst.first_chunk::<16>()) {
+                (Some(s), Some(t)) => (fold(s), fold(t)),
+                _ => return 0,
             }
         }
+        _ => return 0,
     };
     // Fragments hash without ports (only the first one has them), so all fragments of a
     // datagram reach the same worker, where modules can reassemble them.
-    let (sp, dp) = if p.frag.is_some() {
+    let (sp, dp) = if l.frag.is_some() {
         (0, 0)
     } else {
-        (p.src_port().unwrap_or(0), p.dst_port().unwrap_or(0))
+        (l.src_port(d).unwrap_or(0), l.dst_port(d).unwrap_or(0))
     };
-    let ea = fold(a) ^ (u64::from(sp) << 48);
-    let eb = fold(b) ^ (u64::from(dp) << 48);
+    let ea = a ^ (u64::from(sp) << 48);
+    let eb = b ^ (u64::from(dp) << 48);
     let (lo, hi) = if ea <= eb { (ea, eb) } else { (eb, ea) };
     let mut z = lo.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(23)
         ^ hi.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
-        ^ u64::from(p.l4_proto.unwrap_or(0));
+        ^ u64::from(l.l4_proto.unwrap_or(0));
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
@@ -860,8 +901,10 @@ impl WorkerCore {
     }
 }
 
-fn worker_loop(mut core: WorkerCore, rx: Receiver<Batch>) {
-    for batch in rx {
+/// A worker thread: updates its modules with each batch, then hands the emptied batch back
+/// to the dispatcher through `back` (dropped when the dispatcher has enough spares).
+fn worker_loop(mut core: WorkerCore, rx: Receiver<Batch>, back: Sender<Batch>) {
+    for mut batch in rx {
         for m in &batch.pkts {
             let Some(data) = batch.data.get(m.off..m.off + m.len) else {
                 continue;
@@ -888,6 +931,8 @@ fn worker_loop(mut core: WorkerCore, rx: Receiver<Batch>) {
                 return;
             }
         }
+        batch.clear();
+        let _ = back.try_send(batch);
     }
 }
 
@@ -1030,6 +1075,9 @@ impl<S: Sink> Pipeline<S> {
         let mut to_workers = Vec::with_capacity(n);
         let mut workers = Vec::with_capacity(n);
         let mut inline = None;
+        // Emptied batches come back from the workers to be filled again: no allocation and no
+        // regrowth of a batch's buffers per batch.
+        let (spare_tx, spare) = bounded::<Batch>(n * (WORKER_QUEUE + 2));
         if n == 1 {
             inline = Some(WorkerCore::new(
                 0,
@@ -1051,7 +1099,10 @@ impl<S: Sink> Pipeline<S> {
                 );
                 let h = std::thread::Builder::new()
                     .name(format!("como-worker-{id}"))
-                    .spawn(move || worker_loop(core, rx))
+                    .spawn({
+                        let back = spare_tx.clone();
+                        move || worker_loop(core, rx, back)
+                    })
                     .map_err(|e| RuntimeError::Thread(e.to_string()))?;
                 workers.push(h);
             }
@@ -1072,7 +1123,7 @@ impl<S: Sink> Pipeline<S> {
             .enumerate()
             .filter(|(_, s)| s.module.needs_layers())
             .fold(0u64, |m, (i, _)| m | 1 << i);
-        let batches = (0..to_workers.len()).map(|_| Batch::default()).collect();
+        let batches = (0..to_workers.len()).map(|_| Batch::new()).collect();
         Ok(Self {
             specs,
             links: Vec::new(),
@@ -1080,6 +1131,7 @@ impl<S: Sink> Pipeline<S> {
             lens,
             to_workers,
             batches,
+            spare,
             workers,
             inline,
             exporter: Some(exporter),
@@ -1125,7 +1177,8 @@ impl<S: Sink> Pipeline<S> {
         else {
             return Ok(());
         };
-        let batch = std::mem::take(slot);
+        let fresh = self.spare.try_recv().unwrap_or_else(|_| Batch::new());
+        let batch = std::mem::replace(slot, fresh);
         tx.send(batch)
             .map_err(|_| RuntimeError::Thread(format!("worker {worker} went away")))
     }

@@ -566,3 +566,92 @@ fn damaged_files_give_every_packet_before_the_damage_then_the_error() {
         }
     }
 }
+
+/// The flow hash as defined: both addresses through `src_ip`/`dst_ip`, the ports (none for a
+/// fragment), the IP protocol. `flow_hash` reads the same values straight from the bytes.
+fn flow_hash_by_definition(p: &Parsed<'_>) -> u64 {
+    let (Some(a), Some(b)) = (p.src_ip(), p.dst_ip()) else {
+        return 0;
+    };
+    let fold = |ip: std::net::IpAddr| -> u64 {
+        match ip {
+            std::net::IpAddr::V4(v) => u64::from(u32::from(v)),
+            std::net::IpAddr::V6(v) => {
+                let x = u128::from(v);
+                (x as u64) ^ ((x >> 64) as u64).rotate_left(17)
+            }
+        }
+    };
+    let (sp, dp) = if p.frag.is_some() {
+        (0, 0)
+    } else {
+        (p.src_port().unwrap_or(0), p.dst_port().unwrap_or(0))
+    };
+    let ea = fold(a) ^ (u64::from(sp) << 48);
+    let eb = fold(b) ^ (u64::from(dp) << 48);
+    let (lo, hi) = if ea <= eb { (ea, eb) } else { (eb, ea) };
+    let mut z = lo.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(23)
+        ^ hi.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+        ^ u64::from(p.l4_proto.unwrap_or(0));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The workers' flow hash equals its definition on every packet of every bundled trace, cut
+/// short too (truncated headers), and is the same for both directions of a flow.
+#[test]
+fn flow_hash_follows_its_definition_and_is_symmetric() {
+    let mut hashed = 0;
+    for (name, pkts) in como_tests::ethernet_traces() {
+        for (i, owned) in pkts.iter().enumerate() {
+            let pkt = owned.view();
+            for cut in [pkt.data.len(), 54, 38, 30] {
+                let p = Packet {
+                    data: pkt.data.get(..cut.min(pkt.data.len())).unwrap_or_default(),
+                    ..pkt
+                };
+                let parsed = Parsed {
+                    packet: p,
+                    layers: Layers::parse(&p),
+                };
+                let want = flow_hash_by_definition(&parsed);
+                assert_eq!(flow_hash(&parsed), want, "{name} packet {i} cut at {cut}");
+                hashed += u64::from(want != 0);
+            }
+        }
+    }
+    assert!(hashed > 1000, "only {hashed} packets had addresses");
+
+    // One TCP flow, both directions (Ethernet, IPv4, TCP; ports 40000 and 443).
+    let frame = |src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16| {
+        let mut f = vec![0u8; 54];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&40u16.to_be_bytes());
+        f[23] = 6;
+        f[26..30].copy_from_slice(&src);
+        f[30..34].copy_from_slice(&dst);
+        f[34..36].copy_from_slice(&sport.to_be_bytes());
+        f[36..38].copy_from_slice(&dport.to_be_bytes());
+        f[46] = 0x50;
+        f
+    };
+    let hash = |f: &[u8]| {
+        let p = Packet {
+            data: f,
+            wire_len: 54,
+            ..Packet::EMPTY
+        };
+        flow_hash(&Parsed {
+            packet: p,
+            layers: Layers::parse(&p),
+        })
+    };
+    let there = frame([10, 0, 0, 1], [192, 0, 2, 7], 40000, 443);
+    let back = frame([192, 0, 2, 7], [10, 0, 0, 1], 443, 40000);
+    let other = frame([10, 0, 0, 1], [192, 0, 2, 7], 40001, 443);
+    assert_ne!(hash(&there), 0);
+    assert_eq!(hash(&there), hash(&back));
+    assert_ne!(hash(&there), hash(&other));
+}
