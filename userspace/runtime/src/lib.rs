@@ -61,9 +61,14 @@ const WORKER_QUEUE: usize = 16;
 /// Packets between two timed module updates on one worker (CPU accounting by sampling).
 pub const CPU_SAMPLE_EVERY: u32 = 256;
 
+/// Packets of one pass of the one-worker path ([`Pipeline::packets`]): their masks are kept
+/// on the stack.
+const INLINE_PASS: usize = 64;
+
 /// Estimated CPU time per module (index in the module list), for metrics and the resource
 /// manager: the capture side is sampled (the `update` calls of one packet in
-/// [`CPU_SAMPLE_EVERY`] per worker are timed, and the time scaled up), the export side
+/// [`CPU_SAMPLE_EVERY`] per worker are timed, and the time scaled up; on the one-worker path,
+/// a module's whole run of updates once every [`CPU_SAMPLE_EVERY`] packets), the export side
 /// (merge, export, action) is timed at every interval. Wall-clock time of the calls, so time
 /// the thread spent preempted counts too. Read it from [`Pipeline::module_cpu`].
 #[derive(Debug, Default)]
@@ -681,6 +686,9 @@ pub struct Pipeline<S: Sink> {
     layer_mask: u64,
     /// Empty layers, copied into packets whose modules do not read headers.
     no_layers: Layers,
+    /// The headers of a run's packets when several of its modules read them (one-worker
+    /// path: parsed once, copied per module).
+    parsed: Vec<Layers>,
 }
 
 /// A symmetric flow hash: the same for both directions of a flow; 0 without IP.
@@ -750,6 +758,8 @@ struct WorkerCore {
     tx: Sender<ExportMsg>,
     cpu: Arc<ModuleCpu>,
     tick: u32,
+    /// Packets handed in runs since the last timed run (the one-worker path's sampling).
+    untimed: u32,
 }
 
 impl WorkerCore {
@@ -771,7 +781,38 @@ impl WorkerCore {
             tx,
             cpu,
             tick: 0,
+            untimed: 0,
         }
+    }
+
+    /// The state of module `i` for the interval of `ivl_ts`, opened when there is none or it
+    /// is of an interval that ended; `Ok(None)` for an unknown module, `Err` when the exporter
+    /// is gone.
+    #[inline]
+    fn state(&mut self, i: usize, ivl_ts: u64) -> Result<Option<&mut Box<dyn CaptureState>>, ()> {
+        let open = self.ends.get(i).is_some_and(|&end| ivl_ts < end);
+        if open {
+            if let Some(Some(_)) = self.states.get(i) {
+                return Ok(self.states.get_mut(i).and_then(Option::as_mut));
+            }
+        }
+        self.open(i, ivl_ts)
+    }
+
+    /// Whether to time the run of `len` packets about to be handed to the modules (the
+    /// one-worker path): yes once [`CPU_SAMPLE_EVERY`] packets went by untimed, with the
+    /// factor that turns the run's time into the time of the packets it stands for.
+    #[inline]
+    fn sample_run(&mut self, len: usize) -> Option<f64> {
+        self.untimed = self
+            .untimed
+            .saturating_add(u32::try_from(len).unwrap_or(u32::MAX));
+        if self.untimed < CPU_SAMPLE_EVERY || len == 0 {
+            return None;
+        }
+        let scale = f64::from(self.untimed) / len as f64;
+        self.untimed = 0;
+        Some(scale)
     }
 
     /// Updates the modules of `mask` with `pkt`, accounted in the interval of `ivl_ts`.
@@ -1146,6 +1187,7 @@ impl<S: Sink> Pipeline<S> {
             all_mask,
             layer_mask,
             no_layers: Layers::default(),
+            parsed: Vec::new(),
         })
     }
 
@@ -1214,8 +1256,153 @@ impl<S: Sink> Pipeline<S> {
 
     /// Classifies a batch of packets and hands each to its worker.
     pub fn packets(&mut self, pkts: &[Packet<'_>]) -> Result<(), RuntimeError> {
-        // One `Pkt` for the whole batch, updated field by field: a `Pkt` built per packet was
-        // copied whole right after its stores, and that copy stalled on store forwarding.
+        self.report.packets += pkts.len() as u64;
+        if self.inline.is_some() {
+            for pass in pkts.chunks(INLINE_PASS) {
+                self.pass_inline(pass)?;
+            }
+            return Ok(());
+        }
+        // Packets of the batch that went to every module (unfiltered link types): the
+        // per-module counters are added to once per batch.
+        let mut to_all = 0u64;
+        let mut result = Ok(());
+        for pkt in pkts {
+            self.report.bytes += u64::from(pkt.wire_len);
+            let mask = match self.link_index(pkt.link) {
+                Ok(li) => self.mask_of(li, pkt, &mut to_all),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            if let Err(e) = self.dispatch(pkt, mask) {
+                result = Err(e);
+                break;
+            }
+        }
+        self.add_to_all(to_all);
+        result
+    }
+
+    /// One pass of the one-worker path over up to [`INLINE_PASS`] packets.
+    ///
+    /// The packets are classified first (a mask each, or one for all when they share a link
+    /// type that no module filters), then cut before each packet that starts a new interval,
+    /// and each run between two cuts is handed to the modules one after the other: a module's
+    /// state is looked up once per run, and per packet there is left a copy into the `Pkt`,
+    /// the header parse when the module reads headers, and the `update` call. A run never
+    /// spans two intervals of any module, so the order of updates within a module and the
+    /// flushes are those of a packet-by-packet walk.
+    fn pass_inline(&mut self, pkts: &[Packet<'_>]) -> Result<(), RuntimeError> {
+        let Some(pkts) = pkts.get(..INLINE_PASS.min(pkts.len())) else {
+            return Ok(());
+        };
+        let mut masks = [0u64; INLINE_PASS];
+        // The packets classified (all, or those before the one whose link type failed).
+        let mut n = pkts.len();
+        let mut failed = None;
+        let mut to_all = 0u64;
+        let uniform = match pkts.first() {
+            Some(first) if pkts.iter().all(|p| p.link == first.link) => {
+                match self.link_index(first.link) {
+                    Ok(li) => self.links.get(li).is_some_and(|lf| lf.unfiltered),
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => false,
+        };
+        if uniform {
+            self.report.bytes += pkts.iter().map(|p| u64::from(p.wire_len)).sum::<u64>();
+            to_all = n as u64;
+            masks.fill(self.all_mask);
+        } else {
+            for (j, (pkt, m)) in pkts.iter().zip(masks.iter_mut()).enumerate() {
+                self.report.bytes += u64::from(pkt.wire_len);
+                match self.link_index(pkt.link) {
+                    Ok(li) => *m = self.mask_of(li, pkt, &mut to_all),
+                    Err(e) => {
+                        failed = Some(e);
+                        n = j;
+                        break;
+                    }
+                }
+            }
+        }
+        self.add_to_all(to_all);
+        let seq0 = self.seq;
+        self.seq += n as u64;
+        let (pkts, masks) = (
+            pkts.get(..n).unwrap_or_default(),
+            masks.get(..n).unwrap_or_default(),
+        );
+        let mut start = 0;
+        while start < n {
+            // A packet for some module at or past the next interval end starts a run.
+            if let (Some(p), Some(&m)) = (pkts.get(start), masks.get(start)) {
+                if m != 0 && p.ts_ns >= self.next_boundary {
+                    self.advance(p.ts_ns)?;
+                }
+            }
+            let boundary = self.next_boundary;
+            let end = start
+                + 1
+                + pkts
+                    .iter()
+                    .zip(masks)
+                    .skip(start + 1)
+                    .position(|(p, &m)| m != 0 && p.ts_ns >= boundary)
+                    .unwrap_or(n - start - 1);
+            self.run_inline(pkts, masks, start..end, seq0)?;
+            start = end;
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Updates the modules with the packets `run` of a pass (within one interval of every
+    /// module), module by module; `seq0` is the sequence number of the pass's first packet.
+    fn run_inline(
+        &mut self,
+        pkts: &[Packet<'_>],
+        masks: &[u64],
+        run: std::ops::Range<usize>,
+        seq0: u64,
+    ) -> Result<(), RuntimeError> {
+        let (Some(pkts), Some(masks)) = (pkts.get(run.clone()), masks.get(run.clone())) else {
+            return Ok(());
+        };
+        let wanted = masks.iter().fold(0u64, |a, &m| a | m);
+        let Some(first) = pkts
+            .iter()
+            .zip(masks)
+            .find(|(_, &m)| m != 0)
+            .map(|(p, _)| p)
+        else {
+            return Ok(());
+        };
+        // Every packet of the run is in the same interval of every module: the first one's
+        // time opens the states. Out-of-order packets count in the interval of the newest
+        // time seen (`high_water`).
+        let ivl_ts = self.high_water.max(first.ts_ns);
+        let Some(core) = self.inline.as_mut() else {
+            return Ok(());
+        };
+        let gone = || RuntimeError::Thread("the export thread went away".into());
+        let timed = core.sample_run(pkts.len());
+        // Parsed once per packet when several modules read headers, in place when one does.
+        let layer_modules = (wanted & self.layer_mask).count_ones();
+        let parsed = &mut self.parsed;
+        if layer_modules > 1 {
+            parsed.resize(INLINE_PASS, Layers::default());
+            for ((p, &m), l) in pkts.iter().zip(masks).zip(parsed.iter_mut()) {
+                if m & self.layer_mask != 0 {
+                    Layers::parse_into(p, l);
+                }
+            }
+        }
         let mut cur = Pkt {
             parsed: Parsed {
                 layers: self.no_layers,
@@ -1223,56 +1410,85 @@ impl<S: Sink> Pipeline<S> {
             },
             seq: 0,
         };
-        // Whether `cur.parsed.layers` holds a packet's headers (to be emptied before a packet
-        // whose modules do not read them).
-        let mut has_layers = false;
-        // Packets of the batch that went to every module (unfiltered link types): the
-        // per-module counters are added to once per batch.
-        let mut to_all = 0u64;
-        let mut result = Ok(());
-        self.report.packets += pkts.len() as u64;
-        for pkt in pkts {
-            if let Err(e) = self.classify_one(pkt, &mut cur, &mut has_layers, &mut to_all) {
-                result = Err(e);
-                break;
+        let mut left = wanted;
+        while left != 0 {
+            let i = left.trailing_zeros() as usize;
+            left &= left - 1;
+            let bit = 1u64 << i;
+            let state = match core.state(i, ivl_ts) {
+                Ok(Some(state)) => state,
+                Ok(None) => continue,
+                Err(()) => return Err(gone()),
+            };
+            let reads_layers = self.layer_mask & bit != 0;
+            if !reads_layers {
+                cur.parsed.layers = self.no_layers;
+            }
+            let t = timed.map(|_| Instant::now());
+            for (j, (p, &m)) in pkts.iter().zip(masks).enumerate() {
+                if m & bit == 0 {
+                    continue;
+                }
+                cur.parsed.packet = *p;
+                cur.seq = seq0 + (run.start + j) as u64;
+                if reads_layers {
+                    if layer_modules > 1 {
+                        if let Some(l) = parsed.get(j) {
+                            cur.parsed.layers = *l;
+                        }
+                    } else {
+                        Layers::parse_into(p, &mut cur.parsed.layers);
+                    }
+                }
+                state.update(&cur);
+            }
+            if let (Some(t), Some(scale)) = (t, timed) {
+                core.cpu.add(i, t.elapsed().mul_f64(scale));
             }
         }
-        for c in &mut self.report.matched {
-            *c += to_all;
-        }
-        result
+        Ok(())
     }
 
-    /// [`Pipeline::packet`] with the batch's `Pkt` to fill on the one-worker path.
+    /// The modules that want `pkt`, of link type `links[li]`: the mask of the link type's
+    /// filters that match, each counted; an unfiltered link type counts in `to_all`.
     #[inline(always)]
-    fn classify_one<'p>(
-        &mut self,
-        pkt: &Packet<'p>,
-        cur: &mut Pkt<'p>,
-        has_layers: &mut bool,
-        to_all: &mut u64,
-    ) -> Result<(), RuntimeError> {
-        self.report.bytes += u64::from(pkt.wire_len);
-        let li = self.link_index(pkt.link)?;
-        let mut mask = 0u64;
-        if self.links.get(li).is_some_and(|lf| lf.unfiltered) {
-            mask = self.all_mask;
+    fn mask_of(&mut self, li: usize, pkt: &Packet<'_>, to_all: &mut u64) -> u64 {
+        let Some(lf) = self.links.get(li) else {
+            return 0;
+        };
+        if lf.unfiltered {
             *to_all += 1;
-        } else if let Some(lf) = self.links.get(li) {
-            for (i, f) in lf.filters.iter().enumerate() {
-                let hit = match f {
-                    Classifier::All => true,
-                    Classifier::Expr(f) => f.matches(pkt),
-                    Classifier::Never => false,
-                };
-                if hit {
-                    mask |= 1 << i;
-                    if let Some(c) = self.report.matched.get_mut(i) {
-                        *c += 1;
-                    }
+            return self.all_mask;
+        }
+        let mut mask = 0u64;
+        for (i, f) in lf.filters.iter().enumerate() {
+            let hit = match f {
+                Classifier::All => true,
+                Classifier::Expr(f) => f.matches(pkt),
+                Classifier::Never => false,
+            };
+            if hit {
+                mask |= 1 << i;
+                if let Some(c) = self.report.matched.get_mut(i) {
+                    *c += 1;
                 }
             }
         }
+        mask
+    }
+
+    /// Adds the packets that went to every module to each module's match counter.
+    fn add_to_all(&mut self, to_all: u64) {
+        if to_all > 0 {
+            for c in &mut self.report.matched {
+                *c += to_all;
+            }
+        }
+    }
+
+    /// Parses `pkt`, which the modules of `mask` want, and queues it for the worker of its
+    /// flow (the multi-worker path).
+    fn dispatch(&mut self, pkt: &Packet<'_>, mask: u64) -> Result<(), RuntimeError> {
         let seq = self.seq;
         self.seq += 1;
         if mask == 0 {
@@ -1282,24 +1498,6 @@ impl<S: Sink> Pipeline<S> {
             self.advance(pkt.ts_ns)?;
         }
         let ivl_ts = self.high_water.max(pkt.ts_ns);
-        if let Some(core) = self.inline.as_mut() {
-            // One worker: no flow hash; headers parsed only for modules that read them, in
-            // place (the parser's many small stores are not copied again).
-            cur.parsed.packet = *pkt;
-            cur.seq = seq;
-            if mask & self.layer_mask != 0 {
-                Layers::parse_into(pkt, &mut cur.parsed.layers);
-                *has_layers = true;
-            } else if *has_layers {
-                cur.parsed.layers = self.no_layers;
-                *has_layers = false;
-            }
-            let ok = core.process(cur, mask, ivl_ts);
-            if !ok {
-                return Err(RuntimeError::Thread("the export thread went away".into()));
-            }
-            return Ok(());
-        }
         let parsed = Parsed {
             packet: *pkt,
             layers: Layers::parse(pkt),

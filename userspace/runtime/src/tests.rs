@@ -655,3 +655,74 @@ fn flow_hash_follows_its_definition_and_is_symmetric() {
     assert_eq!(hash(&there), hash(&back));
     assert_ne!(hash(&there), hash(&other));
 }
+
+/// The one-worker path hands packets to the modules in runs cut at interval ends: whatever the
+/// slices given to `Pipeline::packets` (1, 7, 64 or 200 packets at once) and with timestamps
+/// that go back and forth across interval ends, its reports and records equal those of three
+/// workers, which take the packets one by one.
+#[test]
+fn one_worker_runs_equal_three_workers_whatever_the_slices_and_the_time_order() {
+    let mut owned = Vec::new();
+    for file in [
+        "nDPI/teams.pcap",
+        "zeek/ipv6-fragmented-dns.pcap",
+        "libtrace/fragtest.erf",
+    ] {
+        let mut r = como_tracefile::TraceReader::open(trace(file)).expect("open");
+        while let Some(p) = r.next_packet() {
+            let p = p.expect("packet");
+            owned.push((p.wire_len, p.data.to_vec(), p.link, p.interface));
+        }
+    }
+    assert!(owned.len() > 1000, "{} packets", owned.len());
+    // 7 ms apart from an interval start on, every 5th packet 1.3 s back, a 3 s jump every 97.
+    let base = 1_700_000_000_000_000_000u64;
+    let mut t = base;
+    let times: Vec<u64> = (0..owned.len() as u64)
+        .map(|i| {
+            t += 7_000_000 + if i % 97 == 96 { 3_000_000_000 } else { 0 };
+            if i % 5 == 4 {
+                t - 1_300_000_000
+            } else {
+                t
+            }
+        })
+        .collect();
+    let pkts: Vec<Packet<'_>> = owned
+        .iter()
+        .zip(&times)
+        .map(|((wire_len, data, link, interface), &ts_ns)| Packet {
+            ts_ns,
+            wire_len: *wire_len,
+            data,
+            link: *link,
+            interface: *interface,
+        })
+        .collect();
+    let run = |workers: usize, slice: usize| {
+        let opts = Options {
+            workers,
+            ..Options::default()
+        };
+        let specs = all_specs(Duration::from_millis(500));
+        let mut pipe = Pipeline::start(specs, &opts, CollectSink::default()).expect("start");
+        for chunk in pkts.chunks(slice) {
+            pipe.packets(chunk).expect("packets");
+        }
+        pipe.finish().expect("finish")
+    };
+    let (want_report, want) = run(3, 1);
+    assert!(
+        want.intervals.len() > 100,
+        "{} intervals",
+        want.intervals.len()
+    );
+    for slice in [1, 7, 64, 200] {
+        let (report, got) = run(1, slice);
+        assert_eq!(report, want_report, "slices of {slice}: reports differ");
+        assert_eq!(
+            got.intervals, want.intervals,
+            "slices of {slice}: records differ"
+        );
+    }
+}
