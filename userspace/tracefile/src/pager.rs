@@ -2,10 +2,10 @@
 //!
 //! A reader walking a mapped file takes a page fault every 64 KiB (the kernel's fault-around),
 //! and the kernel then maps 16 pages. On a 374 MB trace that is ~6 000 faults and a fifth to a
-//! quarter of the time of a simple module (benches/RESULTS.md, module runs of 27 Nov). The pager asks the
-//! kernel to map the pages in advance (`MADV_POPULATE_READ`, Linux 5.14), [`CHUNK`] at a time,
-//! at most [`AHEAD`] bytes ahead of the reader, so that the reader finds them mapped; for a file
-//! not in the page cache the same call starts the disk reads early.
+//! quarter of the time of a simple module (benches/RESULTS.md, module runs of 27 Nov). The
+//! pager asks the kernel to map the pages in advance (`MADV_POPULATE_READ`, Linux 5.14),
+//! [`CHUNK`] at a time, at most [`AHEAD`] bytes ahead of the reader, so that the reader finds
+//! them mapped; for a file not in the page cache the same call starts the disk reads early.
 //!
 //! The reader's side costs one load and one comparison per call: the pager publishes the
 //! offset at which it wants to be woken (`wake_at`), parks, and the reader unparks it when its
