@@ -734,12 +734,19 @@ fn flow_hash(p: &Parsed<'_>) -> u64 {
     } else {
         (l.src_port(d).unwrap_or(0), l.dst_port(d).unwrap_or(0))
     };
-    let ea = a ^ (u64::from(sp) << 48);
-    let eb = b ^ (u64::from(dp) << 48);
+    mix_flow((a, sp), (b, dp), l.l4_proto.unwrap_or(0))
+}
+
+/// The flow hash of two endpoints (an address folded to 64 bits, a port) and the IP protocol:
+/// the endpoints are ordered first, so both directions of a flow hash the same.
+#[inline]
+fn mix_flow(a: (u64, u16), b: (u64, u16), proto: u8) -> u64 {
+    let ea = a.0 ^ (u64::from(a.1) << 48);
+    let eb = b.0 ^ (u64::from(b.1) << 48);
     let (lo, hi) = if ea <= eb { (ea, eb) } else { (eb, ea) };
     let mut z = lo.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(23)
         ^ hi.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
-        ^ u64::from(l.l4_proto.unwrap_or(0));
+        ^ u64::from(proto);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)

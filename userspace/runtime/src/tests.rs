@@ -567,8 +567,9 @@ fn damaged_files_give_every_packet_before_the_damage_then_the_error() {
     }
 }
 
-/// The flow hash as defined: both addresses through `src_ip`/`dst_ip`, the ports (none for a
-/// fragment), the IP protocol. `flow_hash` reads the same values straight from the bytes.
+/// The flow hash's inputs as defined: both addresses through `src_ip`/`dst_ip`, the ports
+/// (none for a fragment), the IP protocol, mixed by `mix_flow`. `flow_hash` reads the same
+/// values straight from the bytes.
 fn flow_hash_by_definition(p: &Parsed<'_>) -> u64 {
     let (Some(a), Some(b)) = (p.src_ip(), p.dst_ip()) else {
         return 0;
@@ -587,15 +588,7 @@ fn flow_hash_by_definition(p: &Parsed<'_>) -> u64 {
     } else {
         (p.src_port().unwrap_or(0), p.dst_port().unwrap_or(0))
     };
-    let ea = fold(a) ^ (u64::from(sp) << 48);
-    let eb = fold(b) ^ (u64::from(dp) << 48);
-    let (lo, hi) = if ea <= eb { (ea, eb) } else { (eb, ea) };
-    let mut z = lo.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(23)
-        ^ hi.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
-        ^ u64::from(p.l4_proto.unwrap_or(0));
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    mix_flow((fold(a), sp), (fold(b), dp), p.l4_proto.unwrap_or(0))
 }
 
 /// The workers' flow hash equals its definition on every packet of every bundled trace, cut
