@@ -25,8 +25,8 @@
 //!   by `if_tsresol` plus `if_tsoffset`, ERF 32.32 fixed point rounded to the nearest ns).
 //! - The reader prefetches a few KiB ahead of the next record: on files larger than the CPU
 //!   cache, the chain of record headers is otherwise one cache miss per packet.
-//! - A mapped file of 32 MiB or more gets a [`pager`] thread that maps its pages ahead of the
-//!   reader, so that the reader takes no page faults.
+//! - A mapped file of 32 MiB or more gets a pager thread (`src/pager.rs`) that maps its pages
+//!   ahead of the reader, so that the reader takes no page faults.
 
 mod bytes;
 pub mod erf;
