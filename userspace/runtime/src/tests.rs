@@ -650,9 +650,9 @@ fn flow_hash_follows_its_definition_and_is_symmetric() {
 }
 
 /// The one-worker path hands packets to the modules in runs cut at interval ends: whatever the
-/// slices given to `Pipeline::packets` (1, 7, 64 or 200 packets at once) and with timestamps
-/// that go back and forth across interval ends, its reports and records equal those of three
-/// workers, which take the packets one by one.
+/// slices given to `Pipeline::packets` (1, 7, 64 or 200 packets at once), with modules of
+/// different interval lengths and timestamps that go back and forth across interval ends, its
+/// reports and records equal those of three workers, which take the packets one by one.
 #[test]
 fn one_worker_runs_equal_three_workers_whatever_the_slices_and_the_time_order() {
     let mut owned = Vec::new();
@@ -697,7 +697,11 @@ fn one_worker_runs_equal_three_workers_whatever_the_slices_and_the_time_order() 
             workers,
             ..Options::default()
         };
-        let specs = all_specs(Duration::from_millis(500));
+        // Intervals of four lengths: a run is cut at the earliest end among the modules.
+        let mut specs = all_specs(Duration::from_millis(500));
+        for (i, s) in specs.iter_mut().enumerate() {
+            s.interval = Duration::from_millis([500, 2000, 1000, 300][i % 4]);
+        }
         let mut pipe = Pipeline::start(specs, &opts, CollectSink::default()).expect("start");
         for chunk in pkts.chunks(slice) {
             pipe.packets(chunk).expect("packets");
