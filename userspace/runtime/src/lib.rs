@@ -134,8 +134,12 @@ pub enum Next<'a> {
     End,
 }
 
-/// Most packets a source hands over in one [`Source::next_batch`].
-pub const SOURCE_BATCH: usize = 64;
+/// Most packets in one slice of [`Source::next_batch`].
+pub const SOURCE_BATCH: usize = como_tracefile::BATCH;
+
+/// Batches a trace file hands over per [`Source::next_batch`] call (one batch array serves
+/// them all; see [`TraceReader::for_each_batch`]).
+const TRACE_BATCHES: usize = 16;
 
 /// What [`Source::next_batch`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,8 +158,8 @@ pub trait Source: Send {
     fn name(&self) -> String;
     /// The next packet (or idle / end). An error ends the source.
     fn next_packet(&mut self) -> Result<Next<'_>, SourceError>;
-    /// The next packets, up to [`SOURCE_BATCH`], handed to `f` as one slice (or idle / end). An error
-    /// ends the source; packets read before it are handed over first.
+    /// The next packets, handed to `f` in one or more slices of up to [`SOURCE_BATCH`] (or idle
+    /// / end). An error ends the source; packets read before it are handed over first.
     ///
     /// The default hands over one packet of [`Source::next_packet`]; sources that can read
     /// ahead (trace files) fill a whole batch before `f` reads the first packet.
@@ -239,10 +243,8 @@ impl Source for TraceSource {
         if let Some(e) = self.pending.take() {
             return Err(source_error(&self.name, &e));
         }
-        let mut batch = [Packet::EMPTY; SOURCE_BATCH];
-        let (n, err) = self.reader.next_batch(&mut batch);
-        if let Some(p) = batch.get(..n).filter(|p| !p.is_empty()) {
-            f(p);
+        let (n, err) = self.reader.for_each_batch(TRACE_BATCHES, f);
+        if n > 0 {
             self.pending = err;
             return Ok(Got::Packets(n));
         }

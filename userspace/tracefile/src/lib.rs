@@ -240,36 +240,99 @@ impl TraceReader {
     /// after the reader wrote it stalls on store forwarding; here the packets of a batch are all
     /// written before the first is read.
     pub fn next_batch<'s>(&'s mut self, out: &mut [Packet<'s>]) -> (usize, Option<Error>) {
-        if self.done {
-            return (0, None);
-        }
-        if let Some(p) = &self.pager {
-            p.advance(self.pos);
-        }
-        let d = self.data.as_slice();
-        let pos = &mut self.pos;
-        // One loop per format, so that the format is matched once per batch, not per record.
-        let (n, end) = match &mut self.state {
-            State::Pcap(s) if s.big_endian => fill(out, |out| {
-                s.read_in::<true>(d, pos, out)
-                    .map(|more| more.then_some(()))
-            }),
-            State::Pcap(s) => fill(out, |out| {
-                s.read_in::<false>(d, pos, out)
-                    .map(|more| more.then_some(()))
-            }),
-            State::PcapNg(s) => fill(out, |out| s.next(d, pos).map(|p| p.map(|p| *out = p))),
-            State::Erf(s) => fill(out, |out| s.next(d, pos).map(|p| p.map(|p| *out = p))),
-        };
-        match end {
-            Ok(more) => {
-                self.done = !more;
-                (n, None)
+        let Self {
+            path,
+            data,
+            pos,
+            state,
+            done,
+            pager,
+            ..
+        } = self;
+        fill_batch(path, data.as_slice(), pos, state, done, pager.as_ref(), out)
+    }
+
+    /// Reads up to `batches` batches of up to [`BATCH`] packets, handing each to `f` as soon as
+    /// it is read: how many packets were read, and the error that stopped reading, if one did
+    /// (the packets before it were handed over). Fewer than `batches * BATCH` packets and no
+    /// error: the end of the file.
+    ///
+    /// [`TraceReader::next_batch`] for a consumer that takes slices: one batch array serves
+    /// every batch of the call (a caller of `next_batch` initialises one per call, as many
+    /// bytes as the packets it then holds).
+    pub fn for_each_batch(
+        &mut self,
+        batches: usize,
+        f: &mut dyn FnMut(&[Packet<'_>]),
+    ) -> (usize, Option<Error>) {
+        let Self {
+            path,
+            data,
+            pos,
+            state,
+            done,
+            pager,
+            ..
+        } = self;
+        let d = data.as_slice();
+        let mut buf = [Packet::EMPTY; BATCH];
+        let mut total = 0;
+        for _ in 0..batches {
+            let (n, err) = fill_batch(path, d, pos, state, done, pager.as_ref(), &mut buf);
+            if let Some(read) = buf.get(..n).filter(|b| !b.is_empty()) {
+                f(read);
             }
-            Err(f) => {
-                self.done = true;
-                (n, Some(Error::at(&self.path, f)))
+            total += n;
+            if err.is_some() || n < BATCH {
+                return (total, err);
             }
+        }
+        (total, None)
+    }
+}
+
+/// Packets per batch of [`TraceReader::for_each_batch`].
+pub const BATCH: usize = 64;
+
+/// [`TraceReader::next_batch`] over the reader's fields, so that the bytes stay borrowed while
+/// the position and the format state move on.
+#[inline]
+fn fill_batch<'d>(
+    path: &Path,
+    d: &'d [u8],
+    pos: &mut usize,
+    state: &mut State,
+    done: &mut bool,
+    pager: Option<&Pager>,
+    out: &mut [Packet<'d>],
+) -> (usize, Option<Error>) {
+    if *done {
+        return (0, None);
+    }
+    if let Some(p) = pager {
+        p.advance(*pos);
+    }
+    // One loop per format, so that the format is matched once per batch, not per record.
+    let (n, end) = match state {
+        State::Pcap(s) if s.big_endian => fill(out, |out| {
+            s.read_in::<true>(d, pos, out)
+                .map(|more| more.then_some(()))
+        }),
+        State::Pcap(s) => fill(out, |out| {
+            s.read_in::<false>(d, pos, out)
+                .map(|more| more.then_some(()))
+        }),
+        State::PcapNg(s) => fill(out, |out| s.next(d, pos).map(|p| p.map(|p| *out = p))),
+        State::Erf(s) => fill(out, |out| s.next(d, pos).map(|p| p.map(|p| *out = p))),
+    };
+    match end {
+        Ok(more) => {
+            *done = !more;
+            (n, None)
+        }
+        Err(f) => {
+            *done = true;
+            (n, Some(Error::at(path, f)))
         }
     }
 }

@@ -1,6 +1,7 @@
-//! `TraceReader::next_batch` gives exactly what `next_packet` gives, whatever the batch size:
-//! the same packets in the same order, then the same error (file, offset, kind) or the end, on
-//! every bundled trace, damaged ones included.
+//! `TraceReader::next_batch` and `for_each_batch` give exactly what `next_packet` gives,
+//! whatever the batch size or the batches per call: the same packets in the same order, then
+//! the same error (file, offset, kind) or the end, on every bundled trace, damaged ones
+//! included.
 
 use como_packet::Packet;
 use como_tracefile::TraceReader;
@@ -53,6 +54,32 @@ fn batched(mut r: TraceReader, size: usize) -> (Vec<Owned>, Option<String>) {
     }
 }
 
+/// The same through `for_each_batch`, `batches` batches per call.
+fn each_batch(mut r: TraceReader, batches: usize) -> (Vec<Owned>, Option<String>) {
+    let mut out = Vec::new();
+    loop {
+        let mut slices = 0;
+        let (n, err) = r.for_each_batch(batches, &mut |pkts| {
+            assert!(!pkts.is_empty() && pkts.len() <= como_tracefile::BATCH);
+            slices += 1;
+            out.extend(pkts.iter().map(owned));
+        });
+        assert!(slices <= batches);
+        if let Some(e) = err {
+            assert_eq!(
+                r.for_each_batch(batches, &mut |_| ()).0,
+                0,
+                "after the error"
+            );
+            return (out, Some(e.to_string()));
+        }
+        if n < batches * como_tracefile::BATCH {
+            assert_eq!(r.for_each_batch(batches, &mut |_| ()).0, 0, "after the end");
+            return (out, None);
+        }
+    }
+}
+
 #[test]
 fn batches_of_any_size_read_what_single_packets_read() {
     let files = como_tests::trace_files();
@@ -76,6 +103,15 @@ fn batches_of_any_size_read_what_single_packets_read() {
                 f.display()
             );
             assert_eq!(got.1, want.1, "{}: batch {size}: error", f.display());
+        }
+        for batches in [1, 3, 16] {
+            let r = TraceReader::open(f).expect("opened once already");
+            let got = each_batch(r, batches);
+            assert!(
+                got == want,
+                "{}: {batches} batches per call: packets or error differ",
+                f.display()
+            );
         }
     }
     // The bundled traces hold damaged files and thousands of packets: both paths were taken.

@@ -1,7 +1,7 @@
 //! Files large enough to get a pager thread (32 MiB and more; see `src/pager.rs`): every packet
-//! is read once, in order, with its bytes, through `next_batch` and `next_packet`; a reader
-//! dropped early or stopped by damage returns at once; a truncated large file reports the
-//! offset of the cut after every whole packet before it.
+//! is read once, in order, with its bytes, through `next_batch`, `for_each_batch` and
+//! `next_packet`; a reader dropped early or stopped by damage returns at once; a truncated
+//! large file reports the offset of the cut after every whole packet before it.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -101,6 +101,24 @@ fn a_large_file_is_read_whole_in_order_by_batches_and_one_by_one() {
         }
         assert_eq!(i, PACKETS);
         assert_eq!(r.offset(), len);
+    });
+    let p = path.clone();
+    within_a_minute("16 batches per call", move || {
+        let mut r = TraceReader::open(&p).expect("open");
+        let mut i = 0;
+        loop {
+            let (n, err) = r.for_each_batch(16, &mut |pkts| {
+                for q in pkts {
+                    check(i, q);
+                    i += 1;
+                }
+            });
+            assert!(err.is_none(), "{err:?}");
+            if n < 16 * como_tracefile::BATCH {
+                break;
+            }
+        }
+        assert_eq!(i, PACKETS);
     });
     let p = path.clone();
     within_a_minute("one by one", move || {
