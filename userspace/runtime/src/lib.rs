@@ -1322,9 +1322,9 @@ impl<S: Sink> Pipeline<S> {
             _ => false,
         };
         if uniform {
+            // Every packet to every module: no mask per packet.
             self.report.bytes += pkts.iter().map(|p| u64::from(p.wire_len)).sum::<u64>();
             to_all = n as u64;
-            masks.fill(self.all_mask);
         } else {
             for (j, (pkt, m)) in pkts.iter().zip(masks.iter_mut()).enumerate() {
                 self.report.bytes += u64::from(pkt.wire_len);
@@ -1345,11 +1345,19 @@ impl<S: Sink> Pipeline<S> {
             pkts.get(..n).unwrap_or_default(),
             masks.get(..n).unwrap_or_default(),
         );
+        let all = self.all_mask;
+        let mask = |j: usize| {
+            if uniform {
+                all
+            } else {
+                masks.get(j).copied().unwrap_or(0)
+            }
+        };
         let mut start = 0;
         while start < n {
             // A packet for some module at or past the next interval end starts a run.
-            if let (Some(p), Some(&m)) = (pkts.get(start), masks.get(start)) {
-                if m != 0 && p.ts_ns >= self.next_boundary {
+            if let Some(p) = pkts.get(start) {
+                if mask(start) != 0 && p.ts_ns >= self.next_boundary {
                     self.advance(p.ts_ns)?;
                 }
             }
@@ -1358,11 +1366,15 @@ impl<S: Sink> Pipeline<S> {
                 + 1
                 + pkts
                     .iter()
-                    .zip(masks)
+                    .enumerate()
                     .skip(start + 1)
-                    .position(|(p, &m)| m != 0 && p.ts_ns >= boundary)
+                    .position(|(j, p)| p.ts_ns >= boundary && mask(j) != 0)
                     .unwrap_or(n - start - 1);
-            self.run_inline(pkts, masks, start..end, seq0)?;
+            if uniform {
+                self.run_inline::<true>(pkts, &[], start..end, seq0)?;
+            } else {
+                self.run_inline::<false>(pkts, masks, start..end, seq0)?;
+            }
             start = end;
         }
         match failed {
@@ -1373,22 +1385,41 @@ impl<S: Sink> Pipeline<S> {
 
     /// Updates the modules with the packets `run` of a pass (within one interval of every
     /// module), module by module; `seq0` is the sequence number of the pass's first packet.
-    fn run_inline(
+    /// `masks` holds each packet's modules, or with `ALL` is empty: every packet goes to every
+    /// module.
+    fn run_inline<const ALL: bool>(
         &mut self,
         pkts: &[Packet<'_>],
         masks: &[u64],
         run: std::ops::Range<usize>,
         seq0: u64,
     ) -> Result<(), RuntimeError> {
-        let (Some(pkts), Some(masks)) = (pkts.get(run.clone()), masks.get(run.clone())) else {
+        let Some(pkts) = pkts.get(run.clone()) else {
             return Ok(());
         };
-        let wanted = masks.iter().fold(0u64, |a, &m| a | m);
+        let masks = if ALL {
+            masks
+        } else {
+            masks.get(run.clone()).unwrap_or_default()
+        };
+        let all = self.all_mask;
+        let mask = |j: usize| {
+            if ALL {
+                all
+            } else {
+                masks.get(j).copied().unwrap_or(0)
+            }
+        };
+        let wanted = if ALL {
+            all
+        } else {
+            masks.iter().fold(0u64, |a, &m| a | m)
+        };
         let Some(first) = pkts
             .iter()
-            .zip(masks)
-            .find(|(_, &m)| m != 0)
-            .map(|(p, _)| p)
+            .enumerate()
+            .find(|&(j, _)| mask(j) != 0)
+            .map(|(_, p)| p)
         else {
             return Ok(());
         };
@@ -1406,8 +1437,8 @@ impl<S: Sink> Pipeline<S> {
         let parsed = &mut self.parsed;
         if layer_modules > 1 {
             parsed.resize(INLINE_PASS, Layers::default());
-            for ((p, &m), l) in pkts.iter().zip(masks).zip(parsed.iter_mut()) {
-                if m & self.layer_mask != 0 {
+            for (j, (p, l)) in pkts.iter().zip(parsed.iter_mut()).enumerate() {
+                if mask(j) & self.layer_mask != 0 {
                     Layers::parse_into(p, l);
                 }
             }
@@ -1434,8 +1465,8 @@ impl<S: Sink> Pipeline<S> {
                 cur.parsed.layers = self.no_layers;
             }
             let t = timed.map(|_| Instant::now());
-            for (j, (p, &m)) in pkts.iter().zip(masks).enumerate() {
-                if m & bit == 0 {
+            for (j, p) in pkts.iter().enumerate() {
+                if mask(j) & bit == 0 {
                     continue;
                 }
                 cur.parsed.packet = *p;
