@@ -314,14 +314,24 @@ fn fill_batch<'d>(
     }
     // One loop per format, so that the format is matched once per batch, not per record.
     let (n, end) = match state {
-        State::Pcap(s) if s.big_endian => fill(out, |out| {
-            s.read_in::<true>(d, pos, out)
-                .map(|more| more.then_some(()))
-        }),
-        State::Pcap(s) => fill(out, |out| {
-            s.read_in::<false>(d, pos, out)
-                .map(|more| more.then_some(()))
-        }),
+        State::Pcap(s) => match (s.big_endian, s.plain()) {
+            (false, true) => fill(out, |out| {
+                s.read_in::<false, true>(d, pos, out)
+                    .map(|more| more.then_some(()))
+            }),
+            (true, true) => fill(out, |out| {
+                s.read_in::<true, true>(d, pos, out)
+                    .map(|more| more.then_some(()))
+            }),
+            (false, false) => fill(out, |out| {
+                s.read_in::<false, false>(d, pos, out)
+                    .map(|more| more.then_some(()))
+            }),
+            (true, false) => fill(out, |out| {
+                s.read_in::<true, false>(d, pos, out)
+                    .map(|more| more.then_some(()))
+            }),
+        },
         State::PcapNg(s) => fill(out, |out| s.next(d, pos).map(|p| p.map(|p| *out = p))),
         State::Erf(s) => fill(out, |out| s.next(d, pos).map(|p| p.map(|p| *out = p))),
     };

@@ -54,6 +54,11 @@ pub(crate) struct PcapState {
     snapshot: u32,
     /// Largest caplen accepted.
     max_caplen: u32,
+    /// The smaller of `snapshot` and `max_caplen`: a record's caplen up to it is read as it
+    /// is (the common case, one comparison); above it, the record is cut or refused.
+    plain_caplen: u32,
+    /// What the timestamp's fraction is multiplied by to give nanoseconds (1 or 1000).
+    frac_ns: u64,
     /// The file's link type.
     pub(crate) link: LinkType,
 }
@@ -124,6 +129,8 @@ impl PcapState {
             _ => LengthsSwapped::No,
         };
         let state = Self {
+            plain_caplen: snapshot.min(max_caplen),
+            frac_ns: if m == MAGIC_NS { 1 } else { 1000 },
             big_endian: be,
             nanos: m == MAGIC_NS,
             modified,
@@ -148,18 +155,25 @@ impl PcapState {
     ) -> Result<Option<Packet<'a>>, Fail> {
         let mut p = Packet::EMPTY;
         let more = if self.big_endian {
-            self.read_in::<true>(d, pos, &mut p)?
+            self.read_in::<true, false>(d, pos, &mut p)?
         } else {
-            self.read_in::<false>(d, pos, &mut p)?
+            self.read_in::<false, false>(d, pos, &mut p)?
         };
         Ok(more.then_some(p))
     }
 
-    /// [`PcapState::next`] for a file of one byte order (`BE`: big-endian), so that the
-    /// reading loop of a batch has no branch on it, written into `out` (a batch's slot, with
-    /// no copy in between): `Ok(false)` at the end of the file.
+    /// Whether the records have 16-byte headers with caplen before len: every file written
+    /// by a libpcap of this century (then [`PcapState::read_in`] can take `PLAIN`).
+    pub(crate) fn plain(&self) -> bool {
+        !self.modified && self.swapped == LengthsSwapped::No
+    }
+
+    /// [`PcapState::next`] for a file of one byte order (`BE`: big-endian) and, with `PLAIN`,
+    /// of the common record layout ([`PcapState::plain`]), so that the reading loop of a batch
+    /// has no branch on either, written into `out` (a batch's slot, with no copy in between):
+    /// `Ok(false)` at the end of the file.
     #[inline(always)]
-    pub(crate) fn read_in<'a, const BE: bool>(
+    pub(crate) fn read_in<'a, const BE: bool, const PLAIN: bool>(
         &self,
         d: &'a [u8],
         pos: &mut usize,
@@ -167,8 +181,11 @@ impl PcapState {
     ) -> Result<bool, Fail> {
         let start = *pos;
         let rest = d.get(start..).unwrap_or_default();
-        let hl = self.record_header_len;
-        let Some(h) = rest.first_chunk::<16>().filter(|_| rest.len() >= hl) else {
+        let hl = if PLAIN { 16 } else { self.record_header_len };
+        let Some(h) = rest
+            .first_chunk::<16>()
+            .filter(|_| PLAIN || rest.len() >= hl)
+        else {
             return self.short_header(start, rest.len());
         };
         let field = |i: usize| {
@@ -181,27 +198,21 @@ impl PcapState {
         };
         let (sec, frac) = (field(0), field(4));
         let (mut caplen, mut len) = (field(8), field(12));
-        if self.swapped == LengthsSwapped::Yes
-            || (self.swapped == LengthsSwapped::Maybe && caplen > len)
+        if !PLAIN
+            && (self.swapped == LengthsSwapped::Yes
+                || (self.swapped == LengthsSwapped::Maybe && caplen > len))
         {
             std::mem::swap(&mut caplen, &mut len);
         }
         let body = rest.get(hl..).unwrap_or_default();
-        if caplen > self.max_caplen || caplen as usize > body.len() {
-            return Err(self.bad_caplen(start, caplen, body.len()));
-        }
-        let Some(data) = body.get(..caplen.min(self.snapshot) as usize) else {
-            return Err(Fail::at(start, ErrorKind::UnknownFormat));
+        let data = match body.get(..caplen as usize) {
+            Some(data) if caplen <= self.plain_caplen => data,
+            _ => self.cut_or_refuse(start, caplen, body)?,
         };
         *pos = start + hl + caplen as usize;
         prefetch_ahead(d, *pos);
-        let frac_ns = if self.nanos {
-            u64::from(frac)
-        } else {
-            u64::from(frac) * 1000
-        };
         *out = Packet {
-            ts_ns: u64::from(sec) * 1_000_000_000 + frac_ns,
+            ts_ns: u64::from(sec) * 1_000_000_000 + u64::from(frac) * self.frac_ns,
             wire_len: len,
             data,
             link: self.link,
@@ -225,8 +236,24 @@ impl PcapState {
         ))
     }
 
-    /// The record at `start` has a caplen above the maximum or past the end of the file.
+    /// The bytes of a record whose caplen is above the snapshot length (cut to it, as libpcap
+    /// does), or the failure of one whose caplen is above the maximum or past the end of the
+    /// file.
     #[cold]
+    fn cut_or_refuse<'a>(
+        &self,
+        start: usize,
+        caplen: u32,
+        body: &'a [u8],
+    ) -> Result<&'a [u8], Fail> {
+        if caplen > self.max_caplen || caplen as usize > body.len() {
+            return Err(self.bad_caplen(start, caplen, body.len()));
+        }
+        body.get(..caplen.min(self.snapshot) as usize)
+            .ok_or(Fail::at(start, ErrorKind::UnknownFormat))
+    }
+
+    /// The record at `start` has a caplen above the maximum or past the end of the file.
     fn bad_caplen(&self, start: usize, caplen: u32, body_remaining: usize) -> Fail {
         if caplen > self.max_caplen {
             return Fail::at(
