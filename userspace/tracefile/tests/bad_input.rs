@@ -4,27 +4,61 @@
 
 use std::path::Path;
 
-use como_tracefile::{Error, ErrorKind, LinkType, TraceReader};
+use como_tracefile::{Error, ErrorKind, LinkType, Packet, TraceReader};
 
 /// The test traces.
 const TRACES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/traces");
 
 /// Reads `bytes` to the end: packets read, then the error (if any). Checks that the reader
-/// stops after the error.
+/// stops after the error, and that the batch reader (its own loops per format) reads the same
+/// packets and stops on the same error.
 fn read(bytes: Vec<u8>) -> Result<(usize, Option<Error>), Error> {
+    let by_batch = read_by_batches(bytes.clone());
     let mut r = TraceReader::from_bytes("mem.trace", bytes)?;
     let mut n = 0;
+    let mut got = Vec::new();
     while let Some(p) = r.next_packet() {
         match p {
-            Ok(_) => n += 1,
+            Ok(p) => {
+                n += 1;
+                got.push((p.ts_ns, p.wire_len, p.data.to_vec()));
+            }
             Err(e) => {
                 assert!(r.next_packet().is_none(), "nothing after the error");
+                assert_eq!(by_batch, (got, Some(e.to_string())), "batches differ");
                 return Ok((n, Some(e)));
             }
         }
     }
     assert!(r.next_packet().is_none(), "nothing after the end");
+    assert_eq!(by_batch, (got, None), "batches differ");
     Ok((n, None))
+}
+
+/// A packet as the comparison of [`read`] sees it.
+type Seen = (u64, u32, Vec<u8>);
+
+/// [`read`] through `next_batch`, 3 packets at a time.
+fn read_by_batches(bytes: Vec<u8>) -> (Vec<Seen>, Option<String>) {
+    let Ok(mut r) = TraceReader::from_bytes("mem.trace", bytes) else {
+        return (Vec::new(), None);
+    };
+    let mut got = Vec::new();
+    loop {
+        let mut buf = [Packet::EMPTY; 3];
+        let (n, err) = r.next_batch(&mut buf);
+        got.extend(
+            buf.iter()
+                .take(n)
+                .map(|p| (p.ts_ns, p.wire_len, p.data.to_vec())),
+        );
+        if let Some(e) = err {
+            return (got, Some(e.to_string()));
+        }
+        if n < buf.len() {
+            return (got, None);
+        }
+    }
 }
 
 /// A little-endian µs pcap file header.
@@ -150,11 +184,13 @@ fn pcap_caplen_above_snaplen_is_cut_like_libpcap() {
     let mut v = pcap_header(40, 1);
     pcap_record(&mut v, 60, 60, &[7; 60]);
     pcap_record(&mut v, 10, 10, &[8; 10]);
-    let mut r = TraceReader::from_bytes("m", v).expect("open");
+    let mut r = TraceReader::from_bytes("m", v.clone()).expect("open");
     let p = r.next_packet().expect("one").expect("ok");
     assert_eq!((p.data.len(), p.wire_len), (40, 60));
     let p = r.next_packet().expect("two").expect("ok");
     assert_eq!(p.data, &[8; 10]);
+    // The batch reader cuts the same way.
+    assert_eq!(read(v).expect("open").0, 2);
 }
 
 #[test]
