@@ -693,6 +693,17 @@ pub struct Pipeline<S: Sink> {
     parsed: Vec<Layers>,
 }
 
+/// The modules of packet `j` of a pass of the one-worker path: `all` when every packet goes to
+/// every module (`uniform`; `masks` is then empty), else its own mask.
+#[inline(always)]
+fn mask_at(uniform: bool, all: u64, masks: &[u64], j: usize) -> u64 {
+    if uniform {
+        all
+    } else {
+        masks.get(j).copied().unwrap_or(0)
+    }
+}
+
 /// A symmetric flow hash: the same for both directions of a flow; 0 without IP.
 fn flow_hash(p: &Parsed<'_>) -> u64 {
     // The addresses are read as integers straight from the bytes (an `IpAddr` per address
@@ -1346,13 +1357,7 @@ impl<S: Sink> Pipeline<S> {
             masks.get(..n).unwrap_or_default(),
         );
         let all = self.all_mask;
-        let mask = |j: usize| {
-            if uniform {
-                all
-            } else {
-                masks.get(j).copied().unwrap_or(0)
-            }
-        };
+        let mask = |j: usize| mask_at(uniform, all, masks, j);
         let mut start = 0;
         while start < n {
             // A packet for some module at or past the next interval end starts a run.
@@ -1403,13 +1408,7 @@ impl<S: Sink> Pipeline<S> {
             masks.get(run.clone()).unwrap_or_default()
         };
         let all = self.all_mask;
-        let mask = |j: usize| {
-            if ALL {
-                all
-            } else {
-                masks.get(j).copied().unwrap_or(0)
-            }
-        };
+        let mask = |j: usize| mask_at(ALL, all, masks, j);
         let wanted = if ALL {
             all
         } else {

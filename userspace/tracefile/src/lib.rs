@@ -240,6 +240,12 @@ impl TraceReader {
     /// after the reader wrote it stalls on store forwarding; here the packets of a batch are all
     /// written before the first is read.
     pub fn next_batch<'s>(&'s mut self, out: &mut [Packet<'s>]) -> (usize, Option<Error>) {
+        let (d, mut cursor) = self.split();
+        cursor.fill(d, out)
+    }
+
+    /// The bytes, borrowed apart from what moves while reading them.
+    fn split(&mut self) -> (&[u8], Cursor<'_>) {
         let Self {
             path,
             data,
@@ -249,7 +255,14 @@ impl TraceReader {
             pager,
             ..
         } = self;
-        fill_batch(path, data.as_slice(), pos, state, done, pager.as_ref(), out)
+        let cursor = Cursor {
+            path,
+            pos,
+            state,
+            done,
+            pager: pager.as_ref(),
+        };
+        (data.as_slice(), cursor)
     }
 
     /// Reads up to `batches` batches of up to [`BATCH`] packets, handing each to `f` as soon as
@@ -265,20 +278,11 @@ impl TraceReader {
         batches: usize,
         f: &mut dyn FnMut(&[Packet<'_>]),
     ) -> (usize, Option<Error>) {
-        let Self {
-            path,
-            data,
-            pos,
-            state,
-            done,
-            pager,
-            ..
-        } = self;
-        let d = data.as_slice();
+        let (d, mut cursor) = self.split();
         let mut buf = [Packet::EMPTY; BATCH];
         let mut total = 0;
         for _ in 0..batches {
-            let (n, err) = fill_batch(path, d, pos, state, done, pager.as_ref(), &mut buf);
+            let (n, err) = cursor.fill(d, &mut buf);
             if let Some(read) = buf.get(..n).filter(|b| !b.is_empty()) {
                 f(read);
             }
@@ -294,55 +298,64 @@ impl TraceReader {
 /// Packets per batch of [`TraceReader::for_each_batch`].
 pub const BATCH: usize = 64;
 
-/// [`TraceReader::next_batch`] over the reader's fields, so that the bytes stay borrowed while
-/// the position and the format state move on.
-#[inline]
-fn fill_batch<'d>(
-    path: &Path,
-    d: &'d [u8],
-    pos: &mut usize,
-    state: &mut State,
-    done: &mut bool,
-    pager: Option<&Pager>,
-    out: &mut [Packet<'d>],
-) -> (usize, Option<Error>) {
-    if *done {
-        return (0, None);
-    }
-    if let Some(p) = pager {
-        p.advance(*pos);
-    }
-    // One loop per format, so that the format is matched once per batch, not per record.
-    let (n, end) = match state {
-        State::Pcap(s) => match (s.big_endian, s.plain()) {
-            (false, true) => fill(out, |out| {
-                s.read_in::<false, true>(d, pos, out)
-                    .map(|more| more.then_some(()))
-            }),
-            (true, true) => fill(out, |out| {
-                s.read_in::<true, true>(d, pos, out)
-                    .map(|more| more.then_some(()))
-            }),
-            (false, false) => fill(out, |out| {
-                s.read_in::<false, false>(d, pos, out)
-                    .map(|more| more.then_some(()))
-            }),
-            (true, false) => fill(out, |out| {
-                s.read_in::<true, false>(d, pos, out)
-                    .map(|more| more.then_some(()))
-            }),
-        },
-        State::PcapNg(s) => fill(out, |out| s.next(d, pos).map(|p| p.map(|p| *out = p))),
-        State::Erf(s) => fill(out, |out| s.next(d, pos).map(|p| p.map(|p| *out = p))),
-    };
-    match end {
-        Ok(more) => {
-            *done = !more;
-            (n, None)
+/// What moves while a reader reads its bytes: borrowed apart from the bytes, so that packets
+/// borrowing the bytes can be held while the position moves on.
+struct Cursor<'r> {
+    /// File name, for errors.
+    path: &'r Path,
+    /// Offset of the next record.
+    pos: &'r mut usize,
+    /// Format state.
+    state: &'r mut State,
+    /// An error or the end was reported.
+    done: &'r mut bool,
+    /// Woken as the position moves on.
+    pager: Option<&'r Pager>,
+}
+
+impl Cursor<'_> {
+    /// [`TraceReader::next_batch`] over the bytes `d`.
+    #[inline]
+    fn fill<'d>(&mut self, d: &'d [u8], out: &mut [Packet<'d>]) -> (usize, Option<Error>) {
+        if *self.done {
+            return (0, None);
         }
-        Err(f) => {
-            *done = true;
-            (n, Some(Error::at(path, f)))
+        if let Some(p) = self.pager {
+            p.advance(*self.pos);
+        }
+        let pos = &mut *self.pos;
+        // One loop per format, so that the format is matched once per batch, not per record.
+        let (n, end) = match &mut *self.state {
+            State::Pcap(s) => match (s.big_endian, s.plain()) {
+                (false, true) => fill(out, |out| {
+                    s.read_in::<false, true>(d, pos, out)
+                        .map(|more| more.then_some(()))
+                }),
+                (true, true) => fill(out, |out| {
+                    s.read_in::<true, true>(d, pos, out)
+                        .map(|more| more.then_some(()))
+                }),
+                (false, false) => fill(out, |out| {
+                    s.read_in::<false, false>(d, pos, out)
+                        .map(|more| more.then_some(()))
+                }),
+                (true, false) => fill(out, |out| {
+                    s.read_in::<true, false>(d, pos, out)
+                        .map(|more| more.then_some(()))
+                }),
+            },
+            State::PcapNg(s) => fill(out, |out| s.next(d, pos).map(|p| p.map(|p| *out = p))),
+            State::Erf(s) => fill(out, |out| s.next(d, pos).map(|p| p.map(|p| *out = p))),
+        };
+        match end {
+            Ok(more) => {
+                *self.done = !more;
+                (n, None)
+            }
+            Err(f) => {
+                *self.done = true;
+                (n, Some(Error::at(self.path, f)))
+            }
         }
     }
 }
