@@ -837,8 +837,9 @@ impl WorkerCore {
 
     /// Updates the modules of `mask` with `pkt`, accounted in the interval of `ivl_ts`.
     ///
-    /// Inlined into the dispatcher's loop: a packet whose states are open costs a mask walk and
-    /// one `update` call per module; opening a state and the CPU-time samples (one packet in
+    /// A worker thread's step, per packet (the one-worker path hands runs of packets instead:
+    /// [`Pipeline::packets`]): a packet whose states are open costs a mask walk and one `update`
+    /// call per module; opening a state and the CPU-time samples (one packet in
     /// [`CPU_SAMPLE_EVERY`]) are out of line.
     #[inline(always)]
     fn process(&mut self, pkt: &Pkt<'_>, mask: u64, ivl_ts: u64) -> bool {
@@ -861,21 +862,15 @@ impl WorkerCore {
         while mask != 0 {
             let i = mask.trailing_zeros() as usize;
             mask &= mask - 1;
-            let open = self.ends.get(i).is_some_and(|&end| ivl_ts < end);
-            let state = match self.states.get_mut(i) {
-                Some(Some(state)) if open => state,
-                _ => match self.open(i, ivl_ts) {
-                    Ok(Some(state)) => state,
-                    Ok(None) => continue,
-                    Err(()) => return false,
-                },
+            let state = match self.state(i, ivl_ts) {
+                Ok(Some(state)) => state,
+                Ok(None) => continue,
+                Err(()) => return false,
             };
-            if TIMED {
-                let t = Instant::now();
-                state.update(pkt);
+            let t = TIMED.then(Instant::now);
+            state.update(pkt);
+            if let Some(t) = t {
                 self.cpu.add(i, t.elapsed() * CPU_SAMPLE_EVERY);
-            } else {
-                state.update(pkt);
             }
         }
         true
