@@ -36,6 +36,7 @@ impl Module for Protocol {
         Box::new([Counts::default(); 256])
     }
 
+    #[inline]
     fn update(&self, state: &mut Self::State, pkt: &Pkt<'_>) {
         if pkt.ip_version().is_none() {
             return;

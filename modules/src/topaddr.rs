@@ -185,6 +185,7 @@ impl Module for TopAddr {
         }
     }
 
+    #[inline(always)]
     fn update(&self, state: &mut Self::State, pkt: &Pkt<'_>) {
         let addr = if self.cfg.use_dst {
             pkt.dst_ip()

@@ -9,7 +9,7 @@ use std::any::Any;
 use std::io::Write;
 use std::sync::Arc;
 
-use como_packet::{LinkType, Packet};
+use como_packet::{Layers, LinkType, Packet, Parsed};
 use como_tracefile::PcapWriter;
 
 use crate::print::{Cell, Format, TablePrinter};
@@ -21,8 +21,100 @@ pub trait CaptureState: Send {
     fn interval(&self) -> Interval;
     /// Accounts one packet (CoMo's `update`).
     fn update(&mut self, pkt: &Pkt<'_>);
+    /// Accounts the packets of a run that are this module's, in order ([`Run`]): the same as
+    /// one [`CaptureState::update`] per packet, in one call. The loop is the module's own
+    /// code: its `update` is inlined into it, and when it parses the headers itself the
+    /// parse keeps only what the module reads (a `Layers` in registers, not stored).
+    fn update_run(&mut self, run: &Run<'_, '_>);
     /// The state as `Any`, for the module's own merge.
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+}
+
+/// A run of packets handed to one module at once ([`CaptureState::update_run`]): packets of
+/// one interval, in input order.
+#[derive(Debug, Clone, Copy)]
+pub struct Run<'r, 'p> {
+    /// The packets (some of which may be for other modules only, see `masks`).
+    pub pkts: &'r [Packet<'p>],
+    /// Sequence number ([`Pkt::seq`]) of `pkts[0]`; packet `j` has `seq0 + j`.
+    pub seq0: u64,
+    /// Each packet's module mask, the module taking the packets whose mask has `bit`; `None`:
+    /// every packet is the module's.
+    pub masks: Option<&'r [u64]>,
+    /// The module's bit in `masks`.
+    pub bit: u64,
+    /// Where the packets' headers come from.
+    pub layers: RunLayers<'r>,
+}
+
+/// The headers of the packets of a [`Run`].
+#[derive(Debug, Clone, Copy)]
+pub enum RunLayers<'r> {
+    /// The module does not read headers: every packet comes with empty [`Layers`].
+    Unread,
+    /// Parsed by the module's loop, packet by packet.
+    Parse,
+    /// Already parsed, one per packet of the run (shared by several modules).
+    Parsed(&'r [Layers]),
+}
+
+/// How the loop of [`each_of_run`] gets headers: none read.
+const UNREAD: u8 = 0;
+/// ... parsed in place.
+const PARSE: u8 = 1;
+/// ... copied from [`RunLayers::Parsed`].
+const GIVEN: u8 = 2;
+
+/// Calls `update` for the packets of `run` that are the module's (all, or with `MASKED` those
+/// whose mask has `run.bit`), their headers got as `HOW` says. One `Pkt` serves the whole run:
+/// its headers are written in place (a copy of headers just written would stall on store
+/// forwarding). The loop is specialised by constants, so that nothing in it is a call but
+/// the module's `update` (which the compiler may inline too).
+#[inline(always)]
+fn each_of_run<'p, const MASKED: bool, const HOW: u8>(
+    run: &Run<'_, 'p>,
+    mut update: impl FnMut(&Pkt<'p>),
+) {
+    let (masks, bit) = (run.masks.unwrap_or_default(), run.bit);
+    let given = match run.layers {
+        RunLayers::Parsed(ls) => ls,
+        RunLayers::Unread | RunLayers::Parse => &[],
+    };
+    let mut cur = Pkt {
+        parsed: Parsed {
+            layers: Layers::default(),
+            packet: Packet::EMPTY,
+        },
+        seq: 0,
+    };
+    for (j, p) in run.pkts.iter().enumerate() {
+        if MASKED && masks.get(j).is_none_or(|&m| m & bit == 0) {
+            continue;
+        }
+        cur.parsed.packet = *p;
+        cur.seq = run.seq0 + j as u64;
+        if HOW == PARSE {
+            Layers::parse_into(p, &mut cur.parsed.layers);
+        } else if HOW == GIVEN {
+            if let Some(l) = given.get(j) {
+                cur.parsed.layers = *l;
+            }
+        }
+        update(&cur);
+    }
+}
+
+/// Runs [`each_of_run`] specialised on how packets are taken and headers come.
+#[inline(always)]
+fn update_run_with<'p>(run: &Run<'_, 'p>, update: impl FnMut(&Pkt<'p>)) {
+    match (run.masks.is_some(), run.layers) {
+        (false, RunLayers::Unread) => each_of_run::<false, UNREAD>(run, update),
+        (false, RunLayers::Parse) => each_of_run::<false, PARSE>(run, update),
+        (false, RunLayers::Parsed(_)) => each_of_run::<false, GIVEN>(run, update),
+        (true, RunLayers::Unread) => each_of_run::<true, UNREAD>(run, update),
+        (true, RunLayers::Parse) => each_of_run::<true, PARSE>(run, update),
+        (true, RunLayers::Parsed(_)) => each_of_run::<true, GIVEN>(run, update),
+    }
 }
 
 /// A record the export side decided to store: its timestamp and encoded bytes.
@@ -121,6 +213,11 @@ impl<M: Module> CaptureState for TypedState<M> {
     #[inline]
     fn update(&mut self, pkt: &Pkt<'_>) {
         self.module.update(&mut self.state, pkt);
+    }
+
+    fn update_run(&mut self, run: &Run<'_, '_>) {
+        let (module, state) = (&*self.module, &mut self.state);
+        update_run_with(run, |pkt| module.update(state, pkt));
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {

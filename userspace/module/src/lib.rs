@@ -99,7 +99,7 @@ use serde::Serialize;
 
 pub use como_packet::{LinkType, Packet, Parsed};
 pub use duration::{parse_duration, DurationError};
-pub use erased::{erase, AnyModule, CaptureState, Exported, Exporter, RecordSink};
+pub use erased::{erase, AnyModule, CaptureState, Exported, Exporter, RecordSink, Run, RunLayers};
 pub use print::{Cell, Format, TablePrinter};
 
 /// One interval: `[start_ns, start_ns + len_ns)`, in nanoseconds since the Unix epoch.

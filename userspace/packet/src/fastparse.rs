@@ -22,7 +22,7 @@ fn be16(d: &[u8], o: usize) -> Option<u16> {
 }
 
 /// The fast path into `out`; false (and `out` untouched) when it does not apply.
-#[inline]
+#[inline(always)]
 pub(crate) fn fast_into(pkt: &Packet<'_>, out: &mut Layers) -> bool {
     fast_parts(pkt).is_some_and(
         |(outer, et, l3, vlan_depth, vlan0, l3_proto, proto, l4, payload)| {

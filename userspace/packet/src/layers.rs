@@ -705,7 +705,7 @@ impl Layers {
 
     /// [`Layers::parse`] written into `out` in place (on the fast path no copy of the result
     /// follows its stores, which would stall on store forwarding).
-    #[inline]
+    #[inline(always)]
     pub fn parse_into(pkt: &Packet<'_>, out: &mut Self) {
         if !crate::fastparse::fast_into(pkt, out) {
             *out = Self::parse_walk(pkt);

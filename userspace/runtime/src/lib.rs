@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use como_module::{AnyModule, CaptureState, Exported, Interval, Pkt};
+use como_module::{AnyModule, CaptureState, Exported, Interval, Pkt, Run, RunLayers};
 use como_packet::{L3Proto, Layers, LinkType, Packet, Parsed};
 use como_tracefile::TraceReader;
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -686,8 +686,6 @@ pub struct Pipeline<S: Sink> {
     all_mask: u64,
     /// Bit `i` set: module `i` reads parsed headers ([`AnyModule::needs_layers`]).
     layer_mask: u64,
-    /// Empty layers, copied into packets whose modules do not read headers.
-    no_layers: Layers,
     /// The headers of a run's packets when several of its modules read them (one-worker
     /// path: parsed once, copied per module).
     parsed: Vec<Layers>,
@@ -1201,7 +1199,6 @@ impl<S: Sink> Pipeline<S> {
             },
             all_mask,
             layer_mask,
-            no_layers: Layers::default(),
             parsed: Vec::new(),
         })
     }
@@ -1305,8 +1302,9 @@ impl<S: Sink> Pipeline<S> {
     /// The packets are classified first (a mask each, or one for all when they share a link
     /// type that no module filters), then cut before each packet that starts a new interval,
     /// and each run between two cuts is handed to the modules one after the other: a module's
-    /// state is looked up once per run, and per packet there is left a copy into the `Pkt`,
-    /// the header parse when the module reads headers, and the `update` call. A run never
+    /// state is looked up once per run and gets the run in one call
+    /// ([`CaptureState::update_run`]: the loop, the header parse when the module reads headers
+    /// and its `update` are compiled together, per module kind). A run never
     /// spans two intervals of any module, so the order of updates within a module and the
     /// flushes are those of a packet-by-packet walk.
     fn pass_inline(&mut self, pkts: &[Packet<'_>]) -> Result<(), RuntimeError> {
@@ -1437,13 +1435,6 @@ impl<S: Sink> Pipeline<S> {
                 }
             }
         }
-        let mut cur = Pkt {
-            parsed: Parsed {
-                layers: self.no_layers,
-                packet: Packet::EMPTY,
-            },
-            seq: 0,
-        };
         let mut left = wanted;
         while left != 0 {
             let i = left.trailing_zeros() as usize;
@@ -1454,28 +1445,21 @@ impl<S: Sink> Pipeline<S> {
                 Ok(None) => continue,
                 Err(()) => return Err(gone()),
             };
-            let reads_layers = self.layer_mask & bit != 0;
-            if !reads_layers {
-                cur.parsed.layers = self.no_layers;
-            }
+            let layers = if self.layer_mask & bit == 0 {
+                RunLayers::Unread
+            } else if layer_modules > 1 {
+                RunLayers::Parsed(parsed.get(..pkts.len()).unwrap_or_default())
+            } else {
+                RunLayers::Parse
+            };
             let t = timed.map(|_| Instant::now());
-            for (j, p) in pkts.iter().enumerate() {
-                if mask(j) & bit == 0 {
-                    continue;
-                }
-                cur.parsed.packet = *p;
-                cur.seq = seq0 + (run.start + j) as u64;
-                if reads_layers {
-                    if layer_modules > 1 {
-                        if let Some(l) = parsed.get(j) {
-                            cur.parsed.layers = *l;
-                        }
-                    } else {
-                        Layers::parse_into(p, &mut cur.parsed.layers);
-                    }
-                }
-                state.update(&cur);
-            }
+            state.update_run(&Run {
+                pkts,
+                seq0: seq0 + run.start as u64,
+                masks: (!ALL).then_some(masks),
+                bit,
+                layers,
+            });
             if let (Some(t), Some(scale)) = (t, timed) {
                 core.cpu.add(i, t.elapsed().mul_f64(scale));
             }
