@@ -323,7 +323,10 @@ impl Cursor<'_> {
         if let Some(p) = self.pager {
             p.advance(*self.pos);
         }
-        let pos = &mut *self.pos;
+        // The position in a local while the loop runs (kept in a register, not stored per
+        // record through the reader), written back once after it.
+        let mut at = *self.pos;
+        let pos = &mut at;
         // One loop per format, so that the format is matched once per batch, not per record.
         let (n, end) = match &mut *self.state {
             State::Pcap(s) => match (s.big_endian, s.plain()) {
@@ -347,6 +350,7 @@ impl Cursor<'_> {
             State::PcapNg(s) => fill(out, |out| s.next(d, pos).map(|p| p.map(|p| *out = p))),
             State::Erf(s) => fill(out, |out| s.next(d, pos).map(|p| p.map(|p| *out = p))),
         };
+        *self.pos = at;
         match end {
             Ok(more) => {
                 *self.done = !more;
