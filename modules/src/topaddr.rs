@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use como_module::{Cell, Interval, Module, ModuleError, Pkt, PrintParams};
+use como_packet::Layers;
 use serde::{Deserialize, Serialize};
 
 use crate::counttable::CountTable;
@@ -147,6 +148,8 @@ impl Module for TopAddr {
     type Export = ();
     type Record = Record;
     const KIND: &'static str = "topaddr";
+    /// The address is all it reads: [`Layers::ip_addr_of`] finds it without the whole parse.
+    const NEEDS_LAYERS: bool = false;
 
     fn new(cfg: Config) -> Result<Self, ModuleError> {
         let bad = |message: String| ModuleError::Invalid {
@@ -187,12 +190,7 @@ impl Module for TopAddr {
 
     #[inline(always)]
     fn update(&self, state: &mut Self::State, pkt: &Pkt<'_>) {
-        let addr = if self.cfg.use_dst {
-            pkt.dst_ip()
-        } else {
-            pkt.src_ip()
-        };
-        match addr {
+        match Layers::ip_addr_of(&pkt.packet, self.cfg.use_dst) {
             Some(IpAddr::V4(a)) => state.v4.add(u32::from(a) & self.mask4, pkt.wire_len()),
             Some(IpAddr::V6(a)) => state.v6.add(u128::from(a) & self.mask6, pkt.wire_len()),
             None => {}

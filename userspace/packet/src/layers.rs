@@ -766,6 +766,51 @@ impl Layers {
         self.frag.map_or(0, |f| f.offset)
     }
 
+    /// The source IP address of `pkt` (its destination with `dst`): what
+    /// `Layers::parse(pkt).src_ip(pkt.data)` (or `dst_ip`) gives, without parsing the rest of
+    /// the headers when it can. For the module that wants the address and nothing else
+    /// (`topaddr`), the whole parse was a third of its time per packet.
+    ///
+    /// Ethernet with at most one 802.1Q tag before IPv4 or IPv6 reads the address where the
+    /// walk would: the walk takes the network header to start right after those whatever its
+    /// contents ([`Layers::l3`]), so the address is the bytes at its fixed offset, when
+    /// captured. Anything else is parsed.
+    #[inline(always)]
+    pub fn ip_addr_of(pkt: &Packet<'_>, dst: bool) -> Option<IpAddr> {
+        if pkt.link == LinkType::Ethernet {
+            let d = pkt.data;
+            let (et, l3) = match be16(d, 12) {
+                Some(ETHERTYPE_VLAN) => (be16(d, 16), 18),
+                outer => (outer, 14),
+            };
+            match et {
+                Some(ETHERTYPE_IPV4) => {
+                    let at = l3 + if dst { 16 } else { 12 };
+                    let b = *d.get(at..)?.first_chunk::<4>()?;
+                    return Some(IpAddr::V4(Ipv4Addr::from(b)));
+                }
+                Some(ETHERTYPE_IPV6) => {
+                    let at = l3 + if dst { 24 } else { 8 };
+                    let b = *d.get(at..)?.first_chunk::<16>()?;
+                    return Some(IpAddr::V6(Ipv6Addr::from(b)));
+                }
+                _ => {}
+            }
+        }
+        Self::addr_by_parse(pkt, dst)
+    }
+
+    /// [`Layers::ip_addr_of`] by the whole parse, out of the fast loop.
+    #[inline(never)]
+    fn addr_by_parse(pkt: &Packet<'_>, dst: bool) -> Option<IpAddr> {
+        let l = Self::parse(pkt);
+        if dst {
+            l.dst_ip(pkt.data)
+        } else {
+            l.src_ip(pkt.data)
+        }
+    }
+
     /// Source IP address, read from `data` (the bytes the layers were parsed from).
     pub fn src_ip(&self, data: &[u8]) -> Option<IpAddr> {
         self.ip_at(data, 12, 8)

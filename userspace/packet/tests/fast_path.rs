@@ -1,5 +1,5 @@
-//! The fast path of `Layers::parse` gives exactly what the general walk gives, on every packet
-//! of every bundled trace and on every cut of their headers.
+//! The fast paths of `Layers::parse` and `Layers::ip_addr_of` give exactly what the general
+//! walk gives, on every packet of every bundled trace and on every cut of their headers.
 
 use std::path::PathBuf;
 
@@ -7,8 +7,9 @@ use como_packet::{Layers, Packet};
 use como_tracefile::TraceReader;
 
 /// On every packet of every bundled trace, and on every prefix of those packets (cut
-/// headers), the fast path agrees with `Layers::parse_walk` whenever it answers; and it does
-/// answer for most packets of the traces that are plain Ethernet.
+/// headers), the fast path agrees with `Layers::parse_walk` whenever it answers, and it does
+/// answer for most packets of the traces that are plain Ethernet; the addresses of
+/// `Layers::ip_addr_of` are the walk's, always.
 #[test]
 fn agrees_with_the_general_parser() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/traces");
@@ -24,7 +25,7 @@ fn agrees_with_the_general_parser() {
             }
         }
     }
-    let (mut total, mut fast_hits, mut checked) = (0u64, 0u64, 0u64);
+    let (mut total, mut fast_hits, mut checked, mut addrs) = (0u64, 0u64, 0u64, 0u64);
     for f in &files {
         let Ok(mut r) = TraceReader::open(f) else {
             continue;
@@ -38,8 +39,24 @@ fn agrees_with_the_general_parser() {
                     data: p.data.get(..cut).unwrap_or_default(),
                     ..p
                 };
+                let walked = Layers::parse_walk(&q);
+                for dst in [false, true] {
+                    let want = if dst {
+                        walked.dst_ip(q.data)
+                    } else {
+                        walked.src_ip(q.data)
+                    };
+                    assert_eq!(
+                        Layers::ip_addr_of(&q, dst),
+                        want,
+                        "{} dst={dst}: {:?}",
+                        f.display(),
+                        q.data
+                    );
+                    addrs += u64::from(want.is_some());
+                }
                 if let Some(l) = Layers::parse_fast(&q) {
-                    assert_eq!(l, Layers::parse_walk(&q), "{}: {:?}", f.display(), q.data);
+                    assert_eq!(l, walked, "{}: {:?}", f.display(), q.data);
                     checked += 1;
                     if cut == len {
                         fast_hits += 1;
@@ -55,4 +72,5 @@ fn agrees_with_the_general_parser() {
         "fast path taken for {fast_hits} of {total} packets"
     );
     assert!(checked > fast_hits);
+    assert!(addrs > total, "{addrs} addresses in {total} packets");
 }
