@@ -2,8 +2,8 @@
 //!
 //! Every target feeds hostile bytes to one parser and walks everything it returns; what is
 //! checked is that nothing panics, overflows or reads out of bounds (libFuzzer and the address
-//! sanitizer report those), and for trace files that the packet-by-packet and the batch
-//! readers agree. The differential targets add their own checks, with the
+//! sanitizer report those), that the parser's fast paths agree with its general walk, and for
+//! trace files that the packet-by-packet and the batch readers agree. The differential targets add their own checks, with the
 //! helpers of [`kgen`] (byte-driven filter and frame generators) and [`keymodel`] (a model of
 //! the kernel field extraction).
 
@@ -13,10 +13,11 @@ pub mod kgen;
 use como_packet::{Layers, Packet, Summary};
 use como_tracefile::TraceReader;
 
-/// Parses every layer of `pkt` and formats its summary line, touching every accessor.
+/// Parses every layer of `pkt` and formats its summary line, touching every accessor; checks
+/// that the fast parse and `Layers::ip_addr_of` give what the general walk gives.
 pub fn exercise_packet(pkt: &Packet<'_>) {
     let layers = Layers::parse(pkt);
-    std::hint::black_box(layers);
+    std::hint::black_box(&layers);
     let parsed = pkt.parse();
     std::hint::black_box((
         parsed.src_ip(),
@@ -30,6 +31,18 @@ pub fn exercise_packet(pkt: &Packet<'_>) {
         parsed.ether_addrs(),
         parsed.payload(),
     ));
+    // The fast paths give what the general walk gives.
+    assert_eq!(layers, Layers::parse_walk(pkt), "fast parse vs walk");
+    assert_eq!(
+        Layers::ip_addr_of(pkt, false),
+        parsed.src_ip(),
+        "ip_addr_of src"
+    );
+    assert_eq!(
+        Layers::ip_addr_of(pkt, true),
+        parsed.dst_ip(),
+        "ip_addr_of dst"
+    );
     let line = Summary::new(pkt).to_string();
     std::hint::black_box(line);
 }
