@@ -22,9 +22,10 @@ pub trait CaptureState: Send {
     /// Accounts one packet (CoMo's `update`).
     fn update(&mut self, pkt: &Pkt<'_>);
     /// Accounts the packets of a run that are this module's, in order ([`Run`]): the same as
-    /// one [`CaptureState::update`] per packet, in one call. The loop is the module's own
-    /// code: its `update` is inlined into it, and when it parses the headers itself the
-    /// parse keeps only what the module reads (a `Layers` in registers, not stored).
+    /// one [`CaptureState::update`] per packet, in one call. The loop is compiled for the
+    /// module's type: no virtual call per packet, and when the compiler inlines the module's
+    /// `update` into it (a short one, or one marked `#[inline]`), a header parse done by the
+    /// loop keeps only what the module reads (in registers, not stored).
     fn update_run(&mut self, run: &Run<'_, '_>);
     /// The state as `Any`, for the module's own merge.
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;

@@ -266,7 +266,10 @@ pub trait Module: Send + Sync + Sized + 'static {
     /// A fresh, empty capture state for `ivl`.
     fn new_state(&self, ivl: Interval) -> Self::State;
 
-    /// CoMo's `update`: accounts one packet that matched the module's filter.
+    /// CoMo's `update`: accounts one packet that matched the module's filter. The runtime
+    /// calls it from a loop compiled for the module ([`CaptureState::update_run`]); marking it
+    /// `#[inline]` lets that loop inline it, which pays for modules that read few header
+    /// fields (the parse then keeps only those).
     fn update(&self, state: &mut Self::State, pkt: &Pkt<'_>);
 
     /// Merges another core's partial of the same interval into `into` (exactly).
