@@ -87,7 +87,7 @@ impl<K: CountKey> CountTable<K> {
     }
 
     /// Counts one packet of `bytes` bytes for `key`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn add(&mut self, key: K, bytes: u64) {
         if (self.len + AHEAD + 1) * 2 > self.slots.len() {
             self.resize(slots_for(self.len + AHEAD + 1).max(self.slots.len() * 2));

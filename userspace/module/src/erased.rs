@@ -72,9 +72,10 @@ const GIVEN: u8 = 2;
 /// forwarding). The loop is specialised by constants, so that nothing in it is a call but
 /// the module's `update` (which the compiler may inline too).
 #[inline(always)]
-fn each_of_run<'p, const MASKED: bool, const HOW: u8>(
-    run: &Run<'_, 'p>,
-    mut update: impl FnMut(&Pkt<'p>),
+fn each_of_run<M: Module, const MASKED: bool, const HOW: u8>(
+    run: &Run<'_, '_>,
+    module: &M,
+    state: &mut M::State,
 ) {
     let (masks, bit) = (run.masks.unwrap_or_default(), run.bit);
     let given = match run.layers {
@@ -101,20 +102,20 @@ fn each_of_run<'p, const MASKED: bool, const HOW: u8>(
                 cur.parsed.layers = *l;
             }
         }
-        update(&cur);
+        module.update(state, &cur);
     }
 }
 
 /// Runs [`each_of_run`] specialised on how packets are taken and headers come.
 #[inline(always)]
-fn update_run_with<'p>(run: &Run<'_, 'p>, update: impl FnMut(&Pkt<'p>)) {
+fn update_run_with<M: Module>(run: &Run<'_, '_>, module: &M, state: &mut M::State) {
     match (run.masks.is_some(), run.layers) {
-        (false, RunLayers::Unread) => each_of_run::<false, UNREAD>(run, update),
-        (false, RunLayers::Parse) => each_of_run::<false, PARSE>(run, update),
-        (false, RunLayers::Parsed(_)) => each_of_run::<false, GIVEN>(run, update),
-        (true, RunLayers::Unread) => each_of_run::<true, UNREAD>(run, update),
-        (true, RunLayers::Parse) => each_of_run::<true, PARSE>(run, update),
-        (true, RunLayers::Parsed(_)) => each_of_run::<true, GIVEN>(run, update),
+        (false, RunLayers::Unread) => each_of_run::<M, false, UNREAD>(run, module, state),
+        (false, RunLayers::Parse) => each_of_run::<M, false, PARSE>(run, module, state),
+        (false, RunLayers::Parsed(_)) => each_of_run::<M, false, GIVEN>(run, module, state),
+        (true, RunLayers::Unread) => each_of_run::<M, true, UNREAD>(run, module, state),
+        (true, RunLayers::Parse) => each_of_run::<M, true, PARSE>(run, module, state),
+        (true, RunLayers::Parsed(_)) => each_of_run::<M, true, GIVEN>(run, module, state),
     }
 }
 
@@ -217,8 +218,7 @@ impl<M: Module> CaptureState for TypedState<M> {
     }
 
     fn update_run(&mut self, run: &Run<'_, '_>) {
-        let (module, state) = (&*self.module, &mut self.state);
-        update_run_with(run, |pkt| module.update(state, pkt));
+        update_run_with(run, &*self.module, &mut self.state);
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
