@@ -66,11 +66,12 @@ const PARSE: u8 = 1;
 /// ... copied from [`RunLayers::Parsed`].
 const GIVEN: u8 = 2;
 
-/// Calls `update` for the packets of `run` that are the module's (all, or with `MASKED` those
-/// whose mask has `run.bit`), their headers got as `HOW` says. One `Pkt` serves the whole run:
+/// Calls `module.update` on `state` for the packets of `run` that are the module's (all, or
+/// with `MASKED` those whose mask has `run.bit`), their headers got as `HOW` says. One `Pkt` serves the whole run:
 /// its headers are written in place (a copy of headers just written would stall on store
-/// forwarding). The loop is specialised by constants, so that nothing in it is a call but
-/// the module's `update` (which the compiler may inline too).
+/// forwarding). The loop is specialised by constants and calls `update` by name (a closure in
+/// between was not inlined for topaddr), so that nothing in it is a call but the module's
+/// `update`, which the compiler may inline too.
 #[inline(always)]
 fn each_of_run<M: Module, const MASKED: bool, const HOW: u8>(
     run: &Run<'_, '_>,
