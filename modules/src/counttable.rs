@@ -12,8 +12,9 @@ use como_packet::prefetch;
 
 use crate::Counts;
 
-/// Updates in flight between the prefetch of a key's slot and its update.
+/// Updates in flight between the prefetch of a key's slot and its update (a power of two).
 pub(crate) const AHEAD: usize = 8;
+const _: () = assert!(AHEAD.is_power_of_two());
 
 /// Smallest number of slots of a table that holds anything.
 const MIN_SLOTS: usize = 32;
@@ -93,8 +94,9 @@ impl<K: CountKey> CountTable<K> {
             self.resize(slots_for(self.len + AHEAD + 1).max(self.slots.len() * 2));
         }
         prefetch(self.slots.as_ptr().wrapping_add(self.index(key.hash64())));
-        let at = self.next;
-        self.next = (at + 1) % AHEAD;
+        // Masked, not taken modulo: the compiler then knows the index is in the ring.
+        let at = self.next & (AHEAD - 1);
+        self.next = (at + 1) & (AHEAD - 1);
         if let Some(slot) = self.ring.get_mut(at) {
             let (old, old_bytes) = std::mem::replace(slot, (key, bytes));
             if self.pending == AHEAD {
@@ -152,8 +154,9 @@ impl<K: CountKey> CountTable<K> {
 
     #[inline(always)]
     fn index(&self, hash: u64) -> usize {
-        // Callers grow an empty table before they index it (`shift` is then at most 59).
-        hash.checked_shr(self.shift).unwrap_or(0) as usize
+        // Callers grow an empty table before they index it (`shift` is then at most 59), so
+        // the mask changes nothing but lets the shift compile to one instruction.
+        (hash >> (self.shift & 63)) as usize
     }
 
     /// Adds `counts` to `key`'s slot, taking an empty one for a new key. The caller keeps the
