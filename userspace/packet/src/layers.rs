@@ -185,6 +185,25 @@ pub(crate) fn byte(d: &[u8], o: usize) -> Option<u8> {
     d.get(o).copied()
 }
 
+/// The source address (the destination with `dst`) of the `proto` header at `l3` of `d`,
+/// when it is IPv4 or IPv6 and the address is captured.
+#[inline(always)]
+fn addr_in(d: &[u8], l3: usize, proto: L3Proto, dst: bool) -> Option<IpAddr> {
+    match proto {
+        L3Proto::Ipv4 => {
+            let at = l3 + if dst { 16 } else { 12 };
+            let b = *d.get(at..)?.first_chunk::<4>()?;
+            Some(IpAddr::V4(Ipv4Addr::from(b)))
+        }
+        L3Proto::Ipv6 => {
+            let at = l3 + if dst { 24 } else { 8 };
+            let b = *d.get(at..)?.first_chunk::<16>()?;
+            Some(IpAddr::V6(Ipv6Addr::from(b)))
+        }
+        _ => None,
+    }
+}
+
 /// Maps a PPP protocol number to the EtherType of the same protocol, when there is one.
 fn ppp_to_ethertype(proto: u16) -> Option<u16> {
     match proto {
@@ -784,16 +803,8 @@ impl Layers {
                 outer => (outer, 14),
             };
             match et {
-                Some(ETHERTYPE_IPV4) => {
-                    let at = l3 + if dst { 16 } else { 12 };
-                    let b = *d.get(at..)?.first_chunk::<4>()?;
-                    return Some(IpAddr::V4(Ipv4Addr::from(b)));
-                }
-                Some(ETHERTYPE_IPV6) => {
-                    let at = l3 + if dst { 24 } else { 8 };
-                    let b = *d.get(at..)?.first_chunk::<16>()?;
-                    return Some(IpAddr::V6(Ipv6Addr::from(b)));
-                }
+                Some(ETHERTYPE_IPV4) => return addr_in(d, l3, L3Proto::Ipv4, dst),
+                Some(ETHERTYPE_IPV6) => return addr_in(d, l3, L3Proto::Ipv6, dst),
                 _ => {}
             }
         }
@@ -813,27 +824,12 @@ impl Layers {
 
     /// Source IP address, read from `data` (the bytes the layers were parsed from).
     pub fn src_ip(&self, data: &[u8]) -> Option<IpAddr> {
-        self.ip_at(data, 12, 8)
+        addr_in(data, usize::from(self.l3?), self.l3_proto?, false)
     }
 
     /// Destination IP address, read from `data`.
     pub fn dst_ip(&self, data: &[u8]) -> Option<IpAddr> {
-        self.ip_at(data, 16, 24)
-    }
-
-    fn ip_at(&self, data: &[u8], v4: usize, v6: usize) -> Option<IpAddr> {
-        let l3 = usize::from(self.l3?);
-        match self.l3_proto? {
-            L3Proto::Ipv4 => {
-                let b = *data.get(l3 + v4..)?.first_chunk::<4>()?;
-                Some(IpAddr::V4(Ipv4Addr::from(b)))
-            }
-            L3Proto::Ipv6 => {
-                let b = *data.get(l3 + v6..)?.first_chunk::<16>()?;
-                Some(IpAddr::V6(Ipv6Addr::from(b)))
-            }
-            _ => None,
-        }
+        addr_in(data, usize::from(self.l3?), self.l3_proto?, true)
     }
 
     /// IPv4 TTL or IPv6 hop limit, read from `data`.
