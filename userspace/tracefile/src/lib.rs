@@ -330,22 +330,10 @@ impl Cursor<'_> {
         // One loop per format, so that the format is matched once per batch, not per record.
         let (n, end) = match &mut *self.state {
             State::Pcap(s) => match (s.big_endian, s.plain()) {
-                (false, true) => fill(out, |out| {
-                    s.read_in::<false, true>(d, pos, out)
-                        .map(|more| more.then_some(()))
-                }),
-                (true, true) => fill(out, |out| {
-                    s.read_in::<true, true>(d, pos, out)
-                        .map(|more| more.then_some(()))
-                }),
-                (false, false) => fill(out, |out| {
-                    s.read_in::<false, false>(d, pos, out)
-                        .map(|more| more.then_some(()))
-                }),
-                (true, false) => fill(out, |out| {
-                    s.read_in::<true, false>(d, pos, out)
-                        .map(|more| more.then_some(()))
-                }),
+                (false, true) => fill_pcap::<false, true>(s, d, pos, out),
+                (true, true) => fill_pcap::<true, true>(s, d, pos, out),
+                (false, false) => fill_pcap::<false, false>(s, d, pos, out),
+                (true, false) => fill_pcap::<true, false>(s, d, pos, out),
             },
             State::PcapNg(s) => fill(out, |out| s.next(d, pos).map(|p| p.map(|p| *out = p))),
             State::Erf(s) => fill(out, |out| s.next(d, pos).map(|p| p.map(|p| *out = p))),
@@ -362,6 +350,20 @@ impl Cursor<'_> {
             }
         }
     }
+}
+
+/// [`fill`] with pcap records of one byte order and layout ([`pcap::PcapState::read_in`]).
+#[inline(always)]
+fn fill_pcap<'d, const BE: bool, const PLAIN: bool>(
+    s: &pcap::PcapState,
+    d: &'d [u8],
+    pos: &mut usize,
+    out: &mut [Packet<'d>],
+) -> (usize, Result<bool, Fail>) {
+    fill(out, |out| {
+        s.read_in::<BE, PLAIN>(d, pos, out)
+            .map(|more| more.then_some(()))
+    })
 }
 
 /// Fills `out` with `next` (which writes a record into its slot, `Ok(None)` at the end): how
