@@ -10,8 +10,9 @@
 //!
 //! Per packet: one read of `COMO_CONFIG[0]` and `COMO_GEN[gen]`, a bounded parse (at most
 //! [`VLAN_WALK`] tags, no loop over extension headers), one table lookup per field some term of
-//! the generation uses, the AND of the returned term vectors, and one byte-table lookup per
-//! non-zero byte of the result. None of this depends on the number of rules; only the per-rule
+//! the generation uses (array reads, but a trie walk for IPv6 and MAC addresses and for the L3
+//! keys and IPv4 address fields the loader's arrays do not cover), the AND of the returned
+//! term vectors, and one byte-table lookup per non-zero byte of the result. None of this depends on the number of rules; only the per-rule
 //! counters cost one increment per rule that matched.
 #![no_std]
 #![no_main]
@@ -25,10 +26,11 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use ebpf_filters_common::{
-    array_index, field, flags, l3_array_index, l3_class, l3_key, stat, term_rules_index,
-    tpid_class, Config, GenConfig, LpmData, Stats, Terms, XdpMeta, ARRAY_FIELDS_LEN, L3_CLASSES,
-    L3_KEY_BITS, LPM_DATA_LEN, LPM_MAX_ENTRIES, LPM_ROOT_PREFIX, MAX_QUEUES, MAX_VLAN, META_MAGIC,
-    TERM_RULES_LEN, TERM_WORDS, VLAN_DEEP, VLAN_WALK,
+    addr4_chunk_index, addr4_class_index, addr4_top_index, array_index, field, flags,
+    l3_array_index, l3_class, l3_key, stat, term_rules_index, tpid_class, Config, GenConfig,
+    LpmData, Stats, Terms, XdpMeta, ADDR4_CHUNK, ADDR4_CHUNKS, ADDR4_CLASSES, ADDR4_TOP_LEN,
+    ARRAY_FIELDS_LEN, L3_CLASSES, L3_KEY_BITS, LPM_DATA_LEN, LPM_MAX_ENTRIES, LPM_ROOT_PREFIX,
+    MAX_QUEUES, MAX_VLAN, META_MAGIC, TERM_RULES_LEN, TERM_WORDS, VLAN_DEEP, VLAN_WALK,
 };
 
 /// `COMO_CONFIG[0]`: the generation in force and the flags.
@@ -55,6 +57,19 @@ static COMO_TERM_RULES: Array<u64> = Array::with_max_entries(2 * TERM_RULES_LEN,
 /// ([`l3_array_index`]).
 #[map(name = "COMO_L3_ARRAY")]
 static COMO_L3_ARRAY: Array<Terms> = Array::with_max_entries(2 * L3_CLASSES, 0);
+
+/// The loader's copy of the IPv4 address lookups, top level: one entry per /16 of each field
+/// ([`addr4_top_index`]), a class or a chunk.
+#[map(name = "COMO_ADDR4_TOP")]
+static COMO_ADDR4_TOP: Array<u32> = Array::with_max_entries(2 * ADDR4_TOP_LEN, 0);
+
+/// The chunks of 256 entries below the top level ([`addr4_chunk_index`]).
+#[map(name = "COMO_ADDR4_CHUNKS")]
+static COMO_ADDR4_CHUNKS: Array<u32> = Array::with_max_entries(2 * ADDR4_CHUNKS * 256, 0);
+
+/// The classes of the IPv4 address lookups: terms ([`addr4_class_index`]).
+#[map(name = "COMO_ADDR4_CLASSES")]
+static COMO_ADDR4_CLASSES: Array<Terms> = Array::with_max_entries(2 * ADDR4_CLASSES, 0);
 
 /// Per-CPU counters: one [`Stats`] per CPU ([`stat`] indexes).
 #[map(name = "COMO_STATS")]
@@ -304,6 +319,8 @@ fn layout(ctx: &XdpContext) -> Layout {
 struct Acc {
     gen: u32,
     used: u32,
+    /// The IPv4 address fields served by the `COMO_ADDR4_*` arrays.
+    addr4: u32,
     terms: Terms,
     uncertain: bool,
     key: Key<LpmData>,
@@ -344,6 +361,51 @@ impl Acc {
             i += 1;
         }
         self.lpm_lookup();
+    }
+
+    /// ANDs the lookup of the IPv4 address at `off` of field `f`: in the `COMO_ADDR4_*`
+    /// arrays when the loader built them for the field, else in the trie (`!applicable`: no
+    /// lookup; bytes past the end: absent, uncertain).
+    #[inline(always)]
+    fn addr4_at(&mut self, ctx: &XdpContext, f: u8, off: usize, applicable: bool) {
+        if self.addr4 & (1 << f) == 0 {
+            self.lpm_at::<4>(ctx, f, off, applicable);
+            return;
+        }
+        if !applicable || !self.uses(f) {
+            return;
+        }
+        let Some(v) = bytes::<4>(ctx, off) else {
+            self.uncertain = true;
+            return;
+        };
+        let a = u32::from_be_bytes(v);
+        let Some(&top) = COMO_ADDR4_TOP.get(addr4_top_index(self.gen, f, a)) else {
+            self.uncertain = true;
+            return;
+        };
+        // At most two chunk levels: the next 8 bits of the address, then the last 8.
+        let mut e = top;
+        if e & ADDR4_CHUNK != 0 {
+            let i = addr4_chunk_index(self.gen, e & !ADDR4_CHUNK, a >> 8);
+            let Some(&next) = COMO_ADDR4_CHUNKS.get(i) else {
+                self.uncertain = true;
+                return;
+            };
+            e = next;
+        }
+        if e & ADDR4_CHUNK != 0 {
+            let i = addr4_chunk_index(self.gen, e & !ADDR4_CHUNK, a);
+            let Some(&next) = COMO_ADDR4_CHUNKS.get(i) else {
+                self.uncertain = true;
+                return;
+            };
+            e = next;
+        }
+        match COMO_ADDR4_CLASSES.get(addr4_class_index(self.gen, e)) {
+            Some(t) if e & ADDR4_CHUNK == 0 => self.terms.and_with(t),
+            _ => self.uncertain = true,
+        }
     }
 
     /// ANDs the `COMO_L3_ARRAY` slot of the L3 key (the loader's copy of its trie lookup).
@@ -424,6 +486,7 @@ fn classify_and_route(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let (gen_rules, gen_flagged, used, nterms) = (g.rules, g.flagged, g.used, g.nterms);
+    let addr4 = g.addr4;
 
     // SAFETY: the helper takes the program's own context and only reads it.
     let wire_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as u32;
@@ -435,6 +498,7 @@ fn classify_and_route(ctx: &XdpContext) -> u32 {
     let mut acc = Acc {
         gen,
         used,
+        addr4,
         terms: Terms::ALL,
         uncertain: used & absent != 0,
         key: Key::new(
@@ -457,8 +521,8 @@ fn classify_and_route(ctx: &XdpContext) -> u32 {
             ETH_P_ARP | ETH_P_RARP => (lay.l3_off + 14, lay.l3_off + 24, true),
             _ => (0, 0, false),
         };
-        acc.lpm_at::<4>(ctx, field::SADDR4, a4s, v4);
-        acc.lpm_at::<4>(ctx, field::DADDR4, a4d, v4);
+        acc.addr4_at(ctx, field::SADDR4, a4s, v4);
+        acc.addr4_at(ctx, field::DADDR4, a4d, v4);
         let v6 = lay.ethertype == ETH_P_IPV6;
         acc.lpm_at::<16>(ctx, field::SADDR6, lay.l3_off + 8, v6);
         acc.lpm_at::<16>(ctx, field::DADDR6, lay.l3_off + 24, v6);

@@ -52,6 +52,9 @@
 //! | `COMO_ARRAY` | array, `2 * ARRAY_FIELDS_LEN` | [`array_index`] | [`Terms`] |
 //! | `COMO_TERM_RULES` | array, `2 * TERM_RULES_LEN` | [`term_rules_index`] | `u64` rule bits |
 //! | `COMO_L3_ARRAY` | array, `2 * L3_CLASSES` | [`l3_array_index`] | [`Terms`] |
+//! | `COMO_ADDR4_TOP` | array, `2 * ADDR4_TOP_LEN` | [`addr4_top_index`] | `u32` class or chunk |
+//! | `COMO_ADDR4_CHUNKS` | array, `2 * ADDR4_CHUNKS * 256` | [`addr4_chunk_index`] | `u32` class or chunk |
+//! | `COMO_ADDR4_CLASSES` | array, `2 * ADDR4_CLASSES` | [`addr4_class_index`] | [`Terms`] |
 //! | `COMO_STATS` | per-CPU array, 1 entry | 0 | [`Stats`] (counters by [`stat`] index) |
 //! | `COMO_XSKS` | XSK map, [`MAX_QUEUES`] | rx queue index | AF_XDP socket |
 //!
@@ -250,6 +253,49 @@ pub const fn l3_array_index(gen: u32, class: u32) -> u32 {
     gen * L3_CLASSES + class
 }
 
+/// Bit of a `COMO_ADDR4_TOP` or `COMO_ADDR4_CHUNKS` entry that makes it a chunk number (the
+/// next 8 bits of the address index that chunk); clear, the entry is a class
+/// (`COMO_ADDR4_CLASSES`).
+pub const ADDR4_CHUNK: u32 = 1 << 31;
+/// Entries of one generation's part of `COMO_ADDR4_TOP`: one per /16 of each IPv4 address
+/// field ([`field::SADDR4`], [`field::DADDR4`]).
+pub const ADDR4_TOP_LEN: u32 = 2 * 65_536;
+/// Chunks of 256 entries in one generation's part of `COMO_ADDR4_CHUNKS` (the /17-/24 and
+/// /25-/32 levels of both fields).
+pub const ADDR4_CHUNKS: u32 = 1024;
+/// Classes (distinct answers) in one generation's part of `COMO_ADDR4_CLASSES`.
+pub const ADDR4_CLASSES: u32 = 4096;
+
+/// Index in `COMO_ADDR4_TOP` of IPv4 address `addr` (host order) of field `f`
+/// ([`field::SADDR4`] or [`field::DADDR4`]) in generation `gen`: the address's top 16 bits.
+///
+/// `COMO_ADDR4_TOP`, `COMO_ADDR4_CHUNKS` and `COMO_ADDR4_CLASSES` are, like
+/// `COMO_L3_ARRAY`, a loader-side cache of `COMO_LPM` lookups: a three-level table over the
+/// address (16, 8 and 8 bits) whose leaves are classes, each class holding the terms of one
+/// longest `COMO_LPM` prefix. The loader builds it from the generation's IPv4 address
+/// prefixes and sets the field's bit in [`GenConfig::addr4`] when it fits
+/// ([`ADDR4_CHUNKS`], [`ADDR4_CLASSES`]); the program then reads two to four array entries
+/// instead of walking the trie (a walk whose length grows with the prefixes' nesting).
+#[inline(always)]
+pub const fn addr4_top_index(gen: u32, f: u8, addr: u32) -> u32 {
+    gen * ADDR4_TOP_LEN
+        + ((f as u32).wrapping_sub(field::SADDR4 as u32) & 1) * 65_536
+        + (addr >> 16)
+}
+
+/// Index in `COMO_ADDR4_CHUNKS` of entry `byte` of chunk `chunk` (an entry's value without
+/// [`ADDR4_CHUNK`]) in generation `gen`.
+#[inline(always)]
+pub const fn addr4_chunk_index(gen: u32, chunk: u32, byte: u32) -> u32 {
+    gen * ADDR4_CHUNKS * 256 + chunk * 256 + (byte & 255)
+}
+
+/// Index in `COMO_ADDR4_CLASSES` of class `class` in generation `gen`.
+#[inline(always)]
+pub const fn addr4_class_index(gen: u32, class: u32) -> u32 {
+    gen * ADDR4_CLASSES + class
+}
+
 /// Bytes of [`LpmData`]: generation, field, and up to 16 bytes of value.
 pub const LPM_DATA_LEN: usize = 18;
 /// Prefix length that covers the generation and field bytes (a field's root entry).
@@ -335,6 +381,12 @@ pub struct GenConfig {
     pub used: u32,
     /// Number of terms (terms `0..nterms` are valid).
     pub nterms: u32,
+    /// Bit `1 << f` for each IPv4 address field whose lookups the loader serves from the
+    /// `COMO_ADDR4_*` arrays ([`addr4_top_index`]); the other fields use `COMO_LPM`. The
+    /// compiler leaves it 0; the loader sets it.
+    pub addr4: u32,
+    /// Zero (keeps the layout free of padding).
+    pub reserved: u32,
 }
 
 /// What the XDP program writes in front of the packet (`bpf_xdp_adjust_meta`).
@@ -427,7 +479,7 @@ mod pod {
     unsafe impl aya::Pod for super::LpmData {}
     // SAFETY: as above (two `u32`).
     unsafe impl aya::Pod for super::Config {}
-    // SAFETY: as above (two `u64` then two `u32`: 24 bytes, no padding).
+    // SAFETY: as above (two `u64` then four `u32`: 32 bytes, no padding).
     unsafe impl aya::Pod for super::GenConfig {}
     // SAFETY: as above (two `u64` then two `u32`: 24 bytes, no padding).
     unsafe impl aya::Pod for super::XdpMeta {}
@@ -450,6 +502,24 @@ mod tests {
             ARRAY_FIELDS_LEN,
             "generation 1 starts after generation 0"
         );
+    }
+
+    #[test]
+    fn addr4_layout_is_disjoint_per_field_and_generation() {
+        assert_eq!(addr4_top_index(0, field::SADDR4, 0), 0);
+        assert_eq!(addr4_top_index(0, field::SADDR4, u32::MAX), 65_535);
+        assert_eq!(addr4_top_index(0, field::DADDR4, 0), 65_536);
+        assert_eq!(
+            addr4_top_index(1, field::SADDR4, 0x0a00_0001),
+            ADDR4_TOP_LEN + 0x0a00
+        );
+        assert_eq!(
+            addr4_chunk_index(0, ADDR4_CHUNKS - 1, 255) + 1,
+            addr4_chunk_index(1, 0, 0)
+        );
+        assert_eq!(addr4_class_index(1, 0), ADDR4_CLASSES);
+        assert!(ADDR4_CHUNKS < ADDR4_CHUNK && ADDR4_CLASSES < ADDR4_CHUNK);
+        assert_eq!(core::mem::size_of::<GenConfig>(), 32, "no padding");
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! held (a shadow copy is kept here), and array fields no term uses are not written at all
 //! (the program does not look them up). `COMO_L3_ARRAY` (the L3-key lookups of IPv4, IPv6,
 //! ARP and RARP frames, one array read instead of a trie walk in the program) is computed here
-//! from the tables' L3 prefixes.
+//! from the tables' L3 prefixes, and the `COMO_ADDR4_*` arrays (the IPv4 address lookups, two
+//! to four array reads instead of a trie walk) from their IPv4 address prefixes (`addr4.rs`).
 //!
 //! # Attaching
 //! [`XdpProgram::attach`] creates a BPF link (it goes away with the process, so a crashed run
@@ -25,6 +26,7 @@
 //! filters would miss tagged frames that tcpdump counts); [`XdpProgram::detach`] turns it back
 //! on. A run that crashes leaves it off (the kernel then untags in software: harmless).
 
+mod addr4;
 mod ifreq;
 mod netlink;
 
@@ -46,6 +48,9 @@ use ebpf_filters_common::{
     TERM_RULES_LEN,
 };
 use ebpf_filters_common::{l3_class, l3_key, L3_CLASSES, L3_KEY_BITS, LPM_ROOT_PREFIX, MAX_VLAN};
+use ebpf_filters_common::{ADDR4_CHUNKS, ADDR4_CLASSES, ADDR4_TOP_LEN};
+
+use addr4::Addr4;
 pub use ebpf_filters_common::{Config, GenConfig, LpmData, Stats, Terms, XdpMeta};
 
 /// A native attach refused with `ERANGE` (the driver's answer to an MTU that needs
@@ -245,6 +250,9 @@ struct Maps {
     array: Array<MapData, Terms>,
     term_rules: Array<MapData, u64>,
     l3_array: Array<MapData, Terms>,
+    addr4_top: Array<MapData, u32>,
+    addr4_chunks: Array<MapData, u32>,
+    addr4_classes: Array<MapData, Terms>,
     stats: PerCpuArray<MapData, Stats>,
     xsks: XskMap<MapData>,
     /// What `COMO_CONFIG[0]` holds.
@@ -255,6 +263,8 @@ struct Maps {
     shadow_rules: [Vec<u64>; 2],
     /// What each generation's part of `COMO_L3_ARRAY` holds.
     shadow_l3: [Vec<Terms>; 2],
+    /// What each generation's part of the `COMO_ADDR4_*` arrays holds.
+    shadow_addr4: [Addr4; 2],
     /// The LPM keys each generation holds.
     lpm_keys: [Vec<Key<LpmData>>; 2],
 }
@@ -318,6 +328,9 @@ impl XdpProgram {
             array: take(&mut ebpf, "COMO_ARRAY")?,
             term_rules: take(&mut ebpf, "COMO_TERM_RULES")?,
             l3_array: take(&mut ebpf, "COMO_L3_ARRAY")?,
+            addr4_top: take(&mut ebpf, "COMO_ADDR4_TOP")?,
+            addr4_chunks: take(&mut ebpf, "COMO_ADDR4_CHUNKS")?,
+            addr4_classes: take(&mut ebpf, "COMO_ADDR4_CLASSES")?,
             stats: take(&mut ebpf, "COMO_STATS")?,
             xsks: take(&mut ebpf, "COMO_XSKS")?,
             cfg: Config::default(),
@@ -333,6 +346,7 @@ impl XdpProgram {
                 vec![Terms::NONE; L3_CLASSES as usize],
                 vec![Terms::NONE; L3_CLASSES as usize],
             ],
+            shadow_addr4: [addr4::build(&[], 0), addr4::build(&[], 0)],
             lpm_keys: [Vec::new(), Vec::new()],
         };
         Ok(Self {
@@ -502,46 +516,58 @@ impl XdpProgram {
             }
             let start = array_field_base(f) as usize;
             let end = start + array_field_len(f) as usize;
-            for i in start..end {
-                let (Some(want), Some(have)) = (t.array.get(i), m.shadow_array[ni].get_mut(i))
-                else {
-                    continue;
-                };
-                if want != have {
-                    m.array
-                        .set(base + i as u32, want, 0)
-                        .map_err(map_err("COMO_ARRAY"))?;
-                    *have = *want;
-                }
+            if let (Some(want), Some(have)) = (
+                t.array.get(start..end),
+                m.shadow_array[ni].get_mut(start..end),
+            ) {
+                write_changes(&mut m.array, "COMO_ARRAY", base + start as u32, want, have)?;
             }
         }
-        let base = new * TERM_RULES_LEN;
-        for (i, (want, have)) in t
-            .term_rules
-            .iter()
-            .zip(m.shadow_rules[ni].iter_mut())
-            .enumerate()
-        {
-            if want != have {
-                m.term_rules
-                    .set(base + i as u32, want, 0)
-                    .map_err(map_err("COMO_TERM_RULES"))?;
-                *have = *want;
-            }
-        }
+        write_changes(
+            &mut m.term_rules,
+            "COMO_TERM_RULES",
+            new * TERM_RULES_LEN,
+            t.term_rules,
+            &mut m.shadow_rules[ni],
+        )?;
         if t.gen.used & (1 << field::L3) != 0 {
-            let l3 = l3_slots(t.lpm);
-            let base = new * L3_CLASSES;
-            for (i, (want, have)) in l3.iter().zip(m.shadow_l3[ni].iter_mut()).enumerate() {
-                if want != have {
-                    m.l3_array
-                        .set(base + i as u32, want, 0)
-                        .map_err(map_err("COMO_L3_ARRAY"))?;
-                    *have = *want;
-                }
-            }
+            write_changes(
+                &mut m.l3_array,
+                "COMO_L3_ARRAY",
+                new * L3_CLASSES,
+                &l3_slots(t.lpm),
+                &mut m.shadow_l3[ni],
+            )?;
         }
-        m.gens.set(new, t.gen, 0).map_err(map_err("COMO_GEN"))?;
+        let addr4 = addr4::build(t.lpm, t.gen.used);
+        let have = &mut m.shadow_addr4[ni];
+        write_changes(
+            &mut m.addr4_top,
+            "COMO_ADDR4_TOP",
+            new * ADDR4_TOP_LEN,
+            &addr4.top,
+            &mut have.top,
+        )?;
+        write_changes(
+            &mut m.addr4_chunks,
+            "COMO_ADDR4_CHUNKS",
+            new * ADDR4_CHUNKS * 256,
+            &addr4.chunks,
+            &mut have.chunks,
+        )?;
+        write_changes(
+            &mut m.addr4_classes,
+            "COMO_ADDR4_CLASSES",
+            new * ADDR4_CLASSES,
+            &addr4.classes,
+            &mut have.classes,
+        )?;
+        have.fields = addr4.fields;
+        let gen = GenConfig {
+            addr4: addr4.fields,
+            ..t.gen
+        };
+        m.gens.set(new, gen, 0).map_err(map_err("COMO_GEN"))?;
 
         let cfg = Config {
             gen: new,
@@ -718,6 +744,24 @@ fn l3_slots(lpm: &[(u32, LpmData, Terms)]) -> Vec<Terms> {
         }
     }
     out
+}
+
+/// Writes the entries of `want` that differ from `have` (what the map holds from `base` on)
+/// and records them in `have`.
+fn write_changes<V: aya::Pod + PartialEq>(
+    map: &mut Array<MapData, V>,
+    name: &'static str,
+    base: u32,
+    want: &[V],
+    have: &mut [V],
+) -> Result<(), XdpError> {
+    for (i, (want, have)) in want.iter().zip(have.iter_mut()).enumerate() {
+        if want != have {
+            map.set(base + i as u32, want, 0).map_err(map_err(name))?;
+            *have = *want;
+        }
+    }
+    Ok(())
 }
 
 /// Refuses test frames the program would not see whole.

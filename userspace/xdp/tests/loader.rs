@@ -88,6 +88,7 @@ fn port_rules(ports: &[u16]) -> Parts {
         flagged: 0,
         used: (1 << field::L3) | (1 << field::DPORT),
         nterms: n as u32,
+        ..GenConfig::default()
     };
     (gen, lpm, array, term_rules)
 }
