@@ -265,6 +265,7 @@ pub const ADDR4_TOP_LEN: u32 = 2 * 65_536;
 pub const ADDR4_CHUNKS: u32 = 1024;
 /// Classes (distinct answers) in one generation's part of `COMO_ADDR4_CLASSES`.
 pub const ADDR4_CLASSES: u32 = 4096;
+const _: () = assert!(ADDR4_CHUNKS < ADDR4_CHUNK && ADDR4_CLASSES < ADDR4_CHUNK);
 
 /// Index in `COMO_ADDR4_TOP` of IPv4 address `addr` (host order) of field `f`
 /// ([`field::SADDR4`] or [`field::DADDR4`]) in generation `gen`: the address's top 16 bits.
@@ -518,7 +519,6 @@ mod tests {
             addr4_chunk_index(1, 0, 0)
         );
         assert_eq!(addr4_class_index(1, 0), ADDR4_CLASSES);
-        assert!(ADDR4_CHUNKS < ADDR4_CHUNK && ADDR4_CLASSES < ADDR4_CHUNK);
         assert_eq!(core::mem::size_of::<GenConfig>(), 32, "no padding");
     }
 

@@ -214,7 +214,7 @@ mod tests {
                 let m = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
                 addr & m == v
             })
-            .last()
+            .next_back()
             .map(|e| e.2)
     }
 
@@ -243,7 +243,7 @@ mod tests {
         let t = build(&lpm, (1 << s) | (1 << d));
         assert_eq!(t.fields, (1 << s) | (1 << d));
         let mut addrs = Vec::new();
-        for &(_, ref data, _) in &lpm {
+        for (_, data, _) in &lpm {
             let v =
                 u32::from_be_bytes([data.bytes[2], data.bytes[3], data.bytes[4], data.bytes[5]]);
             for delta in [0u32, 1, 127, 128, 255, 256, 65_535, 65_536] {
