@@ -210,11 +210,10 @@ mod tests {
     fn longest(lpm: &[(u32, LpmData, Terms)], f: u8, addr: u32) -> Option<Terms> {
         prefixes(lpm, f)?
             .into_iter()
-            .filter(|&(bits, v, _)| {
+            .rfind(|&(bits, v, _)| {
                 let m = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
                 addr & m == v
             })
-            .next_back()
             .map(|e| e.2)
     }
 
