@@ -323,7 +323,31 @@ struct Acc {
     addr4: u32,
     terms: Terms,
     uncertain: bool,
-    key: Key<LpmData>,
+}
+
+/// All terms: where a packet's AND of the field lookups starts.
+static TERMS_ALL: Terms = Terms::ALL;
+/// An LPM key's data with every byte zero.
+static LPM_DATA_ZERO: LpmData = LpmData {
+    bytes: [0; LPM_DATA_LEN],
+};
+
+/// A copy of `v` read from memory. Initialising a local with a constant array (or copying one
+/// whose contents LLVM knows) compiles to a call of this target's byte-loop `memset`, five
+/// instructions a byte; a volatile read is loads and stores.
+#[inline(always)]
+fn fresh<T: Copy>(v: &'static T) -> T {
+    // SAFETY: `v` is a valid, aligned reference to an initialised `T`.
+    unsafe { core::ptr::read_volatile(v) }
+}
+
+/// An LPM key of generation `gen` and field `f` whose value bytes are zero.
+#[inline(always)]
+fn lpm_key(gen: u32, f: u8, prefix_len: u32) -> Key<LpmData> {
+    let mut data = fresh(&LPM_DATA_ZERO);
+    data.bytes[0] = gen as u8;
+    data.bytes[1] = f;
+    Key::new(prefix_len, data)
 }
 
 impl Acc {
@@ -333,10 +357,10 @@ impl Acc {
         self.used & (1 << f) != 0
     }
 
-    /// ANDs the LPM entry of the key in `self.key` (a miss: uncertain).
+    /// ANDs the LPM entry of `key` (a miss: uncertain).
     #[inline(always)]
-    fn lpm_lookup(&mut self) {
-        match COMO_LPM.get(&self.key) {
+    fn lpm_lookup(&mut self, key: &Key<LpmData>) {
+        match COMO_LPM.get(key) {
             Some(t) => self.terms.and_with(t),
             None => self.uncertain = true,
         }
@@ -353,14 +377,13 @@ impl Acc {
             self.uncertain = true;
             return;
         };
-        self.key.prefix_len = LPM_ROOT_PREFIX + 8 * N as u32;
-        self.key.data.bytes[1] = f;
+        let mut key = lpm_key(self.gen, f, LPM_ROOT_PREFIX + 8 * N as u32);
         let mut i = 0;
         while i < N && i + 2 < LPM_DATA_LEN {
-            self.key.data.bytes[i + 2] = v[i];
+            key.data.bytes[i + 2] = v[i];
             i += 1;
         }
-        self.lpm_lookup();
+        self.lpm_lookup(&key);
     }
 
     /// ANDs the lookup of the IPv4 address at `off` of field `f`: in the `COMO_ADDR4_*`
@@ -426,14 +449,13 @@ impl Acc {
         if !self.uses(field::L3) {
             return;
         }
-        self.key.prefix_len = LPM_ROOT_PREFIX + L3_KEY_BITS;
-        self.key.data.bytes[1] = field::L3;
+        let mut key = lpm_key(self.gen, field::L3, LPM_ROOT_PREFIX + L3_KEY_BITS);
         let mut i = 0;
         while i < 5 {
-            self.key.data.bytes[i + 2] = v[i];
+            key.data.bytes[i + 2] = v[i];
             i += 1;
         }
-        self.lpm_lookup();
+        self.lpm_lookup(&key);
     }
 
     /// ANDs the array lookup of the big-endian `N`-byte value at `off` (bytes past the end:
@@ -499,17 +521,10 @@ fn classify_and_route(ctx: &XdpContext) -> u32 {
         gen,
         used,
         addr4,
-        terms: Terms::ALL,
+        terms: fresh(&TERMS_ALL),
         uncertain: used & absent != 0,
-        key: Key::new(
-            0,
-            LpmData {
-                bytes: [0; LPM_DATA_LEN],
-            },
-        ),
     };
     if !acc.uncertain {
-        acc.key.data.bytes[0] = gen as u8;
         if lay.has_class {
             acc.l3_array(lay.l3_class);
         } else {
