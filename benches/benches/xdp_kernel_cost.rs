@@ -83,15 +83,25 @@ fn median(v: &mut [f64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// Median ns per run of each (rule set, packet), rule sets interleaved within each round.
+/// What [`measure`] gives for each (rule set, packet).
+struct Cell {
+    /// Median ns per run.
+    ns: f64,
+    /// Rules the packet matches (the program's metadata).
+    matched: u32,
+}
+
+/// Median ns per run of each (rule set, packet), rule sets interleaved within each round, and
+/// the number of rules each packet matches.
 fn measure(
     prog: &XdpProgram,
     sets: &[(&str, Tables)],
     packets: &[(String, Vec<u8>)],
     repeat: u32,
     rounds: u32,
-) -> Vec<Vec<f64>> {
+) -> Vec<Vec<Cell>> {
     let mut samples = vec![vec![Vec::new(); packets.len()]; sets.len()];
+    let mut matched = vec![vec![0; packets.len()]; sets.len()];
     for _ in 0..rounds {
         for (si, (_, t)) in sets.iter().enumerate() {
             prog.install(t).unwrap_or_else(|e| panic!("install: {e}"));
@@ -100,16 +110,33 @@ fn measure(
                     .test_run_repeat(p, repeat)
                     .unwrap_or_else(|e| panic!("test run: {e}"));
                 samples[si][pi].push(d.as_nanos() as f64);
+                let (_, meta) = prog.test_run(p).unwrap_or_else(|e| panic!("test run: {e}"));
+                matched[si][pi] = meta.map_or(0, |m| m.rules.count_ones());
             }
         }
     }
     samples
         .into_iter()
-        .map(|per_packet| per_packet.into_iter().map(|mut v| median(&mut v)).collect())
+        .zip(matched)
+        .map(|(per_packet, m)| {
+            per_packet
+                .into_iter()
+                .zip(m)
+                .map(|(mut v, matched)| Cell {
+                    ns: median(&mut v),
+                    matched,
+                })
+                .collect()
+        })
         .collect()
 }
 
-fn print_table(sets: &[(&str, Tables)], packets: &[(String, Vec<u8>)], ns: &[Vec<f64>]) {
+/// The mean ns over the packets of one rule set.
+fn mean(cells: &[Cell]) -> f64 {
+    cells.iter().map(|c| c.ns).sum::<f64>() / cells.len() as f64
+}
+
+fn print_table(sets: &[(&str, Tables)], packets: &[(String, Vec<u8>)], ns: &[Vec<Cell>]) {
     print!("| packet |");
     for (name, _) in sets {
         print!(" {name} ns |");
@@ -123,13 +150,13 @@ fn print_table(sets: &[(&str, Tables)], packets: &[(String, Vec<u8>)], ns: &[Vec
     for (pi, (name, _)) in packets.iter().enumerate() {
         print!("| {name} |");
         for s in ns {
-            print!(" {:.1} |", s[pi]);
+            print!(" {:.1} ({} matched) |", s[pi].ns, s[pi].matched);
         }
         println!();
     }
     print!("| **mean** |");
     for s in ns {
-        print!(" **{:.1}** |", s.iter().sum::<f64>() / s.len() as f64);
+        print!(" **{:.1}** |", mean(s));
     }
     println!();
 }
@@ -177,7 +204,6 @@ fn main() {
             .trim()
     );
     print_table(&sets, &packets, &ns);
-    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
     let (one, eight, many) = (mean(&ns[0]), mean(&ns[1]), mean(&ns[2]));
     println!(
         "ratio 8/1 = {:.3}, 64/1 = {:.3} (goal: 64/1 <= 1.10)",
