@@ -106,7 +106,9 @@ impl Counters {
         Self(COMO_STATS.get_ptr_mut(0).unwrap_or(core::ptr::null_mut()))
     }
 
-    /// Adds `n` to counter `idx`.
+    /// Adds `n` to counter `idx`, an index the compiler knows (a constant, or one computed
+    /// from constants and bounded loop counters): its bounds check then folds away, and the
+    /// verifier sees the same bound.
     #[inline(always)]
     fn add(&self, idx: u32, n: u64) {
         if self.0.is_null() {
@@ -116,11 +118,24 @@ impl Counters {
         // `Stats`; nothing else on this CPU runs the program at the same time, and no other
         // reference to it lives.
         let stats = unsafe { &mut *self.0 };
-        // The bounds check must reach the verifier: LLVM would drop it where it can prove the
-        // index in range (a count-trailing-zeros table lookup), and the verifier cannot.
+        if let Some(c) = stats.c.get_mut(idx as usize) {
+            *c += n;
+        }
+    }
+
+    /// [`Counters::add`] for an index read from memory (a count-trailing-zeros table): the
+    /// bounds check must reach the verifier, and LLVM would drop it where it can prove the
+    /// index in range, which the verifier cannot.
+    #[inline(always)]
+    fn add_loaded(&self, idx: u32, n: u64) {
         let mut i = u64::from(idx);
         // SAFETY: a register move; no memory is touched.
         unsafe { core::arch::asm!("{i} = {i}", i = inout(reg) i, options(nomem, nostack)) };
+        if self.0.is_null() {
+            return;
+        }
+        // SAFETY: as in `add`.
+        let stats = unsafe { &mut *self.0 };
         if let Some(c) = stats.c.get_mut(i as usize) {
             *c += n;
         }
@@ -639,7 +654,7 @@ fn term_rules(gen: u32, terms: &Terms, nterms: u32) -> u64 {
 fn count_rules(stats: &Counters, rules: u64) {
     if rules & rules.wrapping_sub(1) == 0 {
         if rules != 0 {
-            stats.add(stat::RULE_BASE + rules.trailing_zeros(), 1);
+            stats.add_loaded(stat::RULE_BASE + rules.trailing_zeros(), 1);
         }
         return;
     }
