@@ -15,7 +15,9 @@
 //! snaplen is classified as if those bytes were the frame on the wire).
 //!
 //! Also: the generation switch (install A, classify, install B, classify; and a thread that
-//! classifies in a loop while another installs A and B alternately never sees a mix).
+//! classifies in a loop while another installs A and B alternately never sees a mix), and IPv4
+//! address fields on both of the program's paths in one generation (the loader's arrays, and
+//! the trie for a field with more long prefixes than the arrays hold).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -318,4 +320,109 @@ fn xdp_concurrent_installs_never_mix_generations() {
         seen_a > 0 && seen_b > 0,
         "the classifier saw both rule sets"
     );
+}
+
+/// An Ethernet + IPv4 + UDP frame from `src` to `dst`.
+fn udp4(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+    f.extend_from_slice(&[0x45, 0, 0, 36, 0, 1, 0, 0, 64, 17, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&[0x30, 0x39, 0, 53, 0, 16, 0, 0]);
+    f.extend_from_slice(&[0; 8]);
+    f
+}
+
+#[test]
+fn xdp_ipv4_addresses_beyond_the_arrays_use_the_trie() {
+    let Some(prog) = load("xdp_ipv4_addresses_beyond_the_arrays_use_the_trie") else {
+        return;
+    };
+    // 600 source hosts in 600 /16s (60 rules of 10) need 1200 chunks, more than the arrays
+    // hold (`ADDR4_CHUNKS`): the source field stays in the trie, the destination field fits.
+    let host = |i: u32| [1 + (i / 200) as u8, (i % 200) as u8, 0, 1];
+    let mut exprs: Vec<String> = (0..60u32)
+        .map(|r| {
+            (0..10)
+                .map(|k| {
+                    let h = host(10 * r + k);
+                    format!("ip src host {}.{}.{}.{}", h[0], h[1], h[2], h[3])
+                })
+                .collect::<Vec<_>>()
+                .join(" or ")
+        })
+        .collect();
+    exprs.extend(
+        [
+            "dst net 192.168.0.0/16 or dst host 10.1.2.3",
+            "host 1.5.0.1",
+            "src net 2.0.0.0/8 and dst net 10.1.2.0/25",
+        ]
+        .map(String::from),
+    );
+    let filters: Vec<Filter> = exprs
+        .iter()
+        .map(|e| compile(e, LinkType::Ethernet).unwrap_or_else(|err| panic!("{e}: {err}")))
+        .collect();
+    let tables = Tables::compile(&filters.iter().map(Some).collect::<Vec<_>>()).expect("compile");
+    for i in 0..filters.len() {
+        let r = tables.rule_report(i).expect("report");
+        assert!(r.exact, "rule {i} is compiled exactly: {:?}", r.reasons);
+    }
+    prog.install(&tables).expect("install");
+    let gen = prog.gen_config().expect("generation config");
+    assert_eq!(
+        gen.addr4,
+        1 << como_xdp::field::DADDR4,
+        "only the destination field fits the arrays"
+    );
+    let srcs = [
+        [1, 0, 0, 1],
+        [1, 5, 0, 1],
+        [3, 199, 0, 1],
+        [1, 0, 0, 2],
+        [2, 7, 1, 1],
+        [9, 9, 9, 9],
+    ];
+    let dsts = [
+        [192, 168, 3, 4],
+        [10, 1, 2, 3],
+        [10, 1, 2, 200],
+        [1, 5, 0, 1],
+        [8, 8, 8, 8],
+    ];
+    let mut matched = vec![0usize; filters.len()];
+    for src in srcs {
+        for dst in dsts {
+            let frame = udp4(src, dst);
+            let (_, meta) = prog.test_run(&frame).expect("test run");
+            let meta = meta.expect("metadata");
+            let want = tables.classify(&PacketKey::extract(&frame, frame.len() as u32));
+            assert_eq!(
+                (meta.rules, meta.recheck),
+                (want.rules, want.recheck),
+                "{src:?} -> {dst:?}: kernel vs reference"
+            );
+            let packet = Packet {
+                ts_ns: 0,
+                wire_len: frame.len() as u32,
+                data: &frame,
+                link: LinkType::Ethernet,
+                interface: 0,
+            };
+            for (i, f) in filters.iter().enumerate() {
+                assert_eq!(
+                    meta.rules & (1 << i) != 0,
+                    f.matches(&packet),
+                    "{src:?} -> {dst:?}: rule {i} ({})",
+                    exprs[i].get(..60).unwrap_or(&exprs[i])
+                );
+                matched[i] += usize::from(meta.rules & (1 << i) != 0);
+            }
+        }
+    }
+    // The first host rule (1.0.0.1, 1.5.0.1), the last (3.199.0.1) and the last three rules.
+    for i in [0, 59, 60, 61, 62] {
+        assert!(matched[i] > 0, "rule {i} matched no frame: {matched:?}");
+    }
 }

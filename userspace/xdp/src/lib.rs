@@ -44,14 +44,14 @@ use aya::{
     Ebpf,
 };
 use ebpf_filters_common::{
-    array_field_base, array_field_len, field, flags, stat, ARRAY_FIELDS_LEN, MAX_QUEUES, MAX_RULES,
+    array_field_base, array_field_len, flags, stat, ARRAY_FIELDS_LEN, MAX_QUEUES, MAX_RULES,
     TERM_RULES_LEN,
 };
 use ebpf_filters_common::{l3_class, l3_key, L3_CLASSES, L3_KEY_BITS, LPM_ROOT_PREFIX, MAX_VLAN};
 use ebpf_filters_common::{ADDR4_CHUNKS, ADDR4_CLASSES, ADDR4_TOP_LEN};
 
 use addr4::Addr4;
-pub use ebpf_filters_common::{Config, GenConfig, LpmData, Stats, Terms, XdpMeta};
+pub use ebpf_filters_common::{field, Config, GenConfig, LpmData, Stats, Terms, XdpMeta};
 
 /// A native attach refused with `ERANGE` (the driver's answer to an MTU that needs
 /// multi-buffer frames) as [`XdpError::MtuTooLarge`]; other errors as they are.
@@ -463,6 +463,13 @@ impl XdpProgram {
     /// The generation in force.
     pub fn generation(&self) -> u32 {
         self.maps().cfg.gen
+    }
+
+    /// What the program reads of the generation in force (`COMO_GEN[gen]`): the compiler's
+    /// [`GenConfig`] with the loader's `addr4` (the IPv4 address fields served by arrays).
+    pub fn gen_config(&self) -> Result<GenConfig, XdpError> {
+        let m = self.maps();
+        m.gens.get(&m.cfg.gen, 0).map_err(map_err("COMO_GEN"))
     }
 
     /// Installs the tables compiled for a set of rules: see the crate doc. Returns the
