@@ -3,6 +3,7 @@
 //! their fragment header names). Packets without an IP layer are not counted.
 
 use como_module::{Cell, Interval, Module, ModuleError, Pkt};
+use como_packet::Layers;
 use serde::{Deserialize, Serialize};
 
 use crate::{Counts, NoArgs};
@@ -27,6 +28,8 @@ impl Module for Protocol {
     type Export = ();
     type Record = Record;
     const KIND: &'static str = "protocol";
+    /// The protocol is all it reads: [`Layers::ip_proto_of`] finds it without the whole parse.
+    const NEEDS_LAYERS: bool = false;
 
     fn new(_: NoArgs) -> Result<Self, ModuleError> {
         Ok(Self)
@@ -36,12 +39,9 @@ impl Module for Protocol {
         Box::new([Counts::default(); 256])
     }
 
-    #[inline]
+    #[inline(always)]
     fn update(&self, state: &mut Self::State, pkt: &Pkt<'_>) {
-        if pkt.ip_version().is_none() {
-            return;
-        }
-        if let Some(p) = pkt.l4_proto {
+        if let Some(p) = Layers::ip_proto_of(&pkt.packet) {
             state[usize::from(p)].add(pkt.wire_len());
         }
     }

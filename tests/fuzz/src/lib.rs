@@ -14,7 +14,8 @@ use como_packet::{Layers, Packet, Summary};
 use como_tracefile::TraceReader;
 
 /// Parses every layer of `pkt` and formats its summary line, touching every accessor; checks
-/// that the fast parse and `Layers::ip_addr_of` give what the general walk gives.
+/// that the fast parse, `Layers::ip_addr_of` and `Layers::ip_proto_of` give what the general
+/// walk gives.
 pub fn exercise_packet(pkt: &Packet<'_>) {
     let layers = Layers::parse(pkt);
     std::hint::black_box(&layers);
@@ -42,6 +43,11 @@ pub fn exercise_packet(pkt: &Packet<'_>) {
         Layers::ip_addr_of(pkt, true),
         parsed.dst_ip(),
         "ip_addr_of dst"
+    );
+    assert_eq!(
+        Layers::ip_proto_of(pkt),
+        layers.ip_version().and(layers.l4_proto),
+        "ip_proto_of"
     );
     let line = Summary::new(pkt).to_string();
     std::hint::black_box(line);

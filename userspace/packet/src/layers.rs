@@ -785,30 +785,76 @@ impl Layers {
         self.frag.map_or(0, |f| f.offset)
     }
 
+    /// Where the network header of `pkt` starts when it is Ethernet with at most one 802.1Q
+    /// tag before IPv4 or IPv6: the EtherType's protocol and the offset. The walk takes the
+    /// network header to start right after those whatever its contents ([`Layers::l3`]), so
+    /// the fast accessors ([`Layers::ip_addr_of`], [`Layers::ip_proto_of`]) read its fields at
+    /// fixed offsets from there; `None`: anything else, which they parse.
+    #[inline(always)]
+    fn plain_l3(pkt: &Packet<'_>) -> Option<(L3Proto, usize)> {
+        if pkt.link != LinkType::Ethernet {
+            return None;
+        }
+        let d = pkt.data;
+        let (et, l3) = match be16(d, 12) {
+            Some(ETHERTYPE_VLAN) => (be16(d, 16), 18),
+            outer => (outer, 14),
+        };
+        match et {
+            Some(ETHERTYPE_IPV4) => Some((L3Proto::Ipv4, l3)),
+            Some(ETHERTYPE_IPV6) => Some((L3Proto::Ipv6, l3)),
+            _ => None,
+        }
+    }
+
     /// The source IP address of `pkt` (its destination with `dst`): what
     /// `Layers::parse(pkt).src_ip(pkt.data)` (or `dst_ip`) gives, without parsing the rest of
     /// the headers when it can. For the module that wants the address and nothing else
     /// (`topaddr`), the whole parse was a third of its time per packet.
     ///
-    /// Ethernet with at most one 802.1Q tag before IPv4 or IPv6 reads the address where the
-    /// walk would: the walk takes the network header to start right after those whatever its
-    /// contents ([`Layers::l3`]), so the address is the bytes at its fixed offset, when
-    /// captured. Anything else is parsed.
+    /// Ethernet with at most one 802.1Q tag before IPv4 or IPv6 ([`Layers::plain_l3`]) reads
+    /// the address at its fixed offset, when captured. Anything else is parsed.
     #[inline(always)]
     pub fn ip_addr_of(pkt: &Packet<'_>, dst: bool) -> Option<IpAddr> {
-        if pkt.link == LinkType::Ethernet {
-            let d = pkt.data;
-            let (et, l3) = match be16(d, 12) {
-                Some(ETHERTYPE_VLAN) => (be16(d, 16), 18),
-                outer => (outer, 14),
-            };
-            match et {
-                Some(ETHERTYPE_IPV4) => return addr_in(d, l3, L3Proto::Ipv4, dst),
-                Some(ETHERTYPE_IPV6) => return addr_in(d, l3, L3Proto::Ipv6, dst),
-                _ => {}
-            }
+        match Self::plain_l3(pkt) {
+            Some((proto, l3)) => addr_in(pkt.data, l3, proto, dst),
+            None => Self::addr_by_parse(pkt, dst),
         }
-        Self::addr_by_parse(pkt, dst)
+    }
+
+    /// The transport protocol of an IPv4 or IPv6 packet: what `Layers::parse(pkt)` gives as
+    /// `l4_proto` when its `ip_version()` is some, else `None`; without parsing the rest of the
+    /// headers when it can (the module that counts protocols reads nothing else).
+    ///
+    /// On [`Layers::plain_l3`] packets the walk's rules are few: IPv4 has its protocol once
+    /// the 20-byte header is captured with version 4 and a header length of at least 20 (a
+    /// fragment keeps it); IPv6 has its next header once the 40-byte header is captured with
+    /// version 6, unless it is an extension header, which the walk follows (those are parsed).
+    #[inline(always)]
+    pub fn ip_proto_of(pkt: &Packet<'_>) -> Option<u8> {
+        let d = pkt.data;
+        match Self::plain_l3(pkt) {
+            Some((L3Proto::Ipv4, l3)) => {
+                let h = d.get(l3..)?.first_chunk::<20>()?;
+                (h[0] >> 4 == 4 && h[0] & 0x0f >= 5).then_some(h[9])
+            }
+            Some((L3Proto::Ipv6, l3)) => {
+                let h = d.get(l3..)?.first_chunk::<40>()?;
+                match h[6] {
+                    _ if h[0] >> 4 != 6 => None,
+                    0 | 43 | 44 | 60 | IPPROTO_AH => Self::proto_by_parse(pkt),
+                    nh => Some(nh),
+                }
+            }
+            _ => Self::proto_by_parse(pkt),
+        }
+    }
+
+    /// [`Layers::ip_proto_of`] by the whole parse, out of the fast loop.
+    #[inline(never)]
+    fn proto_by_parse(pkt: &Packet<'_>) -> Option<u8> {
+        let l = Self::parse(pkt);
+        l.ip_version().and(l.l4_proto)
     }
 
     /// [`Layers::ip_addr_of`] by the whole parse, out of the fast loop.
