@@ -78,9 +78,10 @@ pub(crate) enum Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The daemon logs its life (start, sources consumed, signals) by default; the one-shot
-    // commands only warnings. `COMO_LOG` overrides both.
+    // commands only warnings. The filter compiler's code generator (cranelift) logs every
+    // function it defines at `info`: only its warnings. `COMO_LOG` overrides all of it.
     let default_level = match cli.command {
-        Command::Run(_) | Command::Demo(_) => "info",
+        Command::Run(_) | Command::Demo(_) => "info,cranelift_jit=warn,cranelift_codegen=warn",
         _ => "warn",
     };
     tracing_subscriber::fmt()
