@@ -12,8 +12,9 @@
 //! [`VLAN_WALK`] tags, no loop over extension headers), one table lookup per field some term of
 //! the generation uses (array reads, but a trie walk for IPv6 and MAC addresses and for the L3
 //! keys and IPv4 address fields the loader's arrays do not cover), the AND of the returned
-//! term vectors, and one byte-table lookup per non-zero byte of the result. None of this depends on the number of rules; only the per-rule
-//! counters cost one increment per rule that matched.
+//! term vectors, and one byte-table lookup per non-zero byte of the result. None of this
+//! depends on the number of rules; only the per-rule counters cost one increment per rule
+//! that matched.
 #![no_std]
 #![no_main]
 #![feature(asm_experimental_arch)]
@@ -128,17 +129,10 @@ impl Counters {
     /// index in range, which the verifier cannot.
     #[inline(always)]
     fn add_loaded(&self, idx: u32, n: u64) {
-        let mut i = u64::from(idx);
+        let mut i = idx;
         // SAFETY: a register move; no memory is touched.
         unsafe { core::arch::asm!("{i} = {i}", i = inout(reg) i, options(nomem, nostack)) };
-        if self.0.is_null() {
-            return;
-        }
-        // SAFETY: as in `add`.
-        let stats = unsafe { &mut *self.0 };
-        if let Some(c) = stats.c.get_mut(i as usize) {
-            *c += n;
-        }
+        self.add(i, n);
     }
 }
 
@@ -424,16 +418,11 @@ impl Acc {
         };
         // At most two chunk levels: the next 8 bits of the address, then the last 8.
         let mut e = top;
-        if e & ADDR4_CHUNK != 0 {
-            let i = addr4_chunk_index(self.gen, e & !ADDR4_CHUNK, a >> 8);
-            let Some(&next) = COMO_ADDR4_CHUNKS.get(i) else {
-                self.uncertain = true;
-                return;
-            };
-            e = next;
-        }
-        if e & ADDR4_CHUNK != 0 {
-            let i = addr4_chunk_index(self.gen, e & !ADDR4_CHUNK, a);
+        for byte in [a >> 8, a] {
+            if e & ADDR4_CHUNK == 0 {
+                break;
+            }
+            let i = addr4_chunk_index(self.gen, e & !ADDR4_CHUNK, byte);
             let Some(&next) = COMO_ADDR4_CHUNKS.get(i) else {
                 self.uncertain = true;
                 return;
