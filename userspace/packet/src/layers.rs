@@ -812,7 +812,7 @@ impl Layers {
     /// the headers when it can. For the module that wants the address and nothing else
     /// (`topaddr`), the whole parse was a third of its time per packet.
     ///
-    /// Ethernet with at most one 802.1Q tag before IPv4 or IPv6 ([`Layers::plain_l3`]) reads
+    /// Ethernet with at most one 802.1Q tag before IPv4 or IPv6 (`plain_l3`) reads
     /// the address at its fixed offset, when captured. Anything else is parsed.
     #[inline(always)]
     pub fn ip_addr_of(pkt: &Packet<'_>, dst: bool) -> Option<IpAddr> {
@@ -826,10 +826,11 @@ impl Layers {
     /// `l4_proto` when its `ip_version()` is some, else `None`; without parsing the rest of the
     /// headers when it can (the module that counts protocols reads nothing else).
     ///
-    /// On [`Layers::plain_l3`] packets the walk's rules are few: IPv4 has its protocol once
-    /// the 20-byte header is captured with version 4 and a header length of at least 20 (a
-    /// fragment keeps it); IPv6 has its next header once the 40-byte header is captured with
-    /// version 6, unless it is an extension header, which the walk follows (those are parsed).
+    /// On Ethernet frames with at most one 802.1Q tag before IPv4 or IPv6 (`plain_l3`) the
+    /// walk's rules are few: IPv4 has its protocol once the 20-byte header is captured with
+    /// version 4 and a header length of at least 20 (a fragment keeps it); IPv6 has its next
+    /// header once the 40-byte header is captured with version 6, unless it is an extension
+    /// header, which the walk follows (those are parsed).
     #[inline(always)]
     pub fn ip_proto_of(pkt: &Packet<'_>) -> Option<u8> {
         let d = pkt.data;
