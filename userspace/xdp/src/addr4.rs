@@ -74,43 +74,44 @@ impl Builder {
         Ok((ADDR4_CHUNK | k, k))
     }
 
+    /// The entries of the top level (`top`) or of the chunks.
+    fn level(&mut self, top: bool) -> &mut Vec<u32> {
+        if top {
+            &mut self.out.top
+        } else {
+            &mut self.out.chunks
+        }
+    }
+
+    /// The chunk below entry `at` of a level, made first (and the entry pointed at it) when
+    /// the entry is a class.
+    fn descend(&mut self, top: bool, at: usize) -> Result<u32, Full> {
+        let e = self.level(top).get(at).copied().ok_or(Full)?;
+        let (entry, k) = self.chunk_below(e)?;
+        if let Some(slot) = self.level(top).get_mut(at) {
+            *slot = entry;
+        }
+        Ok(k)
+    }
+
     /// Writes field `f`'s prefixes (`(bits, value)` and terms, shortest first, the first being
-    /// the root).
+    /// the root): each over the entries it covers at the level of its length (/0-/16 in the
+    /// top level, /17-/24 and /25-/32 in chunks), making the chunks on its way.
     fn field(&mut self, f: u8, prefixes: &[(u32, u32, Terms)]) -> Result<(), Full> {
         let base = usize::from(f - field::SADDR4) * 65_536;
         for &(bits, v, ref terms) in prefixes {
             let class = self.class(terms)?;
-            if bits <= 16 {
-                let start = base + (v >> 16) as usize;
-                let n = 1usize << (16 - bits);
-                if let Some(s) = self.out.top.get_mut(start..start + n) {
-                    s.fill(class);
+            let (mut top, mut at) = (true, base + (v >> 16) as usize);
+            for (end, next) in [(16, (v >> 8) & 255), (24, v & 255), (32, 0)] {
+                if bits <= end {
+                    let n = 1usize << (end - bits);
+                    if let Some(s) = self.level(top).get_mut(at..at + n) {
+                        s.fill(class);
+                    }
+                    break;
                 }
-                continue;
-            }
-            let top_at = base + (v >> 16) as usize;
-            let top = self.out.top.get(top_at).copied().ok_or(Full)?;
-            let (entry, k2) = self.chunk_below(top)?;
-            if let Some(t) = self.out.top.get_mut(top_at) {
-                *t = entry;
-            }
-            let mid_at = k2 as usize * 256 + ((v >> 8) & 255) as usize;
-            if bits <= 24 {
-                let n = 1usize << (24 - bits);
-                if let Some(s) = self.out.chunks.get_mut(mid_at..mid_at + n) {
-                    s.fill(class);
-                }
-                continue;
-            }
-            let mid = self.out.chunks.get(mid_at).copied().ok_or(Full)?;
-            let (entry, k3) = self.chunk_below(mid)?;
-            if let Some(m) = self.out.chunks.get_mut(mid_at) {
-                *m = entry;
-            }
-            let low_at = k3 as usize * 256 + (v & 255) as usize;
-            let n = 1usize << (32 - bits);
-            if let Some(s) = self.out.chunks.get_mut(low_at..low_at + n) {
-                s.fill(class);
+                let k = self.descend(top, at)?;
+                (top, at) = (false, k as usize * 256 + next as usize);
             }
         }
         Ok(())
