@@ -5,6 +5,7 @@
 //! Args: `topn` (default 10, 1..=100000), `mask` (0..=32, default 32), `mask6` (0..=128, default
 //! 128), `use_dst` (default false).
 
+use std::collections::BinaryHeap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -81,24 +82,63 @@ pub struct Record {
     pub top: Vec<(IpAddr, Counts)>,
 }
 
-/// Keeps the first `n` entries by bytes, then packets (both descending), then key, sorted: a
+/// The first `n` of the entries offered by bytes, then packets (both descending), then key: a
 /// total order, so the ranking does not depend on hash order or on the number of cores.
-pub fn rank<K: Ord + Copy>(entries: &mut Vec<(K, Counts)>, n: usize) {
-    let order = |a: &(K, Counts), b: &(K, Counts)| {
-        b.1.bytes
-            .cmp(&a.1.bytes)
-            .then(b.1.pkts.cmp(&a.1.pkts))
-            .then(a.0.cmp(&b.0))
-    };
-    if n == 0 {
-        entries.clear();
-        return;
+///
+/// Holds `n` entries, not every entry offered: a heap whose root is the last one kept, which a
+/// better entry replaces (most entries of a large table cost one comparison with the root, and
+/// an interval's export allocates nothing in proportion to its table).
+#[derive(Debug)]
+pub struct TopN<K> {
+    n: usize,
+    heap: BinaryHeap<Ranked<K>>,
+}
+
+/// An entry ordered by its ranking: the greater, the further down.
+#[derive(Debug, PartialEq, Eq)]
+struct Ranked<K>(K, Counts);
+
+impl<K: Ord> Ord for Ranked<K> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.1.bytes.cmp(&self.1.bytes))
+            .then(other.1.pkts.cmp(&self.1.pkts))
+            .then(self.0.cmp(&other.0))
     }
-    if entries.len() > n {
-        entries.select_nth_unstable_by(n - 1, order);
-        entries.truncate(n);
+}
+
+impl<K: Ord> PartialOrd for Ranked<K> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
-    entries.sort_unstable_by(order);
+}
+
+impl<K: Ord> TopN<K> {
+    /// Keeps the first `n`.
+    pub fn new(n: usize) -> Self {
+        Self {
+            n,
+            heap: BinaryHeap::with_capacity(n.min(1024)),
+        }
+    }
+
+    /// Offers `key` with its counts.
+    #[inline]
+    pub fn offer(&mut self, key: K, counts: Counts) {
+        let entry = Ranked(key, counts);
+        if self.heap.len() < self.n {
+            self.heap.push(entry);
+        } else if let Some(mut last) = self.heap.peek_mut() {
+            if entry < *last {
+                *last = entry;
+            }
+        }
+    }
+
+    /// The entries kept, first first.
+    pub fn into_sorted(self) -> Vec<(K, Counts)> {
+        let sorted = self.heap.into_sorted_vec();
+        sorted.into_iter().map(|Ranked(k, c)| (k, c)).collect()
+    }
 }
 
 /// An address as a hash key: 128 bits plus the family (cheaper to hash than `IpAddr`).
@@ -212,18 +252,13 @@ impl Module for TopAddr {
             self.recycle(state);
             return;
         }
-        let mut top: Vec<(IpAddr, Counts)> = Vec::with_capacity(state.v4.len() + state.v6.len());
-        state
-            .v4
-            .take_all(|a, c| top.push((IpAddr::V4(a.into()), c)));
-        state
-            .v6
-            .take_all(|a, c| top.push((IpAddr::V6(a.into()), c)));
+        let mut top = TopN::new(self.cfg.topn);
+        state.v4.take_all(|a, c| top.offer(IpAddr::V4(a.into()), c));
+        state.v6.take_all(|a, c| top.offer(IpAddr::V6(a.into()), c));
         self.recycle(state);
-        rank(&mut top, self.cfg.topn);
         out.push(Record {
             ts: ivl.start_ns,
-            top,
+            top: top.into_sorted(),
         });
     }
 
@@ -264,6 +299,38 @@ impl Module for TopAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first `n` entries of a sort by the ranking's order, ties of bytes and of packets
+    /// included, for `n` of none, one, some and more than offered.
+    #[test]
+    fn top_n_is_the_head_of_the_sorted_entries() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let entries: Vec<(u32, Counts)> = (0..5000)
+            .map(|_| {
+                let c = Counts {
+                    pkts: rand(4),
+                    bytes: rand(50),
+                };
+                (rand(100_000) as u32, c)
+            })
+            .collect();
+        let mut sorted = entries.clone();
+        sorted.sort_by(|a, b| (b.1.bytes, b.1.pkts, a.0).cmp(&(a.1.bytes, a.1.pkts, b.0)));
+        for n in [0, 1, 2, 10, 4999, 5000, 6000] {
+            let mut top = TopN::new(n);
+            for &(k, c) in &entries {
+                top.offer(k, c);
+            }
+            let want = &sorted[..n.min(sorted.len())];
+            assert_eq!(top.into_sorted(), want, "n = {n}");
+        }
+    }
 
     /// The precomputed masks keep the same bits as `como_module::mask_addr`, every length.
     #[test]

@@ -8,7 +8,7 @@ use como_module::{Cell, Interval, Module, ModuleError, Pkt};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::topaddr::rank;
+use crate::topaddr::TopN;
 use crate::Counts;
 
 /// Configuration.
@@ -89,11 +89,13 @@ impl Module for TopPorts {
         if state.is_empty() {
             return;
         }
-        let mut top: Vec<((u8, u16), Counts)> = state.into_iter().collect();
-        rank(&mut top, self.cfg.topn);
+        let mut top = TopN::new(self.cfg.topn);
+        for (k, c) in state {
+            top.offer(k, c);
+        }
         out.push(Record {
             ts: ivl.start_ns,
-            top,
+            top: top.into_sorted(),
         });
     }
 
