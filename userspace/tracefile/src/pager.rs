@@ -16,11 +16,12 @@
 //! wants, never preempting the reader or the export thread.
 //!
 //! The reader's side costs a store, a load and a comparison per call: it publishes its
-//! position (`pos`). While the reader moves, the pager watches that position between its
-//! turns (spinning, at idle priority); when the reader stops for [`WATCH_IDLE`], the pager
-//! publishes the offset at which it wants to be woken (`wake_at`) and parks, and the reader
-//! unparks it when its position passes that offset. No lock, no system call per batch (a
-//! wake-up per `WARM - WARM_MIN` bytes cost the reader 6 % of `topaddr`'s time).
+//! position (`pos`). Ahead enough, the pager watches that position (spinning, at idle
+//! priority) for up to [`WATCH`]; a reader that does not need it by then is slow, and the
+//! pager publishes the offset at which it wants to be woken (`wake_at`) and parks, and the
+//! reader unparks it when its position passes that offset. No lock, no system call per batch
+//! (a wake-up per `WARM - WARM_MIN` bytes cost a reader at full speed 6 % of `topaddr`'s
+//! time).
 //!
 //! Files smaller than [`MIN_LEN`] get no pager (their faults cost less than a thread). On a
 //! kernel without `MADV_POPULATE_READ` the pager stops at its first chunk and the reader faults
@@ -50,8 +51,10 @@ const WARM_MIN: usize = WARM / 2;
 /// Lines read per turn of the pager's loop (between two looks at the reader's position).
 const WARM_STEP: usize = 64 << 10;
 
-/// A reader that has not moved for this long is waited for parked, not watched.
-const WATCH_IDLE: Duration = Duration::from_micros(200);
+/// How long the pager watches for the reader to need it before it parks: a reader at full
+/// speed reads `WARM - WARM_MIN` in less; a slow one (a paced replay) costs a spin this long
+/// per `WARM - WARM_MIN` bytes, not a core.
+const WATCH: Duration = Duration::from_micros(500);
 
 /// Files below this size are read without a pager.
 const MIN_LEN: usize = 32 << 20;
@@ -182,7 +185,7 @@ fn run(map: &Mmap, shared: &Shared) {
         // call sees `pos >= wake_at` and unparks; an unpark before the park makes the park
         // return at once).
         let wake_at = warmed.saturating_sub(WARM_MIN).max(reader + 1);
-        if watch(shared, reader, wake_at) {
+        if watch(shared, wake_at) {
             continue;
         }
         shared.wake_at.store(wake_at, Ordering::Relaxed);
@@ -195,26 +198,18 @@ fn run(map: &Mmap, shared: &Shared) {
     std::hint::black_box(sink);
 }
 
-/// Spins while the reader moves (it was at `from`) until it reaches `mark`: true when it did,
-/// false when it stopped moving for [`WATCH_IDLE`] (or the pager is to stop).
-fn watch(shared: &Shared, from: usize, mark: usize) -> bool {
-    let mut last = from;
-    let mut since = Instant::now();
+/// Spins until the reader reaches `mark`: true when it did within [`WATCH`], false when it did
+/// not (or the pager is to stop).
+fn watch(shared: &Shared, mark: usize) -> bool {
+    let start = Instant::now();
     loop {
         for _ in 0..256 {
             std::hint::spin_loop();
         }
-        let pos = shared.pos.load(Ordering::Relaxed);
-        if pos >= mark {
+        if shared.pos.load(Ordering::Relaxed) >= mark {
             return true;
         }
-        if shared.stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        if pos != last {
-            last = pos;
-            since = Instant::now();
-        } else if since.elapsed() >= WATCH_IDLE {
+        if shared.stop.load(Ordering::Relaxed) || start.elapsed() >= WATCH {
             return false;
         }
     }
