@@ -11,8 +11,8 @@
 //! Mapped is not cached: one core alone fetches a streamed file from memory at what its
 //! outstanding misses allow, and the reader's work on each packet waits for them. The pager
 //! also reads one byte per cache line between [`WARM_MIN`] and [`WARM`] bytes ahead of the
-//! reader, so that the reader finds the lines in the caches (benches/RESULTS.md, run of 27 Nov
-//! 14:50: `traffic` a quarter faster). It runs under `SCHED_IDLE`: only on a core nothing else
+//! reader, so that the reader finds the lines in the caches (benches/RESULTS.md, runs of 27 Nov
+//! 14:53: `traffic` a quarter faster). It runs under `SCHED_IDLE`: only on a core nothing else
 //! wants, never preempting the reader or the export thread.
 //!
 //! The reader's side costs a store, a load and a comparison per call: it publishes its
