@@ -138,8 +138,9 @@ impl Drop for Pager {
 }
 
 /// The pager thread: maps `map` chunk by chunk, at most [`AHEAD`] bytes ahead of the reader,
-/// and warms the lines [`WARM_MIN`] to [`WARM`] bytes ahead of it; parks when both are done
-/// until the reader is [`WARM_MIN`] bytes from the end of the warmed part.
+/// and warms the lines [`WARM_MIN`] to [`WARM`] bytes ahead of it; when both are done, waits
+/// (watching, then parked) until the reader is [`WARM_MIN`] bytes from the end of the warmed
+/// part.
 fn run(map: &Mmap, shared: &Shared) {
     idle_priority();
     let len = map.len();
@@ -179,11 +180,11 @@ fn run(map: &Mmap, shared: &Shared) {
         if warmed >= len {
             break;
         }
-        // Both done: wait until the reader is WARM_MIN from the end of the warmed lines. While
-        // it moves, by watching it (an unpark is a system call of the reader's); once it
-        // stops moving, parked (if it passed the mark before `wake_at` was stored, its next
-        // call sees `pos >= wake_at` and unparks; an unpark before the park makes the park
-        // return at once).
+        // Both done: wait until the reader is WARM_MIN from the end of the warmed lines:
+        // watching its position for up to WATCH (an unpark is a system call of the reader's),
+        // then parked (if it passed the mark before `wake_at` was stored, its next call sees
+        // `pos >= wake_at` and unparks; an unpark before the park makes the park return at
+        // once).
         let wake_at = warmed.saturating_sub(WARM_MIN).max(reader + 1);
         if watch(shared, wake_at) {
             continue;
