@@ -53,8 +53,8 @@ const WARM_MIN: usize = WARM / 2;
 const WARM_STEP: usize = 64 << 10;
 
 /// How long the pager watches for the reader to need it before it parks: a reader at full
-/// speed reads `WARM - WARM_MIN` in less; a slow one (a paced replay) costs a spin this long
-/// per `WARM - WARM_MIN` bytes, not a core.
+/// speed reads `WARM - WARM_MIN` in less; a slow one (a paced replay) costs one spin this long,
+/// then is found slower than [`FAST_READER`] and waited for parked.
 const WATCH: Duration = Duration::from_micros(500);
 
 /// Bytes per second under which the reader is not warmed for: one that slow (a paced replay)
@@ -189,12 +189,11 @@ fn run(map: &Mmap, shared: &Shared) {
         if mapped >= len && (slow || warmed >= len) {
             break;
         }
-        // Both done: wait until the reader is WARM_MIN from the end of the warmed lines:
-        // watching its position for up to WATCH (an unpark is a system call of the reader's),
-        // then parked (if it passed the mark before `wake_at` was stored, its next call sees
-        // `pos >= wake_at` and unparks; an unpark before the park makes the park return at
-        // once).
-        // A slow reader: woken to map more, when it is AHEAD / 2 from the end of the mapping.
+        // Both done: wait until the reader is WARM_MIN from the end of the warmed lines
+        // (a slow reader: AHEAD / 2 from the end of the mapping), watching its position for up
+        // to WATCH (an unpark is a system call of the reader's), then parked (if it passed the
+        // mark before `wake_at` was stored, its next call sees `pos >= wake_at` and unparks;
+        // an unpark before the park makes the park return at once).
         let wake_at = if slow {
             mapped.saturating_sub(AHEAD / 2)
         } else {
