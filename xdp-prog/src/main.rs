@@ -11,10 +11,11 @@
 //! Per packet: one read of `COMO_CONFIG[0]` and `COMO_GEN[gen]`, a bounded parse (at most
 //! [`VLAN_WALK`] tags, no loop over extension headers), one table lookup per field some term of
 //! the generation uses (array reads, but a trie walk for IPv6 and MAC addresses and for the L3
-//! keys and IPv4 address fields the loader's arrays do not cover), the AND of the returned
-//! term vectors, and one byte-table lookup per non-zero byte of the result. None of this
-//! depends on the number of rules; only the per-rule counters cost one increment per rule
-//! that matched.
+//! keys and IPv4 address fields the loader's arrays do not cover; after an L3 key served by
+//! `COMO_L3_ARRAY`, only the fields that the terms still possible for it constrain), the AND
+//! of the returned term vectors, and one byte-table lookup per non-zero byte of the result.
+//! None of this depends on the number of rules; only the per-rule counters cost one increment
+//! per rule that matched.
 #![no_std]
 #![no_main]
 #![feature(asm_experimental_arch)]
@@ -29,9 +30,10 @@ use aya_ebpf::{
 use ebpf_filters_common::{
     addr4_chunk_index, addr4_class_index, addr4_top_index, array_index, field, flags,
     l3_array_index, l3_class, l3_key, stat, term_rules_index, tpid_class, Config, GenConfig,
-    LpmData, Stats, Terms, XdpMeta, ADDR4_CHUNK, ADDR4_CHUNKS, ADDR4_CLASSES, ADDR4_TOP_LEN,
-    ARRAY_FIELDS_LEN, L3_CLASSES, L3_KEY_BITS, LPM_DATA_LEN, LPM_MAX_ENTRIES, LPM_ROOT_PREFIX,
-    MAX_QUEUES, MAX_VLAN, META_MAGIC, TERM_RULES_LEN, TERM_WORDS, VLAN_DEEP, VLAN_WALK,
+    L3Slot, LpmData, Stats, Terms, XdpMeta, ADDR4_CHUNK, ADDR4_CHUNKS, ADDR4_CLASSES,
+    ADDR4_TOP_LEN, ARRAY_FIELDS_LEN, L3_CLASSES, L3_KEY_BITS, LPM_DATA_LEN, LPM_MAX_ENTRIES,
+    LPM_ROOT_PREFIX, MAX_QUEUES, MAX_VLAN, META_MAGIC, TERM_RULES_LEN, TERM_WORDS, VLAN_DEEP,
+    VLAN_WALK,
 };
 
 /// `COMO_CONFIG[0]`: the generation in force and the flags.
@@ -57,7 +59,7 @@ static COMO_TERM_RULES: Array<u64> = Array::with_max_entries(2 * TERM_RULES_LEN,
 /// The loader's copy of the L3-key lookups of IPv4, IPv6, ARP and RARP frames
 /// ([`l3_array_index`]).
 #[map(name = "COMO_L3_ARRAY")]
-static COMO_L3_ARRAY: Array<Terms> = Array::with_max_entries(2 * L3_CLASSES, 0);
+static COMO_L3_ARRAY: Array<L3Slot> = Array::with_max_entries(2 * L3_CLASSES, 0);
 
 /// The loader's copy of the IPv4 address lookups, top level: one entry per /16 of each field
 /// ([`addr4_top_index`]), a class or a chunk.
@@ -327,7 +329,12 @@ fn layout(ctx: &XdpContext) -> Layout {
 /// Term accumulation over the used fields of one generation.
 struct Acc {
     gen: u32,
+    /// The fields some term of the generation uses: a used field past the packet end makes
+    /// the classification uncertain, looked up or not.
     used: u32,
+    /// The used fields still to look up: after an L3 key served by `COMO_L3_ARRAY`, those
+    /// that the terms of its slot constrain.
+    look: u32,
     /// The IPv4 address fields served by the `COMO_ADDR4_*` arrays.
     addr4: u32,
     terms: Terms,
@@ -366,6 +373,12 @@ impl Acc {
         self.used & (1 << f) != 0
     }
 
+    /// Whether field `f` is to be looked up (used, and constrained by a term still possible).
+    #[inline(always)]
+    fn looks(&self, f: u8) -> bool {
+        self.look & (1 << f) != 0
+    }
+
     /// ANDs the LPM entry of `key` (a miss: uncertain).
     #[inline(always)]
     fn lpm_lookup(&mut self, key: &Key<LpmData>) {
@@ -386,6 +399,9 @@ impl Acc {
             self.uncertain = true;
             return;
         };
+        if !self.looks(f) {
+            return;
+        }
         let mut key = lpm_key(self.gen, f, LPM_ROOT_PREFIX + 8 * N as u32);
         let mut i = 0;
         while i < N && i + 2 < LPM_DATA_LEN {
@@ -411,6 +427,9 @@ impl Acc {
             self.uncertain = true;
             return;
         };
+        if !self.looks(f) {
+            return;
+        }
         let a = u32::from_be_bytes(v);
         let Some(&top) = COMO_ADDR4_TOP.get(addr4_top_index(self.gen, f, a)) else {
             self.uncertain = true;
@@ -435,14 +454,18 @@ impl Acc {
         }
     }
 
-    /// ANDs the `COMO_L3_ARRAY` slot of the L3 key (the loader's copy of its trie lookup).
+    /// ANDs the `COMO_L3_ARRAY` slot of the L3 key (the loader's copy of its trie lookup),
+    /// and keeps for the other lookups only the fields its terms constrain.
     #[inline(always)]
     fn l3_array(&mut self, class: u32) {
         if !self.uses(field::L3) {
             return;
         }
         match COMO_L3_ARRAY.get(l3_array_index(self.gen, class)) {
-            Some(t) => self.terms.and_with(t),
+            Some(s) => {
+                self.terms.and_with(&s.terms);
+                self.look &= s.fields;
+            }
             None => self.uncertain = true,
         }
     }
@@ -485,7 +508,7 @@ impl Acc {
     /// ANDs the array lookup of value `v` of array field `f`.
     #[inline(always)]
     fn array(&mut self, f: u8, v: u32) {
-        if !self.uses(f) {
+        if !self.looks(f) {
             return;
         }
         match COMO_ARRAY.get(array_index(self.gen, f, v)) {
@@ -524,6 +547,7 @@ fn classify_and_route(ctx: &XdpContext) -> u32 {
     let mut acc = Acc {
         gen,
         used,
+        look: used,
         addr4,
         terms: fresh(&TERMS_ALL),
         uncertain: used & absent != 0,

@@ -51,7 +51,7 @@
 //! | `COMO_LPM` | LPM trie, [`LPM_MAX_ENTRIES`] | [`LpmData`] behind a prefix length | [`Terms`] |
 //! | `COMO_ARRAY` | array, `2 * ARRAY_FIELDS_LEN` | [`array_index`] | [`Terms`] |
 //! | `COMO_TERM_RULES` | array, `2 * TERM_RULES_LEN` | [`term_rules_index`] | `u64` rule bits |
-//! | `COMO_L3_ARRAY` | array, `2 * L3_CLASSES` | [`l3_array_index`] | [`Terms`] |
+//! | `COMO_L3_ARRAY` | array, `2 * L3_CLASSES` | [`l3_array_index`] | [`L3Slot`] |
 //! | `COMO_ADDR4_TOP` | array, `2 * ADDR4_TOP_LEN` | [`addr4_top_index`] | `u32` class or chunk |
 //! | `COMO_ADDR4_CHUNKS` | array, `2 * ADDR4_CHUNKS * 256` | [`addr4_chunk_index`] | `u32` class or chunk |
 //! | `COMO_ADDR4_CLASSES` | array, `2 * ADDR4_CLASSES` | [`addr4_class_index`] | [`Terms`] |
@@ -199,10 +199,11 @@ pub const fn l3_key(depth: u8, tpid0: u8, tpid1: u8, ethertype: u16, a: u8, b: u
 /// RARP frames under at most [`MAX_VLAN`] tags, each with its own slot ([`l3_class`]).
 ///
 /// `COMO_L3_ARRAY` is a loader-side cache of the `COMO_LPM` lookup of the L3 key: the loader
-/// fills slot `l3_class(k)` with the terms of the longest `COMO_LPM` prefix of L3 key `k` (the
-/// compiler does not write it), and the XDP program reads the slot instead of walking the trie
-/// when the key has one. Keys without a slot (other EtherTypes, deeper VLAN stacks) use the
-/// trie. Same answer, one array read instead of a trie walk whose length grows with the
+/// fills slot `l3_class(k)` with the terms of the longest `COMO_LPM` prefix of L3 key `k` and
+/// the fields those terms constrain ([`L3Slot`]; the compiler does not write it), and the XDP
+/// program reads the slot instead of walking the trie when the key has one. Keys without a
+/// slot (other EtherTypes, deeper VLAN stacks) use the trie, and then look up every used
+/// field. Same answer, one array read instead of a trie walk whose length grows with the
 /// nesting of the L3 prefixes (negated protocol tests make long chains).
 pub const L3_CLASSES: u32 = 48 * L3_CLASS_STRIDE;
 /// Slots per VLAN context (depth and TPID classes) in `COMO_L3_ARRAY`.
@@ -245,6 +246,28 @@ pub const fn l3_class(
         _ => return None,
     };
     Some(ctx * L3_CLASS_STRIDE + slot)
+}
+
+/// A `COMO_L3_ARRAY` slot: the terms of the L3 key's longest `COMO_LPM` prefix, and the
+/// fields the program still has to look up for a frame of this L3 class.
+///
+/// `fields` holds bit `1 << f` for every field `f` (other than [`field::L3`]) that some term
+/// of `terms` constrains, i.e. that some value of `f` rejects. The program looks up only the
+/// used fields in `fields`: a field no term still possible constrains would clear no bit of
+/// the AND (a `tcp port 80` rule's ports for a UDP frame, the TCP flags of a `tcp[13]` rule
+/// for an IPv6 frame, the addresses of `host` rules for a VLAN-tagged frame, which they do
+/// not accept). The program still checks that the bytes of every used field
+/// ([`GenConfig::used`]) are in the packet (past the end: uncertain), so the verdict is the
+/// same as with every used field looked up.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct L3Slot {
+    /// The terms of the longest prefix.
+    pub terms: Terms,
+    /// Fields to look up after the L3 key (bit `1 << f`).
+    pub fields: u32,
+    /// Zero (keeps the layout free of padding).
+    pub reserved: u32,
 }
 
 /// Index in `COMO_L3_ARRAY` of slot `class` ([`l3_class`]) in generation `gen`.
@@ -486,6 +509,8 @@ mod pod {
     unsafe impl aya::Pod for super::XdpMeta {}
     // SAFETY: as above (an array of `u64`).
     unsafe impl aya::Pod for super::Stats {}
+    // SAFETY: as above (`Terms`, then two `u32`: 40 bytes, no padding).
+    unsafe impl aya::Pod for super::L3Slot {}
 }
 
 #[cfg(test)]
@@ -520,6 +545,7 @@ mod tests {
         );
         assert_eq!(addr4_class_index(1, 0), ADDR4_CLASSES);
         assert_eq!(core::mem::size_of::<GenConfig>(), 32, "no padding");
+        assert_eq!(core::mem::size_of::<L3Slot>(), 40, "no padding");
     }
 
     #[test]

@@ -13,8 +13,9 @@
 //! Array and term-rule entries are written only where they differ from what that generation
 //! held (a shadow copy is kept here), and array fields no term uses are not written at all
 //! (the program does not look them up). `COMO_L3_ARRAY` (the L3-key lookups of IPv4, IPv6,
-//! ARP and RARP frames, one array read instead of a trie walk in the program) is computed here
-//! from the tables' L3 prefixes, and the `COMO_ADDR4_*` arrays (the IPv4 address lookups, two
+//! ARP and RARP frames, one array read instead of a trie walk in the program, each with the
+//! fields its terms constrain: the only ones the program looks up next) is computed here from
+//! the tables' L3 prefixes and field entries, and the `COMO_ADDR4_*` arrays (the IPv4 address lookups, two
 //! to four array reads instead of a trie walk) from their IPv4 address prefixes (`addr4.rs`).
 //!
 //! # Attaching
@@ -47,7 +48,9 @@ use ebpf_filters_common::{
     array_field_base, array_field_len, flags, stat, ARRAY_FIELDS_LEN, MAX_QUEUES, MAX_RULES,
     TERM_RULES_LEN,
 };
-use ebpf_filters_common::{l3_class, l3_key, L3_CLASSES, L3_KEY_BITS, LPM_ROOT_PREFIX, MAX_VLAN};
+use ebpf_filters_common::{
+    l3_class, l3_key, L3Slot, L3_CLASSES, L3_KEY_BITS, LPM_ROOT_PREFIX, MAX_TERMS, MAX_VLAN,
+};
 use ebpf_filters_common::{ADDR4_CHUNKS, ADDR4_CLASSES, ADDR4_TOP_LEN};
 
 use addr4::Addr4;
@@ -249,7 +252,7 @@ struct Maps {
     lpm: LpmTrie<MapData, LpmData, Terms>,
     array: Array<MapData, Terms>,
     term_rules: Array<MapData, u64>,
-    l3_array: Array<MapData, Terms>,
+    l3_array: Array<MapData, L3Slot>,
     addr4_top: Array<MapData, u32>,
     addr4_chunks: Array<MapData, u32>,
     addr4_classes: Array<MapData, Terms>,
@@ -262,7 +265,7 @@ struct Maps {
     /// What each generation's part of `COMO_TERM_RULES` holds.
     shadow_rules: [Vec<u64>; 2],
     /// What each generation's part of `COMO_L3_ARRAY` holds.
-    shadow_l3: [Vec<Terms>; 2],
+    shadow_l3: [Vec<L3Slot>; 2],
     /// What each generation's part of the `COMO_ADDR4_*` arrays holds.
     shadow_addr4: [Addr4; 2],
     /// The LPM keys each generation holds.
@@ -343,8 +346,8 @@ impl XdpProgram {
                 vec![0; TERM_RULES_LEN as usize],
             ],
             shadow_l3: [
-                vec![Terms::NONE; L3_CLASSES as usize],
-                vec![Terms::NONE; L3_CLASSES as usize],
+                vec![L3_SLOT_ZERO; L3_CLASSES as usize],
+                vec![L3_SLOT_ZERO; L3_CLASSES as usize],
             ],
             shadow_addr4: [addr4::build(&[], 0), addr4::build(&[], 0)],
             lpm_keys: [Vec::new(), Vec::new()],
@@ -542,7 +545,7 @@ impl XdpProgram {
                 &mut m.l3_array,
                 "COMO_L3_ARRAY",
                 new * L3_CLASSES,
-                &l3_slots(t.lpm),
+                &l3_slots(t.lpm, &constrained(t)),
                 &mut m.shadow_l3[ni],
             )?;
         }
@@ -701,10 +704,50 @@ impl Drop for XdpProgram {
     }
 }
 
+/// A `COMO_L3_ARRAY` slot as a new map holds it (all zero bytes).
+const L3_SLOT_ZERO: L3Slot = L3Slot {
+    terms: Terms::NONE,
+    fields: 0,
+    reserved: 0,
+};
+
+/// Per field, the terms (of `0..nterms`) that some value of the field rejects: those whose bit
+/// is clear in some entry of the field (an LPM entry of the field, or an array entry). A term
+/// absent from a field's set never loses its bit in that field's lookup.
+fn constrained(t: &TableParts<'_>) -> [Terms; field::COUNT as usize] {
+    let mut valid = Terms::NONE;
+    for i in 0..(t.gen.nterms as usize).min(MAX_TERMS) {
+        valid.set(i);
+    }
+    let mut out = [Terms::NONE; field::COUNT as usize];
+    let mut add = |f: u8, terms: &Terms| {
+        if let Some(c) = out.get_mut(usize::from(f)) {
+            for ((c, w), v) in c.w.iter_mut().zip(terms.w).zip(valid.w) {
+                *c |= !w & v;
+            }
+        }
+    };
+    for (_, data, terms) in t.lpm {
+        add(data.bytes[1], terms);
+    }
+    for f in field::FIRST_ARRAY..field::COUNT {
+        if t.gen.used & (1 << f) == 0 {
+            continue;
+        }
+        let start = array_field_base(f) as usize;
+        let end = start + array_field_len(f) as usize;
+        for terms in t.array.get(start..end).unwrap_or_default() {
+            add(f, terms);
+        }
+    }
+    out
+}
+
 /// The `COMO_L3_ARRAY` slots of one generation: for every L3 key with a slot
 /// ([`ebpf_filters_common::l3_class`]), the terms of its longest L3 prefix among `lpm` (what
-/// the trie lookup would return; all terms when no prefix matches, as a skipped lookup).
-fn l3_slots(lpm: &[(u32, LpmData, Terms)]) -> Vec<Terms> {
+/// the trie lookup would return; all terms when no prefix matches, as a skipped lookup) and
+/// the fields some of those terms constrain (`constrained`, by field).
+fn l3_slots(lpm: &[(u32, LpmData, Terms)], constrained: &[Terms]) -> Vec<L3Slot> {
     // (prefix bits of the 40-bit key, the key's value in the low 40 bits, terms), longest
     // first.
     let mut entries: Vec<(u32, u64, Terms)> = lpm
@@ -728,14 +771,27 @@ fn l3_slots(lpm: &[(u32, LpmData, Terms)]) -> Vec<Terms> {
         }
         Terms::ALL
     };
-    let mut out = vec![Terms::ALL; L3_CLASSES as usize];
+    let slot_of = |terms: Terms| -> L3Slot {
+        let mut fields = 0u32;
+        for (f, c) in constrained.iter().enumerate() {
+            if f != usize::from(field::L3) && terms.w.iter().zip(c.w).any(|(t, c)| t & c != 0) {
+                fields |= 1 << f;
+            }
+        }
+        L3Slot {
+            terms,
+            fields,
+            reserved: 0,
+        }
+    };
+    let mut out = vec![slot_of(Terms::ALL); L3_CLASSES as usize];
     for depth in 0..=MAX_VLAN {
         for tpid0 in 0..4u8 {
             for tpid1 in 0..4u8 {
                 let mut put = |ethertype: u16, a: u8, b: u8| {
                     if let Some(c) = l3_class(depth, tpid0, tpid1, ethertype, a, b) {
                         if let Some(slot) = out.get_mut(c as usize) {
-                            *slot = lookup(l3_key(depth, tpid0, tpid1, ethertype, a, b));
+                            *slot = slot_of(lookup(l3_key(depth, tpid0, tpid1, ethertype, a, b)));
                         }
                     }
                 };
@@ -777,5 +833,86 @@ fn check_test_frame(packet: &[u8]) -> Result<(), XdpError> {
         n if n < 14 => Err(XdpError::ShortInput(n)),
         n if n > MAX_TEST_FRAME => Err(XdpError::LongInput(n)),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use como_packet::LinkType;
+    use ebpf_filters::kernel::Tables;
+
+    /// The `COMO_L3_ARRAY` slots of the tables compiled for `exprs`.
+    fn slots(exprs: &[&str]) -> Vec<L3Slot> {
+        let filters: Vec<_> = exprs
+            .iter()
+            .map(|e| ebpf_filters::compile(e, LinkType::Ethernet).expect("filter"))
+            .collect();
+        let rules: Vec<_> = filters.iter().map(Some).collect();
+        let tables = Tables::compile(&rules).expect("tables");
+        let lpm = tables.lpm_entries();
+        let parts = TableParts {
+            gen: tables.gen_config(),
+            lpm: &lpm,
+            array: tables.array_entries(),
+            term_rules: tables.term_rules(),
+        };
+        l3_slots(&lpm, &constrained(&parts))
+    }
+
+    /// The fields left to look up for the L3 class of `(depth, tpid0, ethertype, a, b)`.
+    fn fields(s: &[L3Slot], depth: u8, tpid0: u8, ethertype: u16, a: u8, b: u8) -> u32 {
+        let c = l3_class(depth, tpid0, 0, ethertype, a, b).expect("class");
+        s[c as usize].fields
+    }
+
+    const fn bits(fs: &[u8]) -> u32 {
+        let mut m = 0;
+        let mut i = 0;
+        while i < fs.len() {
+            m |= 1 << fs[i];
+            i += 1;
+        }
+        m
+    }
+
+    #[test]
+    fn l3_slots_keep_the_fields_of_the_terms_their_class_can_match() {
+        let s = slots(&[
+            "tcp port 80",
+            "vlan 100 and ip",
+            "tcp[tcpflags] & tcp-syn != 0",
+            "host 10.0.0.1",
+            "icmp[icmptype] = icmp-echo",
+        ]);
+        let addr4 = bits(&[field::SADDR4, field::DADDR4]);
+        let ports = bits(&[field::SPORT, field::DPORT]);
+        // Untagged IPv4 TCP (first fragment): the ports, the flags and `host`'s addresses.
+        assert_eq!(
+            fields(&s, 0, 0, 0x0800, 1, 6),
+            addr4 | ports | bits(&[field::L4B13])
+        );
+        // Untagged IPv4 UDP: only `host` can match.
+        assert_eq!(fields(&s, 0, 0, 0x0800, 1, 17), addr4);
+        // ICMP: `host` and the ICMP type.
+        assert_eq!(fields(&s, 0, 0, 0x0800, 1, 1), addr4 | bits(&[field::L4B0]));
+        // A later TCP fragment: `tcp port 80` is false there (no ports), and so is the flags
+        // test; `host` is not.
+        assert_eq!(fields(&s, 0, 0, 0x0800, 0, 6), addr4);
+        // IPv6 TCP: `tcp port 80` only (`tcp[...]` and `host 10.0.0.1` are IPv4).
+        assert_eq!(fields(&s, 0, 0, 0x86dd, 6, 0), ports);
+        // ARP: `host` (ip, arp or rarp).
+        assert_eq!(fields(&s, 0, 0, 0x0806, 0, 0), addr4);
+        // IPv4 under one 802.1Q tag: only the VLAN id of `vlan 100 and ip`.
+        assert_eq!(fields(&s, 1, 1, 0x0800, 1, 6), bits(&[field::VID0]));
+        // IPv6 under a tag: nothing can match, nothing to look up.
+        assert_eq!(fields(&s, 1, 1, 0x86dd, 6, 0), 0);
+        for slot in &s {
+            assert_eq!(
+                slot.fields & (1 << field::L3),
+                0,
+                "the L3 key is looked up first"
+            );
+        }
     }
 }
