@@ -40,10 +40,19 @@
 # BENCH_LIVE_SECS seconds (`como send --loop 0` stopped by SIGINT). Loss = sent - received, where sent is what
 # `como send` reports the kernel took. The first row of each size is the sender alone (nothing
 # capturing; the frames die in the capture namespace's stack).
+# Receive path off the sender's CPU (BENCH_LIVE_NAPI_CPU=N, default unset: off): GRO on and
+# threaded NAPI on the capture end, so that veth's receive work (the XDP program and the copy
+# into the UMEM, or AF_PACKET's tap) runs in the kernel thread napi/bla<pid>-* instead of the
+# sender's softirq; that thread is pinned to CPU N under SCHED_FIFO (one above the receivers,
+# 50 at normal priority: it preempts the receiver as a NIC's softirq would). The receivers
+# then go to BENCH_LIVE_RX_CPU (default 1; give it a CPU of its own, e.g. 2 with NAPI on 1).
+# Needs ethtool. On the 2-vCPU test VM this puts the NAPI thread and the receiver on one core
+# (benches/RESULTS.md, "threaded NAPI"); with 3 CPUs or more, sender, NAPI thread and receiver
+# each have one: the set-up in which goal 2 can be measured on veth.
 # Goals (issue 4): at top speed >= 99.9 % received; zero-loss rate >= 2x tcpdump's.
 # Environment: CARGO_TARGET_DIR (release builds of como, gen-trace, live_frames, live_rx),
 # BENCH_TMP, BENCH_LIVE_SIZES, BENCH_LIVE_RECEIVERS, BENCH_LIVE_SOURCE, BENCH_LIVE_SECS,
-# BENCH_LIVE_STEPS, BENCH_LIVE_TOP_RUNS, BENCH_LIVE_RT.
+# BENCH_LIVE_STEPS, BENCH_LIVE_TOP_RUNS, BENCH_LIVE_RT, BENCH_LIVE_NAPI_CPU, BENCH_LIVE_RX_CPU.
 set -euo pipefail
 
 bench_name=bench-live # read by bench-lib.sh
@@ -55,6 +64,8 @@ source_extra="${BENCH_LIVE_SOURCE:-}"
 steps="${BENCH_LIVE_STEPS:-7}"
 top_runs="${BENCH_LIVE_TOP_RUNS:-3}"
 rt="${BENCH_LIVE_RT:-50}"
+napi_cpu="${BENCH_LIVE_NAPI_CPU:-}"
+rx_cpu="${BENCH_LIVE_RX_CPU:-1}"
 if [ "$rt" != 0 ]; then secs="${BENCH_LIVE_SECS:-0.9}"; else secs="${BENCH_LIVE_SECS:-3}"; fi
 
 [ "$(id -u)" = 0 ] || { log "needs root (network namespaces, veth, XDP)"; exit 1; }
@@ -62,6 +73,10 @@ for t in ip taskset chrt curl; do
     command -v "$t" >/dev/null || { log "$t not found"; exit 1; }
 done
 [ "$(nproc)" -ge 2 ] || { log "needs 2 CPUs (sender on 0, receiver on 1)"; exit 1; }
+if [ -n "$napi_cpu" ]; then
+    command -v ethtool >/dev/null || { log "ethtool not found (BENCH_LIVE_NAPI_CPU)"; exit 1; }
+    [ "$napi_cpu" -lt "$(nproc)" ] && [ "$rx_cpu" -lt "$(nproc)" ] || { log "no CPU $napi_cpu or $rx_cpu"; exit 1; }
+fi
 log "cargo build --release -p como-benches --bin live_frames --bin live_rx"
 (cd "$root" && cargo build --release -q -p como-benches --bin live_frames --bin live_rx)
 frames_bin="$target/release/live_frames"
@@ -93,6 +108,25 @@ done
 ip link add "$dev_a" netns "$ns_cap" type veth peer name "$dev_b" netns "$ns_gen"
 ip -n "$ns_cap" link set "$dev_a" up
 ip -n "$ns_gen" link set "$dev_b" up
+if [ -n "$napi_cpu" ]; then
+    # GRO gives the capture end a NAPI instance even without XDP (tcpdump's runs), and
+    # `threaded` moves its poll into a kernel thread (pinned by pin_napi).
+    ip netns exec "$ns_cap" ethtool -K "$dev_a" gro on >/dev/null
+    ip netns exec "$ns_cap" sh -c "echo 1 > /sys/class/net/$dev_a/threaded"
+fi
+
+# pin_napi: the capture end's NAPI threads to $napi_cpu under SCHED_FIFO (nothing when off).
+pin_napi() {
+    [ -n "$napi_cpu" ] || return 0
+    local pids pid
+    pids="$(pgrep "^napi/$dev_a-" || true)"
+    [ -n "$pids" ] || { log "no NAPI thread for $dev_a (threaded NAPI refused?)"; exit 1; }
+    for pid in $pids; do
+        taskset -pc "$napi_cpu" "$pid" >/dev/null
+        chrt -f -p $((rt > 0 ? rt + 1 : 50)) "$pid"
+    done
+}
+pin_napi
 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
@@ -149,9 +183,9 @@ start_receiver() {
     if [ "$kind" = rx ]; then
         : >"$tmp/rx.out"
         if [ "$rt" != 0 ]; then
-            ip netns exec "$ns_cap" chrt -f "$rt" taskset -c 1 "$rx_bin" -i "$dev_a" --mode "$mode" >"$tmp/rx.out" 2>"$tmp/rx.err" &
+            ip netns exec "$ns_cap" chrt -f "$rt" taskset -c "$rx_cpu" "$rx_bin" -i "$dev_a" --mode "$mode" >"$tmp/rx.out" 2>"$tmp/rx.err" &
         else
-            ip netns exec "$ns_cap" taskset -c 1 "$rx_bin" -i "$dev_a" --mode "$mode" >"$tmp/rx.out" 2>"$tmp/rx.err" &
+            ip netns exec "$ns_cap" taskset -c "$rx_cpu" "$rx_bin" -i "$dev_a" --mode "$mode" >"$tmp/rx.out" 2>"$tmp/rx.err" &
         fi
         rx_pid=$!
         for ((i = 0; i < 100; i++)); do
@@ -173,7 +207,7 @@ type = "xdp"
 interface = "$dev_a"
 netns = "$ns_cap"
 mode = "$mode"
-cpus = [1]
+cpus = [$rx_cpu]
 $source_extra
 [[module]]
 name = "traffic"
@@ -202,6 +236,8 @@ EOF
         done
     fi
     ip -n "$ns_cap" link show dev "$dev_a" | grep -q xdp || { log "no XDP program on $dev_a"; exit 1; }
+    # Attaching XDP may have given the capture end a new NAPI instance (and thread).
+    pin_napi
 }
 
 stop_receiver() {
@@ -240,9 +276,9 @@ step_tcpdump() {
     local pid s i
     : >"$tmp/tcpdump.err"
     if [ "$rt" != 0 ]; then
-        ip netns exec "$ns_cap" chrt -f "$rt" taskset -c 1 tcpdump -i "$dev_a" -n -w /dev/null 2>"$tmp/tcpdump.err" &
+        ip netns exec "$ns_cap" chrt -f "$rt" taskset -c "$rx_cpu" tcpdump -i "$dev_a" -n -w /dev/null 2>"$tmp/tcpdump.err" &
     else
-        ip netns exec "$ns_cap" taskset -c 1 tcpdump -i "$dev_a" -n -w /dev/null 2>"$tmp/tcpdump.err" &
+        ip netns exec "$ns_cap" taskset -c "$rx_cpu" tcpdump -i "$dev_a" -n -w /dev/null 2>"$tmp/tcpdump.err" &
     fi
     pid=$!
     for ((i = 0; i < 100; i++)); do
@@ -325,9 +361,12 @@ measure() {
 }
 
 declare -A zero_loss zero_loss_at
-printf 'como %s (%s); %s; kernel %s; %s CPUs; %s s per step, %s top-speed steps, %s search steps; SCHED_FIFO %s; extra source lines: %s; start %s UTC, load average %s\n\n' \
+napi_desc="in the softirq of the sender's CPU"
+[ -z "$napi_cpu" ] || napi_desc="threaded on CPU $napi_cpu, GRO on"
+printf 'como %s (%s); %s; kernel %s; %s CPUs; %s s per step, %s top-speed steps, %s search steps; SCHED_FIFO %s; receiver on CPU %s; NAPI %s; extra source lines: %s; start %s UTC, load average %s\n\n' \
     "$("$como" --version 2>/dev/null | awk '{print $2}')" "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || cat "$root/.commit" 2>/dev/null || echo "no git")" \
-    "$(tcpdump --version 2>&1 | head -1)" "$(uname -r)" "$(nproc)" "$secs" "$top_runs" "$steps" "$rt" "${source_extra:-none}" "$(date -u +%H:%M)" "$(loadavg)"
+    "$(tcpdump --version 2>&1 | head -1)" "$(uname -r)" "$(nproc)" "$secs" "$top_runs" "$steps" "$rt" "$rx_cpu" \
+    "$napi_desc" "${source_extra:-none}" "$(date -u +%H:%M)" "$(loadavg)"
 printf '| frame | receiver | XDP mode | offered at top speed, pps | received, pps | loss at top speed | zero-loss pps (step) | counters at top speed | load average (start / end) |\n'
 printf '|---|---|---|---:|---:|---:|---:|---|---|\n'
 for size in $sizes; do
@@ -347,6 +386,7 @@ for size in $sizes; do
         [ "$kind" = tcpdump ] || start_receiver
         measure
         [ "$kind" = tcpdump ] || stop_receiver
+        pin_napi
     done
     if [ -n "${zero_loss[tcpdump]:-}" ] && [ "${zero_loss[tcpdump]}" -gt 0 ]; then
         for who in $receivers; do
