@@ -15,8 +15,9 @@
 //! (the program does not look them up). `COMO_L3_ARRAY` (the L3-key lookups of IPv4, IPv6,
 //! ARP and RARP frames, one array read instead of a trie walk in the program, each with the
 //! fields its terms constrain: the only ones the program looks up next) is computed here from
-//! the tables' L3 prefixes and field entries, and the `COMO_ADDR4_*` arrays (the IPv4 address lookups, two
-//! to four array reads instead of a trie walk) from their IPv4 address prefixes (`addr4.rs`).
+//! the tables' L3 prefixes and field entries, and the `COMO_ADDR4_*` arrays (the IPv4
+//! address lookups, two to four array reads instead of a trie walk) from their IPv4 address
+//! prefixes (`addr4.rs`).
 //!
 //! # Attaching
 //! [`XdpProgram::attach`] creates a BPF link (it goes away with the process, so a crashed run
