@@ -236,8 +236,6 @@ EOF
         done
     fi
     ip -n "$ns_cap" link show dev "$dev_a" | grep -q xdp || { log "no XDP program on $dev_a"; exit 1; }
-    # Attaching XDP may have given the capture end a new NAPI instance (and thread).
-    pin_napi
 }
 
 stop_receiver() {
@@ -384,9 +382,10 @@ for size in $sizes; do
             *) log "unknown receiver $who"; exit 2 ;;
         esac
         [ "$kind" = tcpdump ] || start_receiver
+        # An XDP attach may have given the capture end a new NAPI instance (and thread).
+        pin_napi
         measure
         [ "$kind" = tcpdump ] || stop_receiver
-        pin_napi
     done
     if [ -n "${zero_loss[tcpdump]:-}" ] && [ "${zero_loss[tcpdump]}" -gt 0 ]; then
         for who in $receivers; do

@@ -260,7 +260,7 @@ pub const fn l3_class(
 /// ([`GenConfig::used`]) are in the packet (past the end: uncertain), so the verdict is the
 /// same as with every used field looked up.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct L3Slot {
     /// The terms of the longest prefix.
     pub terms: Terms,

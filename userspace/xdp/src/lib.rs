@@ -347,8 +347,8 @@ impl XdpProgram {
                 vec![0; TERM_RULES_LEN as usize],
             ],
             shadow_l3: [
-                vec![L3_SLOT_ZERO; L3_CLASSES as usize],
-                vec![L3_SLOT_ZERO; L3_CLASSES as usize],
+                vec![L3Slot::default(); L3_CLASSES as usize],
+                vec![L3Slot::default(); L3_CLASSES as usize],
             ],
             shadow_addr4: [addr4::build(&[], 0), addr4::build(&[], 0)],
             lpm_keys: [Vec::new(), Vec::new()],
@@ -704,13 +704,6 @@ impl Drop for XdpProgram {
         let _ = self.detach();
     }
 }
-
-/// A `COMO_L3_ARRAY` slot as a new map holds it (all zero bytes).
-const L3_SLOT_ZERO: L3Slot = L3Slot {
-    terms: Terms::NONE,
-    fields: 0,
-    reserved: 0,
-};
 
 /// Per field, the terms (of `0..nterms`) that some value of the field rejects: those whose bit
 /// is clear in some entry of the field (an LPM entry of the field, or an array entry). A term
